@@ -1,0 +1,44 @@
+import { CommanderError } from "commander";
+import { ExitCode, errorMessage, OpenworkError } from "../errors/errors.js";
+import { redactText } from "../logging/redact.js";
+import { buildProgram } from "./program.js";
+
+/**
+ * Run the CLI and return the exit code. Every failure ends as one line on
+ * stderr (a stack trace only with --verbose) and the contract's exit code.
+ */
+export async function main(argv: string[] = process.argv): Promise<number> {
+  const program = buildProgram();
+  const verbose = argv.includes("--verbose");
+  try {
+    await program.parseAsync(argv);
+    return typeof process.exitCode === "number" ? process.exitCode : ExitCode.ok;
+  } catch (error) {
+    return reportError(error, verbose);
+  }
+}
+
+export function reportError(error: unknown, verbose: boolean): number {
+  if (error instanceof CommanderError) {
+    if (
+      error.code === "commander.helpDisplayed" ||
+      error.code === "commander.version" ||
+      error.exitCode === 0
+    ) {
+      return ExitCode.ok;
+    }
+    if (error.code === "commander.help") return ExitCode.ok;
+    const message = error.message.replace(/^error:\s*/, "");
+    process.stderr.write(`openwork: ${message} (see "openwork --help")\n`);
+    return ExitCode.usage;
+  }
+  if (error instanceof OpenworkError) {
+    process.stderr.write(`openwork: ${redactText(error.oneLine())}\n`);
+    if (verbose && error.stack) process.stderr.write(`${redactText(error.stack)}\n`);
+    return error.exitCode;
+  }
+  const hint = verbose ? "" : " (run again with --verbose for the stack trace)";
+  process.stderr.write(`openwork: unexpected error: ${redactText(errorMessage(error)).split("\n")[0]}${hint}\n`);
+  if (verbose && error instanceof Error && error.stack) process.stderr.write(`${redactText(error.stack)}\n`);
+  return ExitCode.failure;
+}

@@ -1,0 +1,155 @@
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import Docker from "dockerode";
+import { errorMessage, OpenworkError } from "../errors/errors.js";
+
+export interface DockerEndpoint {
+  /** what the user would recognise: DOCKER_HOST=…, context "name", or the default socket */
+  source: string;
+  host: string;
+}
+
+/**
+ * Where the Docker engine is, as the docker CLI decides: DOCKER_HOST, else
+ * DOCKER_CONTEXT or the config's currentContext, else the default socket.
+ */
+export function resolveDockerEndpoint(env: NodeJS.ProcessEnv = process.env): DockerEndpoint {
+  if (env.DOCKER_HOST) return { source: "DOCKER_HOST", host: env.DOCKER_HOST };
+  const configDir = env.DOCKER_CONFIG ?? path.join(os.homedir(), ".docker");
+  let context = env.DOCKER_CONTEXT;
+  if (!context) {
+    try {
+      const config = JSON.parse(readFileSync(path.join(configDir, "config.json"), "utf8")) as {
+        currentContext?: string;
+      };
+      context = config.currentContext;
+    } catch {
+      // no config: the default context
+    }
+  }
+  if (context && context !== "default") {
+    const id = createHash("sha256").update(context).digest("hex");
+    const metaFile = path.join(configDir, "contexts", "meta", id, "meta.json");
+    try {
+      const meta = JSON.parse(readFileSync(metaFile, "utf8")) as {
+        Endpoints?: { docker?: { Host?: string } };
+      };
+      const host = meta.Endpoints?.docker?.Host;
+      if (host) return { source: `docker context "${context}"`, host };
+    } catch (error) {
+      throw new OpenworkError(
+        `docker context "${context}" cannot be read from ${metaFile}: ${errorMessage(error)}`,
+        {
+          code: "docker_context",
+          hint: 'run "docker context ls" and "docker context use default" to repair',
+        },
+      );
+    }
+  }
+  return {
+    source: "default socket",
+    host: process.platform === "win32" ? "npipe:////./pipe/docker_engine" : "unix:///var/run/docker.sock",
+  };
+}
+
+/** A dockerode client for an endpoint (unix, npipe, tcp with TLS from DOCKER_CERT_PATH, ssh). */
+export function createDockerClient(endpoint: DockerEndpoint = resolveDockerEndpoint()): Docker {
+  const url = endpoint.host;
+  if (url.startsWith("unix://")) return new Docker({ socketPath: url.slice("unix://".length) });
+  if (url.startsWith("npipe://")) return new Docker({ socketPath: url.slice("npipe://".length) });
+  const parsed = new URL(url);
+  if (parsed.protocol === "ssh:") {
+    return new Docker({
+      protocol: "ssh",
+      host: parsed.hostname,
+      port: parsed.port ? Number(parsed.port) : 22,
+      username: parsed.username || undefined,
+      sshOptions: { agent: process.env.SSH_AUTH_SOCK },
+    } as Docker.DockerOptions);
+  }
+  const certDir = process.env.DOCKER_CERT_PATH;
+  const tls = process.env.DOCKER_TLS_VERIFY === "1" || parsed.port === "2376";
+  const options: Docker.DockerOptions = {
+    protocol: tls ? "https" : "http",
+    host: parsed.hostname,
+    port: parsed.port ? Number(parsed.port) : tls ? 2376 : 2375,
+  };
+  if (tls && certDir && existsSync(certDir)) {
+    options.ca = readFileSync(path.join(certDir, "ca.pem"));
+    options.cert = readFileSync(path.join(certDir, "cert.pem"));
+    options.key = readFileSync(path.join(certDir, "key.pem"));
+  }
+  return new Docker(options);
+}
+
+export type DockerProbe =
+  | { ok: true; docker: Docker; endpoint: DockerEndpoint; version: string }
+  | { ok: false; endpoint?: DockerEndpoint; reason: string };
+
+/** Is an engine answering? Bounded by a short timeout so that `auto` never hangs on a dead socket. */
+export async function probeDocker(timeoutMs = 3000): Promise<DockerProbe> {
+  let endpoint: DockerEndpoint;
+  try {
+    endpoint = resolveDockerEndpoint();
+  } catch (error) {
+    return { ok: false, reason: errorMessage(error) };
+  }
+  const docker = createDockerClient(endpoint);
+  try {
+    const version = await withTimeout(docker.version(), timeoutMs, `no answer within ${timeoutMs} ms`);
+    return { ok: true, docker, endpoint, version: version.Version };
+  } catch (error) {
+    return {
+      ok: false,
+      endpoint,
+      reason: `Docker engine at ${endpoint.host} (${endpoint.source}): ${errorMessage(error)}`,
+    };
+  }
+}
+
+export async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([
+      promise,
+      new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(message)), ms);
+      }),
+    ]);
+  } finally {
+    if (timer) clearTimeout(timer);
+  }
+}
+
+/** Follow a build/pull/import progress stream; an `error` record inside the stream is a failure, not a success. */
+export function followProgress(
+  docker: Docker,
+  stream: NodeJS.ReadableStream,
+  onEvent: (event: DockerProgressEvent) => void = () => {},
+): Promise<DockerProgressEvent[]> {
+  return new Promise((resolve, reject) => {
+    docker.modem.followProgress(
+      stream,
+      (error: Error | null, output: DockerProgressEvent[]) => {
+        if (error) return reject(error);
+        const failed = output.find((event) => event.error || event.errorDetail);
+        if (failed)
+          return reject(new Error(failed.errorDetail?.message ?? failed.error ?? "unknown engine error"));
+        resolve(output);
+      },
+      onEvent,
+    );
+  });
+}
+
+export interface DockerProgressEvent {
+  stream?: string;
+  status?: string;
+  progress?: string;
+  id?: string;
+  aux?: { ID?: string };
+  error?: string;
+  errorDetail?: { message?: string };
+}
