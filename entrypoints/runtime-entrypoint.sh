@@ -1,0 +1,116 @@
+#!/bin/sh
+# openwork runtime entrypoint — generated from entrypoints/runtime-entrypoint.sh.
+# Starts the engine, waits until it is healthy, starts the router (when enabled)
+# and waits likewise, then execs the runtime server, which adopts both.
+# Secrets are only ever read from the environment: none is written here or put
+# on a command line. Do not edit: openwork rewrites this file on every start.
+set -u
+umask 077
+
+# @@CONFIG@@
+
+log() { printf 'openwork-entrypoint: %s\n' "$*" >&2; }
+
+# --- configuration: the environment wins over the values written above ------
+for name in OPENWORK_PERSIST OPENWORK_RUNTIME_ID OPENWORK_WORKSPACE OPENWORK_SERVER_HOST OPENWORK_SERVER_PORT OPENWORK_ENGINE_PORT; do
+  eval "value=\${$name:-}"
+  if [ -z "$value" ]; then log "$name is empty: it must name a value"; exit 2; fi
+done
+for name in OPENWORK_TOKEN OPENWORK_HOST_TOKEN OPENCODE_SERVER_PASSWORD; do
+  eval "value=\${$name:-}"
+  if [ -z "$value" ]; then
+    log "$name must be set in the environment (a secret: it is never written into this script)"
+    exit 2
+  fi
+done
+unset value
+case "$OPENWORK_ROUTER_ENABLED" in 1 | 0) ;; *) log "OPENWORK_ROUTER_ENABLED must be 0 or 1"; exit 2 ;; esac
+
+RUNTIME_DIR=$OPENWORK_PERSIST/runtimes/$OPENWORK_RUNTIME_ID
+if [ ! -d "$RUNTIME_DIR" ]; then log "runtime directory $RUNTIME_DIR is missing"; exit 1; fi
+LOG_DIR=$OPENWORK_PERSIST/logs
+OPENWORK_ENGINE_LOG=$LOG_DIR/engine.log
+OPENWORK_ROUTER_LOG=$LOG_DIR/router.log
+
+# Sidecars keep their state inside the persisted volume, never in the user's home.
+HOME=$OPENWORK_PERSIST/home
+XDG_CONFIG_HOME=$HOME/.config
+XDG_DATA_HOME=$HOME/.local/share
+XDG_STATE_HOME=$HOME/.local/state
+XDG_CACHE_HOME=$HOME/.cache
+PATH=$RUNTIME_DIR:$PATH
+export HOME XDG_CONFIG_HOME XDG_DATA_HOME XDG_STATE_HOME XDG_CACHE_HOME PATH
+export OPENWORK_PERSIST OPENWORK_RUNTIME_ID OPENWORK_WORKSPACE OPENWORK_SERVER_HOST OPENWORK_SERVER_PORT
+export OPENWORK_ENGINE_PORT OPENWORK_ENGINE_LOG OPENWORK_ROUTER_ENABLED OPENWORK_ROUTER_HEALTH_PORT
+export OPENCODE_SERVER_USERNAME="${OPENCODE_SERVER_USERNAME:-opencode}"
+mkdir -p "$XDG_CONFIG_HOME" "$XDG_DATA_HOME" "$XDG_STATE_HOME" "$XDG_CACHE_HOME" "$LOG_DIR" "$OPENWORK_PERSIST/state" || exit 1
+# Never start in the workspace: files there must not influence how sidecars start.
+cd "$HOME" || exit 1
+
+ENGINE_PID=
+ROUTER_PID=
+stop_children() {
+  for pid in $ROUTER_PID $ENGINE_PID; do kill -TERM "$pid" 2>/dev/null; done
+  sleep 1
+  for pid in $ROUTER_PID $ENGINE_PID; do kill -KILL "$pid" 2>/dev/null; done
+}
+trap 'log "stopped by a signal during start-up"; stop_children; exit 143' INT TERM HUP
+
+# The staged server doubles as the health probe, so the image needs no curl.
+probe() {
+  url=$1
+  shift
+  "$RUNTIME_DIR/node" "$RUNTIME_DIR/openwork-server.mjs" probe --url "$url" --timeout-ms 2000 "$@"
+}
+
+# wait_healthy NAME PID URL LOG [probe flags]: until healthy, the process exits, or the deadline passes.
+wait_healthy() {
+  name=$1 pid=$2 url=$3 file=$4
+  shift 4
+  started=$(date +%s)
+  while :; do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      wait "$pid" 2>/dev/null
+      code=$?
+      log "$name exited with code $code before it was healthy; its last output:"
+      tail -n 20 "$file" >&2 2>/dev/null
+      stop_children
+      exit 1
+    fi
+    if probe "$url" "$@" >/dev/null 2>&1; then return 0; fi
+    if [ $(($(date +%s) - started)) -ge "$OPENWORK_HEALTH_DEADLINE_S" ]; then
+      log "$name was not healthy within ${OPENWORK_HEALTH_DEADLINE_S}s ($url); its last output:"
+      tail -n 20 "$file" >&2 2>/dev/null
+      probe "$url" "$@" >&2
+      stop_children
+      exit 1
+    fi
+    sleep 0.2
+  done
+}
+
+log "starting the engine on 127.0.0.1:$OPENWORK_ENGINE_PORT (runtime $OPENWORK_RUNTIME_ID)"
+"$RUNTIME_DIR/opencode" serve --hostname 127.0.0.1 --port "$OPENWORK_ENGINE_PORT" >>"$OPENWORK_ENGINE_LOG" 2>&1 </dev/null &
+ENGINE_PID=$!
+wait_healthy engine "$ENGINE_PID" "http://127.0.0.1:$OPENWORK_ENGINE_PORT/global/health" "$OPENWORK_ENGINE_LOG" \
+  --basic-auth-env OPENCODE_SERVER_PASSWORD --user-env OPENCODE_SERVER_USERNAME
+log "engine healthy (pid $ENGINE_PID)"
+OPENWORK_ENGINE_PID=$ENGINE_PID
+export OPENWORK_ENGINE_PID
+
+if [ "$OPENWORK_ROUTER_ENABLED" = 1 ]; then
+  if [ ! -x "$RUNTIME_DIR/opencode-router" ]; then log "the router is enabled but $RUNTIME_DIR/opencode-router is missing"; stop_children; exit 1; fi
+  log "starting the router (health on 127.0.0.1:$OPENWORK_ROUTER_HEALTH_PORT)"
+  OPENCODE_URL="http://127.0.0.1:$OPENWORK_ENGINE_PORT" OPENCODE_ROUTER_HEALTH_PORT=$OPENWORK_ROUTER_HEALTH_PORT \
+    "$RUNTIME_DIR/opencode-router" serve "$OPENWORK_WORKSPACE" >>"$OPENWORK_ROUTER_LOG" 2>&1 </dev/null &
+  ROUTER_PID=$!
+  wait_healthy router "$ROUTER_PID" "http://127.0.0.1:$OPENWORK_ROUTER_HEALTH_PORT/health" "$OPENWORK_ROUTER_LOG"
+  log "router healthy (pid $ROUTER_PID)"
+  OPENWORK_ROUTER_PID=$ROUTER_PID
+  OPENWORK_ROUTER_LOG=$OPENWORK_ROUTER_LOG
+  export OPENWORK_ROUTER_PID OPENWORK_ROUTER_LOG
+fi
+
+trap - INT TERM HUP
+log "starting the runtime server on $OPENWORK_SERVER_HOST:$OPENWORK_SERVER_PORT"
+exec "$RUNTIME_DIR/node" "$RUNTIME_DIR/openwork-server.mjs" serve

@@ -1,0 +1,70 @@
+import { readFileSync } from "node:fs";
+import { chmod, rename, writeFile } from "node:fs/promises";
+import path from "node:path";
+import { packageRoot } from "../config/package-root.js";
+import { isShellName, shellQuote } from "./quote.js";
+
+export const ENTRYPOINT_FILE = "entrypoint.sh";
+
+/** Non-secret settings written into the script; the environment overrides each of them. */
+export interface EntrypointConfig {
+  /** the persisted directory as the runtime sees it (/persist in a sandbox) */
+  persist: string;
+  runtimeId: string;
+  /** the workspace as the runtime sees it (/workspace in a sandbox) */
+  workspace: string;
+  serverHost: string;
+  serverPort: number;
+  enginePort: number;
+  router: { enabled: boolean; healthPort: number };
+  healthDeadlineS: number;
+}
+
+const MARKER = "# @@CONFIG@@";
+
+let template: string | undefined;
+
+function readTemplate(): string {
+  template ??= readFileSync(path.join(packageRoot(), "entrypoints", "runtime-entrypoint.sh"), "utf8");
+  if (!template.includes(MARKER)) throw new Error(`the entrypoint template lacks its ${MARKER} line`);
+  return template;
+}
+
+/** Each setting as `if unset then NAME='value'`: quoted, and only a default. */
+export function configLines(config: EntrypointConfig): string {
+  const values: Array<[string, string]> = [
+    ["OPENWORK_PERSIST", config.persist],
+    ["OPENWORK_RUNTIME_ID", config.runtimeId],
+    ["OPENWORK_WORKSPACE", config.workspace],
+    ["OPENWORK_SERVER_HOST", config.serverHost],
+    ["OPENWORK_SERVER_PORT", String(config.serverPort)],
+    ["OPENWORK_ENGINE_PORT", String(config.enginePort)],
+    ["OPENWORK_ROUTER_ENABLED", config.router.enabled ? "1" : "0"],
+    ["OPENWORK_ROUTER_HEALTH_PORT", String(config.router.healthPort)],
+    ["OPENWORK_HEALTH_DEADLINE_S", String(config.healthDeadlineS)],
+  ];
+  return values
+    .map(([name, value]) => {
+      if (!isShellName(name)) throw new Error(`not a shell variable name: ${name}`);
+      return `if [ -z "\${${name}+x}" ]; then ${name}=${shellQuote(value)}; fi`;
+    })
+    .join("\n");
+}
+
+export function renderEntrypoint(config: EntrypointConfig): string {
+  return readTemplate().replace(MARKER, `# Written by openwork for this start:\n${configLines(config)}`);
+}
+
+/**
+ * Write the entrypoint into the staged runtime directory. Atomic (write, then
+ * rename): a script that is running keeps reading its own copy, since sh reads
+ * its script as it goes.
+ */
+export async function writeEntrypoint(runtimeDir: string, config: EntrypointConfig): Promise<string> {
+  const file = path.join(runtimeDir, ENTRYPOINT_FILE);
+  const temporary = `${file}.${process.pid}.${Date.now()}.tmp`;
+  await writeFile(temporary, renderEntrypoint(config), { mode: 0o755 });
+  await chmod(temporary, 0o755);
+  await rename(temporary, file);
+  return file;
+}

@@ -1,0 +1,193 @@
+import type Docker from "dockerode";
+import { OpenworkError, errorMessage } from "../../errors/errors.js";
+import { lineRelay } from "../../logging/logger.js";
+import { createDockerClient, probeDocker } from "../../docker/client.js";
+import { dockerBinds } from "../../mounts/docker-binds.js";
+import type {
+  LaunchSpec,
+  ListedSandbox,
+  LogOptions,
+  ProbeResult,
+  SandboxBackend,
+  SandboxHandle,
+  SandboxStatus,
+} from "../backend.js";
+
+export function containerName(runId: string): string {
+  return `openwork-${runId}`;
+}
+
+/**
+ * One Docker container per run, driven through the Engine API. The workspace
+ * is bound at /workspace, the persisted directory at /persist; ports are
+ * published on the given host IP only; `Init` reaps the runtime's children.
+ */
+export class DockerBackend implements SandboxBackend {
+  readonly kind = "docker" as const;
+  private client: Docker | undefined;
+
+  constructor(docker?: Docker) {
+    this.client = docker;
+  }
+
+  private get docker(): Docker {
+    this.client ??= createDockerClient();
+    return this.client;
+  }
+
+  async probe(): Promise<ProbeResult> {
+    const probe = await probeDocker(3000);
+    if (!probe.ok) return { ok: false, reason: probe.reason };
+    this.client ??= probe.docker;
+    return { ok: true, version: probe.version };
+  }
+
+  async launch(spec: LaunchSpec): Promise<SandboxHandle> {
+    try {
+      await this.docker.getImage(spec.image).inspect();
+    } catch {
+      throw new OpenworkError(`the image ${spec.image} is not on the Docker engine`, {
+        code: "image_missing",
+        hint: "build it with `openwork image build`, or pass --image with an image the engine has",
+      });
+    }
+    const exposed: Record<string, object> = {};
+    const bindings: Record<string, Array<{ HostIp: string; HostPort: string }>> = {};
+    for (const port of spec.ports) {
+      exposed[`${port.container}/tcp`] = {};
+      bindings[`${port.container}/tcp`] = [{ HostIp: port.hostIp, HostPort: String(port.host) }];
+    }
+    let container: Docker.Container;
+    try {
+      container = await this.docker.createContainer({
+        name: containerName(spec.runId),
+        Image: spec.image,
+        Cmd: spec.command,
+        // Secrets travel only here, never in Cmd; Env is never logged.
+        Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
+        Labels: spec.labels,
+        User: spec.user,
+        WorkingDir: "/persist",
+        ExposedPorts: exposed,
+        HostConfig: {
+          Init: true,
+          Binds: [`${spec.workspace}:/workspace:rw`, `${spec.persistDir}:/persist:rw`, ...dockerBinds(spec.mounts)],
+          PortBindings: bindings,
+          RestartPolicy: { Name: "no" },
+          SecurityOpt: ["no-new-privileges"],
+        },
+      });
+    } catch (error) {
+      throw new OpenworkError(`the Docker engine refused to create the container: ${errorMessage(error)}`, {
+        code: "launch_failed",
+        cause: error,
+      });
+    }
+    // Register the wait before starting: an immediate exit is seen, never missed.
+    // (The request goes out now; its answer arrives when the container exits.)
+    const exited = (container.wait({ condition: "next-exit" }) as Promise<{ StatusCode: number }>).then(
+      (result) => result.StatusCode,
+      () => -1,
+    );
+    try {
+      await container.start();
+    } catch (error) {
+      await container.remove({ force: true }).catch(() => {});
+      throw new OpenworkError(`the container did not start: ${errorMessage(error)}`, { code: "launch_failed", cause: error });
+    }
+    return { kind: "docker", id: container.id, exited };
+  }
+
+  async status(handle: SandboxHandle): Promise<SandboxStatus> {
+    try {
+      const info = await this.docker.getContainer(handle.id).inspect();
+      return {
+        state: info.State.Running ? "running" : "exited",
+        exitCode: info.State.Running ? undefined : info.State.ExitCode,
+        startedAt: info.State.StartedAt,
+      };
+    } catch (error) {
+      if (statusCode(error) === 404) return { state: "missing" };
+      throw error;
+    }
+  }
+
+  async logs(handle: SandboxHandle, options: LogOptions, onLine: (stream: "stdout" | "stderr", line: string) => void): Promise<void> {
+    const container = this.docker.getContainer(handle.id);
+    const stdout = lineRelay((line) => onLine("stdout", line));
+    const stderr = lineRelay((line) => onLine("stderr", line));
+    const common = { stdout: true, stderr: true, ...(options.tail === undefined ? {} : { tail: options.tail }) };
+    if (!options.follow) {
+      const buffer = (await container.logs({ ...common, follow: false })) as unknown as Buffer;
+      demuxBuffer(buffer, stdout, stderr);
+      stdout.end();
+      stderr.end();
+      return;
+    }
+    const stream = (await container.logs({ ...common, follow: true })) as unknown as NodeJS.ReadableStream & {
+      destroy(): void;
+    };
+    this.docker.modem.demuxStream(stream, stdout, stderr);
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        stdout.end();
+        stderr.end();
+        resolve();
+      };
+      stream.on("end", done);
+      stream.on("error", done);
+      options.signal?.addEventListener("abort", () => {
+        stream.destroy();
+        done();
+      });
+    });
+  }
+
+  async stop(handle: SandboxHandle, graceMs: number): Promise<void> {
+    try {
+      // The engine sends SIGTERM, then SIGKILL after t seconds.
+      await this.docker.getContainer(handle.id).stop({ t: Math.max(1, Math.ceil(graceMs / 1000)) });
+    } catch (error) {
+      const code = statusCode(error);
+      if (code === 304 || code === 404) return;
+      throw error;
+    }
+  }
+
+  async remove(handle: SandboxHandle): Promise<void> {
+    try {
+      await this.docker.getContainer(handle.id).remove({ force: true, v: true });
+    } catch (error) {
+      const code = statusCode(error);
+      if (code === 404 || code === 409) return;
+      throw error;
+    }
+  }
+
+  async list(labels: Record<string, string>): Promise<ListedSandbox[]> {
+    const filters = { label: Object.entries(labels).map(([key, value]) => `${key}=${value}`) };
+    const containers = await this.docker.listContainers({ all: true, filters });
+    return containers.map((info) => ({
+      kind: "docker" as const,
+      id: info.Id,
+      labels: info.Labels,
+      state: info.State === "running" ? "running" : "exited",
+    }));
+  }
+}
+
+function statusCode(error: unknown): number | undefined {
+  return (error as { statusCode?: number }).statusCode;
+}
+
+/** Split a non-TTY log buffer (8-byte frame headers: stream, 0, 0, 0, size) into stdout and stderr. */
+function demuxBuffer(buffer: Buffer, stdout: NodeJS.WritableStream, stderr: NodeJS.WritableStream): void {
+  let offset = 0;
+  while (offset + 8 <= buffer.length) {
+    const kind = buffer[offset];
+    const size = buffer.readUInt32BE(offset + 4);
+    const payload = buffer.subarray(offset + 8, offset + 8 + size);
+    (kind === 2 ? stderr : stdout).write(payload);
+    offset += 8 + size;
+  }
+}

@@ -1,0 +1,151 @@
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { test } from "node:test";
+import { execa } from "execa";
+import { shellQuote } from "../../src/entrypoint/quote.js";
+import { type EntrypointConfig, renderEntrypoint, writeEntrypoint } from "../../src/entrypoint/write.js";
+
+const HOSTILE = [
+  "plain",
+  "with space",
+  "it's quoted",
+  'double "quotes"',
+  "$(touch /tmp/openwork-pwned)",
+  "`touch /tmp/openwork-pwned`",
+  "${HOME}",
+  "line one\nline two",
+  "back\\slash",
+  "semi;colon && rm -rf nothing",
+  "ünïcödé ☃",
+  "'",
+  "",
+];
+
+test("shellQuote round-trips hostile values through sh", async () => {
+  for (const value of HOSTILE) {
+    const { stdout } = await execa("sh", ["-c", `printf '%s' ${shellQuote(value)}`], { stripFinalNewline: false });
+    assert.equal(stdout, value, JSON.stringify(value));
+  }
+});
+
+/**
+ * Fake sidecars in a runtime directory: `opencode` records where and how it
+ * was started, `node` answers probes and, as the "server", records what it
+ * was given. Enough to exercise every branch of the script with plain sh.
+ */
+function fakeRuntime(options: { engine?: string; probe?: string } = {}) {
+  const root = mkdtempSync(path.join(os.tmpdir(), "openwork-entrypoint-"));
+  const persist = path.join(root, "persist");
+  const runtimeDir = path.join(persist, "runtimes", "rt1");
+  const workspace = path.join(root, "workspace");
+  mkdirSync(runtimeDir, { recursive: true });
+  mkdirSync(workspace);
+  const report = path.join(root, "report");
+  writeFileSync(
+    path.join(runtimeDir, "opencode"),
+    options.engine ??
+      `#!/bin/sh\n{ echo "engine-pwd=$(pwd)"; echo "engine-args=$*"; echo "engine-home=$HOME"; } >> ${shellQuote(report)}\necho "engine says hello"\nexec sleep 30\n`,
+    { mode: 0o755 },
+  );
+  writeFileSync(
+    path.join(runtimeDir, "node"),
+    `#!/bin/sh\ncase "$2" in\n  probe) ${options.probe ?? "exit 0"} ;;\n  serve) { echo "server-workspace=$OPENWORK_WORKSPACE"; echo "server-engine-pid=$OPENWORK_ENGINE_PID"; echo "server-path=$PATH"; echo "server-token=$OPENWORK_TOKEN"; } >> ${shellQuote(report)}; kill "$OPENWORK_ENGINE_PID"; exit 0 ;;\nesac\nexit 9\n`,
+    { mode: 0o755 },
+  );
+  writeFileSync(path.join(runtimeDir, "openwork-server.mjs"), "// fake\n");
+  return { root, persist, runtimeDir, workspace, report };
+}
+
+function config(persist: string, workspace: string, overrides: Partial<EntrypointConfig> = {}): EntrypointConfig {
+  return {
+    persist,
+    runtimeId: "rt1",
+    workspace,
+    serverHost: "127.0.0.1",
+    serverPort: 18787,
+    enginePort: 14096,
+    router: { enabled: false, healthPort: 14097 },
+    healthDeadlineS: 5,
+    ...overrides,
+  };
+}
+
+const SECRETS = { OPENWORK_TOKEN: "client-token-123456", OPENWORK_HOST_TOKEN: "host-token-123456", OPENCODE_SERVER_PASSWORD: "engine-pass-123456" };
+
+test("the script starts the engine outside the workspace, then execs the server with what it needs to adopt it", async () => {
+  const rt = fakeRuntime();
+  const hostileWorkspace = path.join(rt.root, "ws $(touch pwned) 'q' \"dq\"\nnl");
+  mkdirSync(hostileWorkspace);
+  const script = await writeEntrypoint(rt.runtimeDir, config(rt.persist, hostileWorkspace));
+  const text = readFileSync(script, "utf8");
+  for (const secret of Object.values(SECRETS)) assert.ok(!text.includes(secret), "no secret in the script");
+  const result = await execa("sh", [script], { env: { ...SECRETS, PATH: process.env.PATH }, extendEnv: false, reject: false, cwd: rt.workspace });
+  assert.equal(result.exitCode, 0, result.stderr);
+  const report = readFileSync(rt.report, "utf8");
+  assert.match(report, new RegExp(`engine-pwd=${escape(path.join(rt.persist, "home"))}\\n`));
+  assert.match(report, /engine-args=serve --hostname 127\.0\.0\.1 --port 14096\n/);
+  assert.ok(report.includes(`server-workspace=${hostileWorkspace}\n`), report);
+  assert.match(report, /server-engine-pid=\d+\n/);
+  assert.ok(report.includes(`server-path=${rt.runtimeDir}:`), "staged sidecars come first on PATH");
+  assert.ok(report.includes(`server-token=${SECRETS.OPENWORK_TOKEN}`));
+  assert.ok(!readFileSync(path.join(rt.persist, "logs", "engine.log"), "utf8").includes("pwned"));
+  assert.match(readFileSync(path.join(rt.persist, "logs", "engine.log"), "utf8"), /engine says hello/);
+  assert.throws(() => readFileSync(path.join(rt.root, "pwned")), "nothing was executed from a value");
+});
+
+test("environment values win over the written defaults and are not re-evaluated", async () => {
+  const rt = fakeRuntime();
+  const script = await writeEntrypoint(rt.runtimeDir, config(rt.persist, rt.workspace));
+  const value = "$(echo evaluated) `id` '\"\n";
+  const result = await execa("sh", [script], {
+    env: { ...SECRETS, PATH: process.env.PATH, OPENWORK_WORKSPACE: value },
+    extendEnv: false,
+    reject: false,
+  });
+  assert.equal(result.exitCode, 0, result.stderr);
+  assert.ok(readFileSync(rt.report, "utf8").includes(`server-workspace=${value}\n`));
+});
+
+test("a missing secret stops the script with its name and exit 2", async () => {
+  const rt = fakeRuntime();
+  const script = await writeEntrypoint(rt.runtimeDir, config(rt.persist, rt.workspace));
+  const { OPENCODE_SERVER_PASSWORD: _omitted, ...partial } = SECRETS;
+  const result = await execa("sh", [script], { env: { ...partial, PATH: process.env.PATH }, extendEnv: false, reject: false });
+  assert.equal(result.exitCode, 2);
+  assert.match(result.stderr, /OPENCODE_SERVER_PASSWORD must be set in the environment/);
+});
+
+test("an engine that exits before it is healthy: non-zero exit naming the engine, with its last output", async () => {
+  const rt = fakeRuntime({ engine: "#!/bin/sh\necho 'fatal: cannot bind'\nexit 7\n", probe: "exit 1" });
+  const script = await writeEntrypoint(rt.runtimeDir, config(rt.persist, rt.workspace));
+  const started = Date.now();
+  const result = await execa("sh", [script], { env: { ...SECRETS, PATH: process.env.PATH }, extendEnv: false, reject: false });
+  assert.equal(result.exitCode, 1);
+  assert.match(result.stderr, /engine exited with code 7 before it was healthy/);
+  assert.match(result.stderr, /fatal: cannot bind/);
+  assert.ok(Date.now() - started < 4000, "fails fast, not at the deadline");
+});
+
+test("an engine that never becomes healthy: the deadline names it, and the engine is stopped", async () => {
+  const rt = fakeRuntime({ probe: "echo 'connection refused' >&2; exit 1" });
+  const script = await writeEntrypoint(rt.runtimeDir, config(rt.persist, rt.workspace, { healthDeadlineS: 1 }));
+  const result = await execa("sh", [script], { env: { ...SECRETS, PATH: process.env.PATH }, extendEnv: false, reject: false });
+  assert.equal(result.exitCode, 1);
+  assert.match(result.stderr, /engine was not healthy within 1s/);
+  const pid = /engine-pwd/.test(readFileSync(rt.report, "utf8"));
+  assert.ok(pid);
+  const { stdout } = await execa("sh", ["-c", `ps -eo args | grep -c '[s]leep 30' || true`]);
+  assert.equal(stdout.trim(), "0", "the engine was stopped");
+});
+
+test("the rendered script is valid sh", async () => {
+  const text = renderEntrypoint(config("/persist", "/workspace"));
+  const result = await execa("sh", ["-n"], { input: text, reject: false });
+  assert.equal(result.exitCode, 0, result.stderr);
+});
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
