@@ -1,4 +1,7 @@
 #!/usr/bin/env node
-import { main } from "../src/cli/main.js";
+// Signals first, before the rest of the program is even loaded (see src/cli/signals.ts).
+import { installSignalHandlers } from "../src/cli/signals.js";
 
+installSignalHandlers();
+const { main } = await import("../src/cli/main.js");
 process.exitCode = await main(process.argv);

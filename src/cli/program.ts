@@ -1,7 +1,9 @@
 import { Command, Option } from "commander";
 import { packageVersion } from "../config/package-root.js";
 import { registerImage } from "./commands/image.js";
+import { registerRuns } from "./commands/runs.js";
 import { registerSidecars } from "./commands/sidecars.js";
+import { registerStart } from "./commands/start.js";
 
 export function buildProgram(): Command {
   const program = new Command("openwork")
@@ -28,6 +30,8 @@ export function buildProgram(): Command {
   program.exitOverride();
   // commander would print its own "error: …" line; main() prints ours instead, so there is one.
   program.configureOutput({ outputError: () => {} });
+  registerStart(program);
+  registerRuns(program);
   registerSidecars(program);
   registerImage(program);
   return program;

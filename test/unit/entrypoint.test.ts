@@ -14,6 +14,7 @@ const HOSTILE = [
   'double "quotes"',
   "$(touch /tmp/openwork-pwned)",
   "`touch /tmp/openwork-pwned`",
+  // biome-ignore lint/suspicious/noTemplateCurlyInString: a literal ${…} is the hostile value under test
   "${HOME}",
   "line one\nline two",
   "back\\slash",
@@ -25,7 +26,9 @@ const HOSTILE = [
 
 test("shellQuote round-trips hostile values through sh", async () => {
   for (const value of HOSTILE) {
-    const { stdout } = await execa("sh", ["-c", `printf '%s' ${shellQuote(value)}`], { stripFinalNewline: false });
+    const { stdout } = await execa("sh", ["-c", `printf '%s' ${shellQuote(value)}`], {
+      stripFinalNewline: false,
+    });
     assert.equal(stdout, value, JSON.stringify(value));
   }
 });
@@ -58,7 +61,11 @@ function fakeRuntime(options: { engine?: string; probe?: string } = {}) {
   return { root, persist, runtimeDir, workspace, report };
 }
 
-function config(persist: string, workspace: string, overrides: Partial<EntrypointConfig> = {}): EntrypointConfig {
+function config(
+  persist: string,
+  workspace: string,
+  overrides: Partial<EntrypointConfig> = {},
+): EntrypointConfig {
   return {
     persist,
     runtimeId: "rt1",
@@ -72,7 +79,11 @@ function config(persist: string, workspace: string, overrides: Partial<Entrypoin
   };
 }
 
-const SECRETS = { OPENWORK_TOKEN: "client-token-123456", OPENWORK_HOST_TOKEN: "host-token-123456", OPENCODE_SERVER_PASSWORD: "engine-pass-123456" };
+const SECRETS = {
+  OPENWORK_TOKEN: "client-token-123456",
+  OPENWORK_HOST_TOKEN: "host-token-123456",
+  OPENCODE_SERVER_PASSWORD: "engine-pass-123456",
+};
 
 test("the script starts the engine outside the workspace, then execs the server with what it needs to adopt it", async () => {
   const rt = fakeRuntime();
@@ -81,10 +92,15 @@ test("the script starts the engine outside the workspace, then execs the server 
   const script = await writeEntrypoint(rt.runtimeDir, config(rt.persist, hostileWorkspace));
   const text = readFileSync(script, "utf8");
   for (const secret of Object.values(SECRETS)) assert.ok(!text.includes(secret), "no secret in the script");
-  const result = await execa("sh", [script], { env: { ...SECRETS, PATH: process.env.PATH }, extendEnv: false, reject: false, cwd: rt.workspace });
+  const result = await execa("sh", [script], {
+    env: { ...SECRETS, PATH: process.env.PATH },
+    extendEnv: false,
+    reject: false,
+    cwd: rt.workspace,
+  });
   assert.equal(result.exitCode, 0, result.stderr);
   const report = readFileSync(rt.report, "utf8");
-  assert.match(report, new RegExp(`engine-pwd=${escape(path.join(rt.persist, "home"))}\\n`));
+  assert.match(report, new RegExp(`engine-pwd=${escapeRegExp(path.join(rt.persist, "home"))}\\n`));
   assert.match(report, /engine-args=serve --hostname 127\.0\.0\.1 --port 14096\n/);
   assert.ok(report.includes(`server-workspace=${hostileWorkspace}\n`), report);
   assert.match(report, /server-engine-pid=\d+\n/);
@@ -112,7 +128,11 @@ test("a missing secret stops the script with its name and exit 2", async () => {
   const rt = fakeRuntime();
   const script = await writeEntrypoint(rt.runtimeDir, config(rt.persist, rt.workspace));
   const { OPENCODE_SERVER_PASSWORD: _omitted, ...partial } = SECRETS;
-  const result = await execa("sh", [script], { env: { ...partial, PATH: process.env.PATH }, extendEnv: false, reject: false });
+  const result = await execa("sh", [script], {
+    env: { ...partial, PATH: process.env.PATH },
+    extendEnv: false,
+    reject: false,
+  });
   assert.equal(result.exitCode, 2);
   assert.match(result.stderr, /OPENCODE_SERVER_PASSWORD must be set in the environment/);
 });
@@ -121,7 +141,11 @@ test("an engine that exits before it is healthy: non-zero exit naming the engine
   const rt = fakeRuntime({ engine: "#!/bin/sh\necho 'fatal: cannot bind'\nexit 7\n", probe: "exit 1" });
   const script = await writeEntrypoint(rt.runtimeDir, config(rt.persist, rt.workspace));
   const started = Date.now();
-  const result = await execa("sh", [script], { env: { ...SECRETS, PATH: process.env.PATH }, extendEnv: false, reject: false });
+  const result = await execa("sh", [script], {
+    env: { ...SECRETS, PATH: process.env.PATH },
+    extendEnv: false,
+    reject: false,
+  });
   assert.equal(result.exitCode, 1);
   assert.match(result.stderr, /engine exited with code 7 before it was healthy/);
   assert.match(result.stderr, /fatal: cannot bind/);
@@ -130,8 +154,15 @@ test("an engine that exits before it is healthy: non-zero exit naming the engine
 
 test("an engine that never becomes healthy: the deadline names it, and the engine is stopped", async () => {
   const rt = fakeRuntime({ probe: "echo 'connection refused' >&2; exit 1" });
-  const script = await writeEntrypoint(rt.runtimeDir, config(rt.persist, rt.workspace, { healthDeadlineS: 1 }));
-  const result = await execa("sh", [script], { env: { ...SECRETS, PATH: process.env.PATH }, extendEnv: false, reject: false });
+  const script = await writeEntrypoint(
+    rt.runtimeDir,
+    config(rt.persist, rt.workspace, { healthDeadlineS: 1 }),
+  );
+  const result = await execa("sh", [script], {
+    env: { ...SECRETS, PATH: process.env.PATH },
+    extendEnv: false,
+    reject: false,
+  });
   assert.equal(result.exitCode, 1);
   assert.match(result.stderr, /engine was not healthy within 1s/);
   const pid = /engine-pwd/.test(readFileSync(rt.report, "utf8"));
@@ -146,6 +177,6 @@ test("the rendered script is valid sh", async () => {
   assert.equal(result.exitCode, 0, result.stderr);
 });
 
-function escape(text: string): string {
+function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }

@@ -1,7 +1,7 @@
 import type Docker from "dockerode";
-import { OpenworkError, errorMessage } from "../../errors/errors.js";
-import { lineRelay } from "../../logging/logger.js";
 import { createDockerClient, probeDocker } from "../../docker/client.js";
+import { errorMessage, OpenworkError } from "../../errors/errors.js";
+import { lineRelay } from "../../logging/logger.js";
 import { dockerBinds } from "../../mounts/docker-binds.js";
 import type {
   LaunchSpec,
@@ -71,7 +71,11 @@ export class DockerBackend implements SandboxBackend {
         ExposedPorts: exposed,
         HostConfig: {
           Init: true,
-          Binds: [`${spec.workspace}:/workspace:rw`, `${spec.persistDir}:/persist:rw`, ...dockerBinds(spec.mounts)],
+          Binds: [
+            `${spec.workspace}:/workspace:rw`,
+            `${spec.persistDir}:/persist:rw`,
+            ...dockerBinds(spec.mounts),
+          ],
           PortBindings: bindings,
           RestartPolicy: { Name: "no" },
           SecurityOpt: ["no-new-privileges"],
@@ -93,7 +97,10 @@ export class DockerBackend implements SandboxBackend {
       await container.start();
     } catch (error) {
       await container.remove({ force: true }).catch(() => {});
-      throw new OpenworkError(`the container did not start: ${errorMessage(error)}`, { code: "launch_failed", cause: error });
+      throw new OpenworkError(`the container did not start: ${errorMessage(error)}`, {
+        code: "launch_failed",
+        cause: error,
+      });
     }
     return { kind: "docker", id: container.id, exited };
   }
@@ -112,11 +119,19 @@ export class DockerBackend implements SandboxBackend {
     }
   }
 
-  async logs(handle: SandboxHandle, options: LogOptions, onLine: (stream: "stdout" | "stderr", line: string) => void): Promise<void> {
+  async logs(
+    handle: SandboxHandle,
+    options: LogOptions,
+    onLine: (stream: "stdout" | "stderr", line: string) => void,
+  ): Promise<void> {
     const container = this.docker.getContainer(handle.id);
     const stdout = lineRelay((line) => onLine("stdout", line));
     const stderr = lineRelay((line) => onLine("stderr", line));
-    const common = { stdout: true, stderr: true, ...(options.tail === undefined ? {} : { tail: options.tail }) };
+    const common = {
+      stdout: true,
+      stderr: true,
+      ...(options.tail === undefined ? {} : { tail: options.tail }),
+    };
     if (!options.follow) {
       const buffer = (await container.logs({ ...common, follow: false })) as unknown as Buffer;
       demuxBuffer(buffer, stdout, stderr);

@@ -42,11 +42,14 @@ export class HostBackend implements SandboxBackend {
 
   async launch(spec: LaunchSpec): Promise<SandboxHandle> {
     if (spec.mounts.length > 0) {
-      throw new OpenworkError("--mount is not available with --sandbox none: host processes see the whole file system", {
-        code: "usage",
-        exitCode: 2,
-        hint: "use --sandbox docker or container to mount extra directories",
-      });
+      throw new OpenworkError(
+        "--mount is not available with --sandbox none: host processes see the whole file system",
+        {
+          code: "usage",
+          exitCode: 2,
+          hint: "use --sandbox docker or container to mount extra directories",
+        },
+      );
     }
     if (!spec.logFile) throw new Error("HostBackend.launch: logFile is required");
     await mkdir(path.dirname(spec.logFile), { recursive: true });
@@ -76,10 +79,15 @@ export class HostBackend implements SandboxBackend {
       child.once("spawn", () => resolve(child.pid as number));
       child.once("error", reject);
     });
-    const exited = new Promise<number>((resolve) => child.once("exit", (code, signal) => resolve(code ?? (signal ? 128 : 1))));
+    const exited = new Promise<number>((resolve) =>
+      child.once("exit", (code, signal) => resolve(code ?? (signal ? 128 : 1))),
+    );
     child.unref();
     const info = await readProcess(pid);
-    if (!info) throw new OpenworkError(`the entrypoint (pid ${pid}) exited at once; see ${spec.logFile}`, { code: "launch_failed" });
+    if (!info)
+      throw new OpenworkError(`the entrypoint (pid ${pid}) exited at once; see ${spec.logFile}`, {
+        code: "launch_failed",
+      });
     return { kind: "none", id: formatProcessId({ pid, startTime: info.startTime }), exited };
   }
 
@@ -91,10 +99,20 @@ export class HostBackend implements SandboxBackend {
     return groupAlive(identity.pid) ? { state: "running" } : { state: "exited" };
   }
 
-  async logs(handle: SandboxHandle, options: LogOptions, onLine: (stream: "stdout" | "stderr", line: string) => void): Promise<void> {
+  async logs(
+    handle: SandboxHandle,
+    options: LogOptions,
+    onLine: (stream: "stdout" | "stderr", line: string) => void,
+  ): Promise<void> {
     const file = await this.logFileOf(handle);
-    if (!file) throw new OpenworkError(`no log file is known for host process ${handle.id}`, { code: "logs_unavailable" });
-    if (options.follow) await followFile(file, { tail: options.tail, signal: options.signal }, (line) => onLine("stdout", line));
+    if (!file)
+      throw new OpenworkError(`no log file is known for host process ${handle.id}`, {
+        code: "logs_unavailable",
+      });
+    if (options.follow)
+      await followFile(file, { tail: options.tail, signal: options.signal }, (line) =>
+        onLine("stdout", line),
+      );
     else for (const line of await tailFile(file, options.tail)) onLine("stdout", line);
   }
 
@@ -162,7 +180,12 @@ export class HostBackend implements SandboxBackend {
       if (!Object.entries(labels).every(([key, value]) => own[key] === value)) continue;
       const info = await readProcess(pid);
       if (!info || info.zombie) continue;
-      out.push({ kind: "none", id: formatProcessId({ pid, startTime: info.startTime }), labels: own, state: "running" });
+      out.push({
+        kind: "none",
+        id: formatProcessId({ pid, startTime: info.startTime }),
+        labels: own,
+        state: "running",
+      });
     }
     return out;
   }

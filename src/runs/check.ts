@@ -1,0 +1,125 @@
+import { request } from "undici";
+import { errorMessage } from "../errors/errors.js";
+import { RuntimeClient } from "./client.js";
+import type { RunRecord, RunSecrets } from "./record.js";
+
+export interface CheckResult {
+  name: string;
+  ok: boolean;
+  detail: string;
+  durationMs: number;
+}
+
+/**
+ * Smoke checks against a running runtime, through the same door a user
+ * uses: the server's URL and the tokens. Each check is independent; all run.
+ */
+export async function runChecks(
+  record: RunRecord,
+  secrets: RunSecrets,
+  options: { events?: boolean; expected?: RunRecord["versions"] } = {},
+): Promise<CheckResult[]> {
+  const url = record.url ?? "";
+  const client = new RuntimeClient(url, { client: secrets.clientToken, host: secrets.hostToken });
+  const results: CheckResult[] = [];
+  const check = async (name: string, fn: () => Promise<string>) => {
+    const started = Date.now();
+    try {
+      results.push({ name, ok: true, detail: await fn(), durationMs: Date.now() - started });
+    } catch (error) {
+      results.push({ name, ok: false, detail: errorMessage(error), durationMs: Date.now() - started });
+    }
+  };
+  await check("server health", async () => {
+    const health = await client.healthy(3000);
+    if (!health.ok) throw new Error(health.reason ?? "unhealthy");
+    return `${url}/system/health answers`;
+  });
+  await check("versions match the pinned ones", async () => {
+    const data = await client.data<{ active: Record<string, unknown>; pinned: Record<string, unknown> }>(
+      "GET",
+      "/system/runtime/versions",
+    );
+    const active = flatten(data.active);
+    const pinned = flatten(data.pinned);
+    const expected = options.expected ?? record.versions;
+    const problems: string[] = [];
+    for (const [name, version] of Object.entries(pinned)) {
+      if (active[name] !== undefined && version !== undefined && active[name] !== version) {
+        problems.push(`${name} runs ${active[name]}, pinned ${version}`);
+      }
+    }
+    if (expected.opencode && active.opencode && expected.opencode !== active.opencode) {
+      problems.push(`opencode runs ${active.opencode}, the run was started with ${expected.opencode}`);
+    }
+    if (problems.length > 0) throw new Error(problems.join("; "));
+    return Object.entries(active)
+      .map(([name, version]) => `${name} ${version}`)
+      .join(", ");
+  });
+  await check("owner token works", async () => {
+    if (!secrets.ownerToken) throw new Error("no owner token was minted for this run");
+    const owner = new RuntimeClient(url, { client: secrets.ownerToken });
+    await owner.data("GET", "/system/runtime/summary");
+    return "the owner token reads the runtime summary";
+  });
+  await check("proxy reaches the engine", async () => {
+    const raw = await client.call<unknown>("GET", "/opencode/global/health");
+    const body = unwrap(raw.body) as { healthy?: boolean; version?: string } | undefined;
+    if (raw.status !== 200 || !body?.healthy) throw new Error(`HTTP ${raw.status}: ${JSON.stringify(body)}`);
+    return `engine ${body.version ?? "?"} healthy through /opencode`;
+  });
+  await check("engine session can be created and listed", async () => {
+    const created = await client.call<unknown>("POST", "/opencode/session", { body: {} });
+    const session = unwrap(created.body) as { id?: string } | undefined;
+    if (created.status >= 300 || !session?.id)
+      throw new Error(`POST /opencode/session: HTTP ${created.status}`);
+    const listed = await client.call<unknown>("GET", "/opencode/session");
+    const sessions = unwrap(listed.body) as Array<{ id: string }> | undefined;
+    if (!Array.isArray(sessions) || !sessions.some((item) => item.id === session.id)) {
+      throw new Error(`session ${session.id} is missing from GET /opencode/session`);
+    }
+    return `session ${session.id} created and listed`;
+  });
+  if (options.events) {
+    await check("server-sent events arrive", async () => {
+      const response = await request(new URL("/opencode/global/event", url), {
+        headers: { authorization: `Bearer ${secrets.clientToken}`, accept: "text/event-stream" },
+        headersTimeout: 5000,
+        signal: AbortSignal.timeout(8000),
+      });
+      if (response.statusCode !== 200) throw new Error(`HTTP ${response.statusCode}`);
+      let text = "";
+      for await (const chunk of response.body) {
+        text += (chunk as Buffer).toString("utf8");
+        const match = /data: (.*)\n/.exec(text);
+        if (match?.[1]) {
+          response.body.destroy();
+          const event = JSON.parse(match[1]) as { type?: string; payload?: { type?: string } };
+          return `first event: ${event.payload?.type ?? event.type ?? "unknown"}`;
+        }
+      }
+      throw new Error("the stream ended without an event");
+    });
+  }
+  return results;
+}
+
+/** The engine's answers come through the proxy as they are; our own answers come in an envelope. */
+function unwrap(body: unknown): unknown {
+  if (body && typeof body === "object" && "ok" in body && "data" in body)
+    return (body as { data: unknown }).data;
+  return body;
+}
+
+function flatten(versions: Record<string, unknown> | undefined): Record<string, string | undefined> {
+  const out: Record<string, string | undefined> = {};
+  for (const [name, value] of Object.entries(versions ?? {})) {
+    if (typeof value === "string") out[name] = value;
+    else if (value && typeof value === "object" && "version" in value) {
+      const version = (value as { version?: unknown }).version;
+      out[name] = typeof version === "string" ? version : undefined;
+    }
+  }
+  return out;
+}

@@ -1,0 +1,214 @@
+import { errorMessage, OpenworkError } from "../errors/errors.js";
+import type { Logger } from "../logging/logger.js";
+import {
+  LABEL_MANAGED,
+  LABEL_RUN,
+  type ListedSandbox,
+  type SandboxBackend,
+  type SandboxKind,
+} from "../sandbox/backend.js";
+import { readProcess } from "../sandbox/host/process.js";
+import { backendFor, registeredBackends } from "../sandbox/select.js";
+import { isLive, type RunRecord } from "./record.js";
+import type { RunRegistry } from "./registry.js";
+
+export const STOP_GRACE_MS = 10_000;
+
+/** Backends are created once per command and reused: probing Docker costs a round trip. */
+const backendCache = new Map<SandboxKind, SandboxBackend>();
+export function backendOf(kind: SandboxKind): SandboxBackend {
+  let backend = backendCache.get(kind);
+  if (!backend) {
+    backend = backendFor(kind);
+    backendCache.set(kind, backend);
+  }
+  return backend;
+}
+
+async function ownerAlive(record: RunRecord): Promise<boolean> {
+  if (!record.owner) return false;
+  const info = await readProcess(record.owner.pid);
+  return info !== undefined && !info.zombie && info.startTime === record.owner.startTime;
+}
+
+/** Stop and remove a run's sandbox: by its handle, and by its run label (a launch may have been cut off before the handle was recorded). */
+export async function teardown(record: RunRecord, graceMs = STOP_GRACE_MS): Promise<void> {
+  const backend = backendOf(record.sandbox);
+  const seen = new Set<string>();
+  if (record.handle) {
+    seen.add(record.handle.id);
+    await backend.stop(record.handle, graceMs);
+    await backend.remove(record.handle);
+  }
+  for (const found of await backend.list({ [LABEL_RUN]: record.runId })) {
+    if (seen.has(found.id)) continue;
+    await backend.stop(found, graceMs);
+    await backend.remove(found);
+  }
+}
+
+/**
+ * Bring one record in line with reality: a start whose process died is torn
+ * down and marked failed; a running run whose sandbox is gone is marked
+ * failed; a retiring run is finished. Returns the record as it now stands.
+ */
+export async function reconcileRecord(
+  registry: RunRegistry,
+  record: RunRecord,
+  log: Logger,
+): Promise<RunRecord> {
+  if (!isLive(record.state)) return record;
+  try {
+    if (record.state === "starting") {
+      if (await ownerAlive(record)) return record;
+      log.warn(
+        { runId: record.runId },
+        "the openwork process that was starting this run died; removing what it left",
+      );
+      await teardown(record, 2000);
+      return registry.update(record.runId, {
+        state: "failed",
+        reason: "the openwork process that was starting this run died before the runtime was healthy",
+        stoppedAt: new Date().toISOString(),
+        owner: undefined,
+      });
+    }
+    if (record.state === "retiring") {
+      log.info({ runId: record.runId }, "finishing the retirement of a replaced run");
+      await teardown(record);
+      return registry.update(record.runId, { state: "stopped", stoppedAt: new Date().toISOString() });
+    }
+    if (!record.handle) {
+      return registry.update(record.runId, {
+        state: "failed",
+        reason: "recorded as running without a sandbox handle",
+      });
+    }
+    const status = await backendOf(record.sandbox).status(record.handle);
+    if (status.state === "running") return record;
+    return registry.update(record.runId, {
+      state: "failed",
+      reason:
+        status.state === "missing"
+          ? "its sandbox disappeared (removed outside openwork)"
+          : `its sandbox exited unexpectedly (code ${status.exitCode ?? "unknown"})`,
+      stoppedAt: new Date().toISOString(),
+    });
+  } catch (error) {
+    log.warn({ runId: record.runId }, `could not check the run: ${errorMessage(error)}`);
+    return record;
+  }
+}
+
+/**
+ * Reconcile every live run of one workspace. If two live runs are found, the
+ * newest wins and the others are retired.
+ */
+export async function reconcileWorkspace(
+  registry: RunRegistry,
+  workspace: string,
+  log: Logger,
+): Promise<{ live: RunRecord[] }> {
+  const { records } = await registry.list();
+  const mine = records.filter((record) => record.workspace === workspace && isLive(record.state));
+  const live: RunRecord[] = [];
+  for (const record of mine) {
+    const now = await reconcileRecord(registry, record, log);
+    if (isLive(now.state)) live.push(now);
+  }
+  const running = live.filter((record) => record.state === "running");
+  for (const extra of running.slice(1)) {
+    log.warn(
+      { runId: extra.runId, kept: running[0]?.runId },
+      "two runs for one workspace: the newest wins, retiring the other",
+    );
+    await retireRun(registry, extra, log);
+    live.splice(live.indexOf(extra), 1);
+  }
+  return { live };
+}
+
+/** Retire a run: recorded `retiring` first, so that a failure part-way is finished by the next command. */
+export async function retireRun(
+  registry: RunRegistry,
+  record: RunRecord,
+  log: Logger,
+  options: { failAfterMarking?: boolean } = {},
+): Promise<void> {
+  await registry.update(record.runId, { state: "retiring", reason: "replaced by a newer run" });
+  if (options.failAfterMarking) {
+    throw new OpenworkError(
+      `retiring run ${record.runId} failed (injected fault); it stays "retiring" and the next start or stop finishes it`,
+      {
+        code: "retire_failed",
+      },
+    );
+  }
+  await teardown(record);
+  await registry.update(record.runId, { state: "stopped", stoppedAt: new Date().toISOString() });
+  log.info({ runId: record.runId }, "old run retired");
+}
+
+/** Reconcile every run, then find sandboxes that carry our labels but have no live record. */
+export async function reconcileAll(
+  registry: RunRegistry,
+  log: Logger,
+  options: { orphans?: boolean } = {},
+): Promise<{ records: RunRecord[]; orphans: ListedSandbox[]; corrupt: string[] }> {
+  const { records, corrupt } = await registry.list();
+  const now = await Promise.all(records.map((record) => reconcileRecord(registry, record, log)));
+  // Two live runs of one workspace: the newest wins.
+  const byWorkspace = new Map<string, RunRecord>();
+  for (const record of now) {
+    if (record.state !== "running") continue;
+    const kept = byWorkspace.get(record.workspace);
+    if (!kept) byWorkspace.set(record.workspace, record);
+    else {
+      await retireRun(registry, record, log).catch((error: unknown) =>
+        log.warn(`retiring ${record.runId}: ${errorMessage(error)}`),
+      );
+      record.state = "stopped";
+    }
+  }
+  const orphans: ListedSandbox[] = [];
+  if (options.orphans !== false) {
+    const known = new Map(now.map((record) => [record.runId, record]));
+    for (const kind of registeredBackends()) {
+      const backend = backendOf(kind);
+      if (kind !== "none") {
+        const probe = await backend.probe();
+        if (!probe.ok) continue;
+      }
+      for (const found of await backend.list({ [LABEL_MANAGED]: "1" }).catch(() => [])) {
+        const runId = found.labels[LABEL_RUN];
+        const record = runId ? known.get(runId) : undefined;
+        // A failed run keeps its stopped sandbox (its logs) until `stop`; anything else without a live record is an orphan.
+        if (
+          !record ||
+          record.state === "stopped" ||
+          (record.state === "failed" && found.state === "running")
+        ) {
+          orphans.push(found);
+        }
+      }
+    }
+  }
+  return { records: now, orphans, corrupt };
+}
+
+/** Stop a run (grace, then kill) and remove its sandbox. Idempotent: a stopped run stays stopped. */
+export async function stopRun(
+  registry: RunRegistry,
+  record: RunRecord,
+  log: Logger,
+  graceMs = STOP_GRACE_MS,
+): Promise<RunRecord> {
+  if (record.state === "stopped") return record;
+  await teardown(record, graceMs);
+  log.info({ runId: record.runId }, "run stopped");
+  return registry.update(record.runId, {
+    state: record.state === "failed" ? "failed" : "stopped",
+    stoppedAt: record.stoppedAt ?? new Date().toISOString(),
+    owner: undefined,
+  });
+}

@@ -1,0 +1,48 @@
+import { z } from "zod";
+
+export const RUN_STATES = ["starting", "running", "retiring", "stopped", "failed"] as const;
+export type RunState = (typeof RUN_STATES)[number];
+
+/** One run, as persisted under OPENWORK_HOME/runs/<runId>/run.json. Never holds a secret. */
+export const RunRecordSchema = z.object({
+  version: z.literal(1),
+  runId: z.string().regex(/^[a-z0-9-]+$/),
+  workspace: z.string(),
+  workspaceId: z.string(),
+  sandbox: z.enum(["none", "docker", "container"]),
+  state: z.enum(RUN_STATES),
+  /** the process that is starting the run (to tell a live start from a crashed one) */
+  owner: z.object({ pid: z.number().int(), startTime: z.string() }).optional(),
+  handle: z.object({ kind: z.enum(["none", "docker", "container"]), id: z.string() }).optional(),
+  image: z.string().optional(),
+  url: z.string().optional(),
+  ports: z.object({ server: z.number().int(), engine: z.number().int(), routerHealth: z.number().int() }),
+  runtimeId: z.string().optional(),
+  persistDir: z.string(),
+  runDir: z.string(),
+  logFile: z.string(),
+  router: z.boolean(),
+  versions: z
+    .object({ opencode: z.string().nullable(), router: z.string().nullable(), server: z.string().nullable() })
+    .default({ opencode: null, router: null, server: null }),
+  createdAt: z.string(),
+  startedAt: z.string().optional(),
+  stoppedAt: z.string().optional(),
+  /** why the run failed or was retired */
+  reason: z.string().optional(),
+  replaces: z.string().optional(),
+});
+export type RunRecord = z.infer<typeof RunRecordSchema>;
+
+/** Secrets of a run: a 0600 file beside the record. */
+export const RunSecretsSchema = z.object({
+  clientToken: z.string(),
+  hostToken: z.string(),
+  ownerToken: z.string().optional(),
+  enginePassword: z.string(),
+});
+export type RunSecrets = z.infer<typeof RunSecretsSchema>;
+
+export function isLive(state: RunState): boolean {
+  return state === "starting" || state === "running" || state === "retiring";
+}

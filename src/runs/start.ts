@@ -1,0 +1,353 @@
+import { randomBytes } from "node:crypto";
+import { mkdir, realpath, stat } from "node:fs/promises";
+import path from "node:path";
+import { openworkPaths } from "../config/paths.js";
+import { createDockerClient } from "../docker/client.js";
+import { type EntrypointConfig, writeEntrypoint } from "../entrypoint/write.js";
+import { errorMessage, OpenworkError, UsageError } from "../errors/errors.js";
+import { ensureSandboxImage } from "../image/build.js";
+import { withLock } from "../locks/lock.js";
+import type { Logger } from "../logging/logger.js";
+import { registerSecret } from "../logging/redact.js";
+import {
+  LABEL_MANAGED,
+  LABEL_RUN,
+  LABEL_RUNTIME,
+  LABEL_WORKSPACE,
+  type LaunchSpec,
+  type SandboxBackend,
+  type SandboxHandle,
+  type ValidatedMount,
+} from "../sandbox/backend.js";
+import { readProcess } from "../sandbox/host/process.js";
+import { type SandboxChoice, selectBackend } from "../sandbox/select.js";
+import { CleanupStack } from "./cleanup.js";
+import { RuntimeClient } from "./client.js";
+import { validateRunMounts } from "./mounts.js";
+import { freeLoopbackPort } from "./ports.js";
+import { type PreparedRuntime, prepareRuntime, type RuntimeRequest } from "./prepare.js";
+import { reconcileWorkspace, retireRun } from "./reconcile.js";
+import type { RunRecord, RunSecrets } from "./record.js";
+import { RunRegistry } from "./registry.js";
+import { waitHealthy } from "./wait.js";
+
+export interface StartOptions {
+  workspace: string;
+  sandbox: SandboxChoice;
+  image?: string | undefined;
+  mounts: string[];
+  /** host port for the server (default: a free one) */
+  port?: number | undefined;
+  router: boolean;
+  replace: boolean;
+  /** publish on all interfaces instead of 127.0.0.1 */
+  allowRemote?: boolean;
+  healthTimeoutMs?: number;
+  runtime: RuntimeRequest;
+  registry: RunRegistry;
+  log: Logger;
+  signal?: AbortSignal | undefined;
+  /** extra labels on every sandbox (OPENWORK_LABELS, used by tests) */
+  extraLabels?: Record<string, string>;
+  /** for tests: fail right after a step, to exercise recovery */
+  faults?: { failRetire?: boolean } | undefined;
+}
+
+export interface StartResult {
+  record: RunRecord;
+  secrets: RunSecrets;
+  secretsFile: string;
+  /** true when a healthy run for the workspace already existed and was returned */
+  reused: boolean;
+  retired: string[];
+}
+
+const CONTAINER_SERVER_PORT = 8787;
+const CONTAINER_ENGINE_PORT = 4096;
+const CONTAINER_ROUTER_PORT = 4097;
+
+/**
+ * openwork start: resolve → verify → stage → write entrypoint → launch → wait
+ * for health → mint the owner token → record. One start per workspace at a
+ * time (cross-process lock); a healthy run is returned, not duplicated; any
+ * failure or signal on the way tears down everything this start made.
+ */
+export async function startRun(options: StartOptions): Promise<StartResult> {
+  const { registry, log } = options;
+  const workspace = await resolveWorkspace(options.workspace);
+  const workspaceId = RunRegistry.workspaceId(workspace);
+  if (
+    options.port !== undefined &&
+    (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535)
+  ) {
+    throw new UsageError(`--port must be an integer between 1 and 65535, not ${options.port}`);
+  }
+  // Validate everything the user typed before anything is started.
+  const mounts = await validateRunMounts(options.sandbox, options.mounts);
+  const backend = await selectBackend(options.sandbox);
+  log.debug({ sandbox: backend.kind }, "sandbox selected");
+
+  return withLock(
+    registry.workspaceLock(workspaceId),
+    async () => {
+      const reconciled = await reconcileWorkspace(registry, workspace, log);
+      const current = reconciled.live.find((record) => record.state === "running");
+      if (current && !options.replace) {
+        const secrets = await registry.readSecrets(current.runId);
+        const healthy = current.url ? await new RuntimeClient(current.url).healthy() : { ok: false };
+        if (secrets && healthy.ok) {
+          log.info(
+            { runId: current.runId, url: current.url },
+            "a healthy runtime is already running for this workspace",
+          );
+          return {
+            record: current,
+            secrets,
+            secretsFile: registry.secretsFile(current.runId),
+            reused: true,
+            retired: [],
+          };
+        }
+        log.warn(
+          { runId: current.runId },
+          "the recorded runtime for this workspace is not healthy; replacing it",
+        );
+      }
+      const result = await launchNew(options, backend, workspace, workspaceId, mounts, current?.runId);
+      // Safe handoff: the new runtime is healthy; only now retire the old ones.
+      const retired: string[] = [];
+      for (const old of reconciled.live) {
+        if (old.runId === result.record.runId) continue;
+        await retireRun(registry, old, log, { failAfterMarking: options.faults?.failRetire === true });
+        retired.push(old.runId);
+      }
+      return { ...result, retired };
+    },
+    {
+      onWait: () =>
+        log.info("another openwork process is starting or stopping this workspace; waiting for it"),
+      staleMs: 20_000,
+    },
+  );
+}
+
+async function launchNew(
+  options: StartOptions,
+  backend: SandboxBackend,
+  workspace: string,
+  workspaceId: string,
+  mounts: ValidatedMount[],
+  replaces: string | undefined,
+): Promise<Omit<StartResult, "retired">> {
+  const { registry, log, signal } = options;
+  const cleanup = new CleanupStack();
+  const runId = RunRegistry.newRunId();
+  const runDir = registry.runDir(runId);
+  const persistDir = registry.persistDir(workspaceId);
+  const sandboxed = backend.kind !== "none";
+  const owner = await readProcess(process.pid);
+  const ports = {
+    server: options.port ?? (await freeLoopbackPort()),
+    engine: sandboxed ? CONTAINER_ENGINE_PORT : await freeLoopbackPort(),
+    routerHealth: sandboxed ? CONTAINER_ROUTER_PORT : await freeLoopbackPort(),
+  };
+  const hostIp = options.allowRemote ? "0.0.0.0" : "127.0.0.1";
+  const url = `http://127.0.0.1:${ports.server}`;
+  let record: RunRecord = {
+    version: 1,
+    runId,
+    workspace,
+    workspaceId,
+    sandbox: backend.kind,
+    state: "starting",
+    owner: owner ? { pid: process.pid, startTime: owner.startTime } : undefined,
+    url,
+    ports,
+    persistDir,
+    runDir,
+    logFile: path.join(runDir, "runtime.log"),
+    router: options.router,
+    versions: { opencode: null, router: null, server: null },
+    createdAt: new Date().toISOString(),
+    replaces,
+  };
+  await mkdir(persistDir, { recursive: true, mode: 0o700 });
+  await registry.write(record);
+  const secrets: RunSecrets = {
+    clientToken: `owc_${randomBytes(24).toString("base64url")}`,
+    hostToken: `owh_${randomBytes(24).toString("base64url")}`,
+    enginePassword: randomBytes(24).toString("base64url"),
+  };
+  for (const value of Object.values(secrets)) registerSecret(value);
+  const secretsFile = await registry.writeSecrets(runId, secrets);
+  const fail = async (reason: string) => {
+    await cleanup.run((what, error) => log.warn(`cleanup: ${what} failed: ${errorMessage(error)}`));
+    record = { ...record, state: "failed", reason, stoppedAt: new Date().toISOString() };
+    await registry.write(record).catch(() => {});
+  };
+  const checkSignal = () => {
+    if (signal?.aborted)
+      throw new OpenworkError("start interrupted by a signal; everything it started was removed", {
+        code: "interrupted",
+      });
+  };
+  try {
+    checkSignal();
+    log.info("resolving and verifying sidecars");
+    const runtime: PreparedRuntime = await prepareRuntime({
+      ...options.runtime,
+      persistDir,
+      sandboxed,
+      router: options.router,
+      log,
+    });
+    record = { ...record, runtimeId: runtime.runtimeId, versions: runtime.versions };
+    await registry.write(record);
+    checkSignal();
+
+    let image: string | undefined;
+    if (sandboxed) {
+      image = options.image ?? (await ensureImage(log));
+      record = { ...record, image };
+      checkSignal();
+    }
+    const config: EntrypointConfig = {
+      persist: sandboxed ? "/persist" : persistDir,
+      runtimeId: runtime.runtimeId,
+      workspace: sandboxed ? "/workspace" : workspace,
+      serverHost: sandboxed ? "0.0.0.0" : "127.0.0.1",
+      serverPort: sandboxed ? CONTAINER_SERVER_PORT : ports.server,
+      enginePort: ports.engine,
+      router: { enabled: options.router, healthPort: ports.routerHealth },
+      healthDeadlineS: Math.ceil((options.healthTimeoutMs ?? 90_000) / 1000),
+    };
+    const entrypoint = await writeEntrypoint(runtime.dir, config);
+    const labels = {
+      [LABEL_MANAGED]: "1",
+      [LABEL_RUN]: runId,
+      [LABEL_WORKSPACE]: workspaceId,
+      [LABEL_RUNTIME]: runtime.runtimeId,
+      ...options.extraLabels,
+    };
+    const spec: LaunchSpec = {
+      runId,
+      image: image ?? "",
+      workspace,
+      persistDir,
+      mounts,
+      command: ["sh", sandboxed ? `/persist/runtimes/${runtime.runtimeId}/entrypoint.sh` : entrypoint],
+      env: {
+        OPENWORK_TOKEN: secrets.clientToken,
+        OPENWORK_HOST_TOKEN: secrets.hostToken,
+        OPENCODE_SERVER_PASSWORD: secrets.enginePassword,
+      },
+      ports: sandboxed ? [{ container: CONTAINER_SERVER_PORT, host: ports.server, hostIp }] : [],
+      labels,
+      user:
+        sandboxed && process.getuid && process.getgid ? `${process.getuid()}:${process.getgid()}` : undefined,
+      logFile: record.logFile,
+    };
+    checkSignal();
+    log.info({ sandbox: backend.kind, runtime: runtime.runtimeId }, "launching the runtime");
+    // Registered before the launch: a signal that lands mid-launch still finds the sandbox by its run label.
+    cleanup.push("remove the sandbox", async () => {
+      for (const found of await backend.list({ [LABEL_RUN]: runId })) {
+        await backend.stop(found, 2000);
+        await backend.remove(found);
+      }
+    });
+    const handle: SandboxHandle = await backend.launch(spec);
+    cleanup.push("stop the sandbox", async () => {
+      await backend.stop(handle, 3000);
+      await backend.remove(handle);
+    });
+    record = { ...record, handle: { kind: handle.kind, id: handle.id } };
+    await registry.write(record);
+
+    const client = new RuntimeClient(url, { client: secrets.clientToken, host: secrets.hostToken });
+    await waitHealthy({
+      client,
+      backend,
+      handle,
+      deadlineMs: (options.healthTimeoutMs ?? 90_000) + 15_000,
+      signal,
+      onWaiting: (elapsed) =>
+        log.info(`waiting for the runtime to be healthy (${Math.round(elapsed / 1000)} s)`),
+    });
+    checkSignal();
+    const owner = await client.data<{ token: string }>("POST", "/tokens", {
+      auth: "host",
+      body: { scope: "owner" },
+    });
+    registerSecret(owner.token);
+    secrets.ownerToken = owner.token;
+    await registry.writeSecrets(runId, secrets);
+    const versions = await client
+      .data<{ active: Record<string, { version?: string | null } | string | null> }>(
+        "GET",
+        "/system/runtime/versions",
+      )
+      .then((data) => activeVersions(data.active, record.versions))
+      .catch((error: unknown) => {
+        log.warn(`could not read the running versions: ${errorMessage(error)}`);
+        return record.versions;
+      });
+    record = { ...record, state: "running", versions, startedAt: new Date().toISOString(), owner: undefined };
+    await registry.write(record);
+    cleanup.commit();
+    log.info({ runId, url }, "runtime healthy");
+    return { record, secrets, secretsFile, reused: false };
+  } catch (error) {
+    await fail(errorMessage(error));
+    throw error;
+  }
+}
+
+function activeVersions(
+  active: Record<string, { version?: string | null } | string | null>,
+  fallback: RunRecord["versions"],
+): RunRecord["versions"] {
+  const pick = (name: string, previous: string | null) => {
+    const value = active[name];
+    if (typeof value === "string") return value;
+    if (value && typeof value === "object" && typeof value.version === "string") return value.version;
+    return previous;
+  };
+  return {
+    opencode: pick("opencode", fallback.opencode),
+    router: pick("opencode-router", pick("router", fallback.router)),
+    server: pick("openwork-server", pick("server", fallback.server)),
+  };
+}
+
+/**
+ * The sandbox image, built locally when missing (with progress in the log).
+ * Apple's backend is driven here through an emulator that shares the Docker
+ * engine's image store; see docs/substrates.md for a real Apple host.
+ */
+async function ensureImage(log: Logger): Promise<string> {
+  const paths = openworkPaths();
+  log.info("checking the sandbox image");
+  const image = await ensureSandboxImage({
+    docker: createDockerClient(),
+    log,
+    workDir: paths.cache,
+    lockDir: paths.locks,
+  });
+  if (!image.reused) log.info({ tag: image.tag }, "sandbox image ready");
+  return image.tag;
+}
+
+export async function resolveWorkspace(input: string): Promise<string> {
+  let real: string;
+  try {
+    real = await realpath(path.resolve(input));
+  } catch {
+    throw new UsageError(
+      `the workspace ${input} does not exist`,
+      "create it, or pass --workspace with an existing directory",
+    );
+  }
+  if (!(await stat(real)).isDirectory()) throw new UsageError(`the workspace ${input} is not a directory`);
+  return real;
+}

@@ -1,0 +1,81 @@
+import { OpenworkError, UsageError } from "../errors/errors.js";
+import type { SandboxBackend, SandboxKind } from "./backend.js";
+import { DockerBackend } from "./docker/docker-backend.js";
+import { HostBackend } from "./host/host-backend.js";
+
+export type SandboxChoice = SandboxKind | "auto";
+
+type Factory = () => SandboxBackend;
+
+const factories = new Map<SandboxKind, Factory>([
+  ["none", () => new HostBackend()],
+  ["docker", () => new DockerBackend()],
+]);
+
+/** Backends register themselves here (the Apple one lives in its own module). */
+export function registerBackend(kind: SandboxKind, factory: Factory): void {
+  factories.set(kind, factory);
+}
+
+/** The kinds this build can drive (for the orphan sweep). */
+export function registeredBackends(): SandboxKind[] {
+  return [...factories.keys()];
+}
+
+export function parseSandboxChoice(value: string): SandboxChoice {
+  if (value === "none" || value === "docker" || value === "container" || value === "auto") return value;
+  throw new UsageError(`--sandbox must be none, auto, docker or container, not "${value}"`);
+}
+
+export function backendFor(kind: SandboxKind): SandboxBackend {
+  const factory = factories.get(kind);
+  if (!factory)
+    throw new OpenworkError(`no backend is available for --sandbox ${kind}`, { code: "sandbox_unavailable" });
+  return factory();
+}
+
+/**
+ * Resolve the user's choice to a working backend. `auto` prefers Apple's
+ * container on macOS/arm64, then Docker, and never falls back to the host:
+ * if no sandbox works, it fails and says what it probed and why each failed.
+ */
+export async function selectBackend(
+  choice: SandboxChoice,
+  host: { platform: NodeJS.Platform; arch: string } = { platform: process.platform, arch: process.arch },
+): Promise<SandboxBackend> {
+  if (choice !== "auto") {
+    const backend = backendFor(choice);
+    if (choice === "none") return backend;
+    const probe = await backend.probe();
+    if (!probe.ok) {
+      throw new OpenworkError(`--sandbox ${choice} is not available: ${probe.reason}`, {
+        code: "sandbox_unavailable",
+        hint:
+          choice === "docker"
+            ? "start Docker (or set DOCKER_HOST / the docker context), or choose another --sandbox"
+            : "install Apple's container CLI (0.3.0 or later) and run `container system start`, or choose another --sandbox",
+      });
+    }
+    return backend;
+  }
+  const order: SandboxKind[] =
+    host.platform === "darwin" && host.arch === "arm64" ? ["container", "docker"] : ["docker"];
+  const failures: string[] = [];
+  for (const kind of order) {
+    if (!factories.has(kind)) {
+      failures.push(`${kind}: not built into this openwork`);
+      continue;
+    }
+    const backend = backendFor(kind);
+    const probe = await backend.probe();
+    if (probe.ok) return backend;
+    failures.push(`${kind}: ${probe.reason}`);
+  }
+  if (!(host.platform === "darwin" && host.arch === "arm64")) {
+    failures.push("container: Apple's container runs only on macOS on Apple silicon");
+  }
+  throw new OpenworkError(`--sandbox auto found no working sandbox (probed ${failures.join("; ")})`, {
+    code: "sandbox_unavailable",
+    hint: "start Docker or Apple's container service, or pass --sandbox none to run on the host deliberately",
+  });
+}
