@@ -2,6 +2,7 @@ import { Command, Option } from "commander";
 import { packageVersion } from "../config/package-root.js";
 import { registerImage } from "./commands/image.js";
 import { registerRuns } from "./commands/runs.js";
+import { registerRuntime } from "./commands/runtime.js";
 import { registerSidecars } from "./commands/sidecars.js";
 import { registerStart } from "./commands/start.js";
 
@@ -32,6 +33,7 @@ export function buildProgram(): Command {
   program.configureOutput({ outputError: () => {} });
   registerStart(program);
   registerRuns(program);
+  registerRuntime(program);
   registerSidecars(program);
   registerImage(program);
   return program;

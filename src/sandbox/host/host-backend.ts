@@ -95,8 +95,8 @@ export class HostBackend implements SandboxBackend {
     const identity = parseProcessId(handle.id);
     if (!identity) return { state: "missing" };
     if (await isAlive(identity)) return { state: "running" };
-    // The leader is gone; a straggler in its group still counts as running until stopped.
-    return groupAlive(identity.pid) ? { state: "running" } : { state: "exited" };
+    // The leader is gone; a straggler of its group (still carrying our labels) counts as running until stopped.
+    return (await this.groupIsOurs(identity.pid)) ? { state: "running" } : { state: "exited" };
   }
 
   async logs(
