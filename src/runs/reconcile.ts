@@ -14,16 +14,8 @@ import type { RunRegistry } from "./registry.js";
 
 export const STOP_GRACE_MS = 10_000;
 
-/** Backends are created once per command and reused: probing Docker costs a round trip. */
-const backendCache = new Map<SandboxKind, SandboxBackend>();
-export function backendOf(kind: SandboxKind): SandboxBackend {
-  let backend = backendCache.get(kind);
-  if (!backend) {
-    backend = backendFor(kind);
-    backendCache.set(kind, backend);
-  }
-  return backend;
-}
+/** The backend a record names (one instance per kind and process). */
+export const backendOf = backendFor;
 
 async function ownerAlive(record: RunRecord): Promise<boolean> {
   if (!record.owner) return false;

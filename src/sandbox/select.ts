@@ -12,9 +12,13 @@ const factories = new Map<SandboxKind, Factory>([
   ["docker", () => new DockerBackend()],
 ]);
 
+/** One instance per kind and process: a backend may cache its client and its probe. */
+const instances = new Map<SandboxKind, SandboxBackend>();
+
 /** Backends register themselves here (the Apple one lives in its own module). */
 export function registerBackend(kind: SandboxKind, factory: Factory): void {
   factories.set(kind, factory);
+  instances.delete(kind);
 }
 
 /** The kinds this build can drive (for the orphan sweep). */
