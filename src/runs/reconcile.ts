@@ -1,12 +1,6 @@
 import { errorMessage, OpenworkError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
-import {
-  LABEL_MANAGED,
-  LABEL_RUN,
-  type ListedSandbox,
-  type SandboxBackend,
-  type SandboxKind,
-} from "../sandbox/backend.js";
+import { LABEL_MANAGED, LABEL_RUN, type ListedSandbox } from "../sandbox/backend.js";
 import { readProcess } from "../sandbox/host/process.js";
 import { backendFor, registeredBackends } from "../sandbox/select.js";
 import { isLive, type RunRecord } from "./record.js";
