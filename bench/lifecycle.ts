@@ -1,0 +1,165 @@
+/**
+ * Lifecycle benchmark (not a test): time-to-healthy of `openwork start --detach`
+ * on the host and in Docker, over raw `opencode serve` time-to-healthy measured
+ * on the same machine in the same run; and `status --all` latency with 20
+ * recorded runs over the CLI's bare start-up (`openwork --version`).
+ *
+ *   npm run build && node dist/bench/lifecycle.js [--rounds N] [--no-docker]
+ */
+import { spawn } from "node:child_process";
+import { mkdtempSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { execa } from "execa";
+import { request } from "undici";
+import { openworkPaths } from "../src/config/paths.js";
+import { RunRegistry } from "../src/runs/registry.js";
+import { findBundled } from "../src/sidecars/bundled.js";
+import { hostTarget } from "../src/sidecars/platform.js";
+import { CLI } from "../test/helpers/cli.js";
+import { freePort } from "../test/helpers/net.js";
+
+const args = process.argv.slice(2);
+const rounds = Number(args[args.indexOf("--rounds") + 1] ?? 3) || 3;
+const withDocker = !args.includes("--no-docker");
+
+function median(values: number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
+}
+
+async function rawOpencode(): Promise<number> {
+  const lookup = findBundled("opencode", hostTarget());
+  if (!lookup.found) throw new Error(lookup.reason);
+  const port = await freePort();
+  const home = mkdtempSync(path.join(os.tmpdir(), "bench-raw-"));
+  const started = performance.now();
+  const child = spawn(lookup.sidecar.path, ["serve", "--hostname", "127.0.0.1", "--port", String(port)], {
+    env: { ...process.env, HOME: home, OPENCODE_SERVER_PASSWORD: "bench-password" },
+    stdio: "ignore",
+  });
+  try {
+    for (;;) {
+      try {
+        const response = await request(`http://127.0.0.1:${port}/global/health`, {
+          headers: { authorization: `Basic ${Buffer.from("opencode:bench-password").toString("base64")}` },
+          headersTimeout: 1000,
+        });
+        const body = await response.body.text();
+        if (response.statusCode === 200 && body.includes('"healthy":true'))
+          return performance.now() - started;
+      } catch {
+        // not yet listening
+      }
+      await new Promise((resolve) => setTimeout(resolve, 25));
+    }
+  } finally {
+    child.kill("SIGKILL");
+  }
+}
+
+async function openworkStart(sandbox: "none" | "docker", home: string): Promise<number> {
+  const workspace = mkdtempSync(path.join(os.tmpdir(), "bench-ws-"));
+  const env = { OPENWORK_HOME: home, OPENWORK_LABELS: "openwork.test=1" };
+  const started = performance.now();
+  const result = await execa(
+    process.execPath,
+    [CLI, "--json", "start", "--detach", "--sandbox", sandbox, "--workspace", workspace],
+    {
+      env,
+      reject: false,
+    },
+  );
+  const elapsed = performance.now() - started;
+  if (result.exitCode !== 0) throw new Error(`start failed: ${result.stderr}`);
+  const { runId } = JSON.parse(String(result.stdout)) as { runId: string };
+  await execa(process.execPath, [CLI, "stop", runId], { env });
+  return elapsed;
+}
+
+async function cli(argv: string[], home: string): Promise<number> {
+  const started = performance.now();
+  await execa(process.execPath, [CLI, ...argv], { env: { OPENWORK_HOME: home }, reject: false });
+  return performance.now() - started;
+}
+
+async function main(): Promise<void> {
+  const rows: Array<{ what: string; medianMs: number; baseline: string; ratio: number }> = [];
+  const raw: number[] = [];
+  const host: number[] = [];
+  const docker: number[] = [];
+  const home = mkdtempSync(path.join(os.tmpdir(), "bench-home-"));
+  // Warm-up: the first start stages sidecars (and builds the image); measure warm starts, as users see them.
+  await openworkStart("none", home);
+  if (withDocker) await openworkStart("docker", home);
+  for (let round = 0; round < rounds; round++) {
+    raw.push(await rawOpencode());
+    host.push(await openworkStart("none", home));
+    if (withDocker) docker.push(await openworkStart("docker", home));
+  }
+  const rawMedian = median(raw);
+  rows.push({ what: "raw opencode serve → /global/health", medianMs: rawMedian, baseline: "-", ratio: 1 });
+  rows.push({
+    what: "openwork start --detach --sandbox none",
+    medianMs: median(host),
+    baseline: "raw",
+    ratio: median(host) / rawMedian,
+  });
+  if (withDocker) {
+    rows.push({
+      what: "openwork start --detach --sandbox docker",
+      medianMs: median(docker),
+      baseline: "raw",
+      ratio: median(docker) / rawMedian,
+    });
+  }
+
+  // status --all with 20 recorded runs (stopped ones: reconcile reads and checks each record).
+  const statusHome = mkdtempSync(path.join(os.tmpdir(), "bench-status-"));
+  const registry = new RunRegistry(openworkPaths({ OPENWORK_HOME: statusHome }));
+  for (let index = 0; index < 20; index++) {
+    const runId = RunRegistry.newRunId();
+    await registry.write({
+      version: 1,
+      runId,
+      workspace: `/bench/ws${index}`,
+      workspaceId: RunRegistry.workspaceId(`/bench/ws${index}`),
+      sandbox: index % 2 === 0 ? "none" : "docker",
+      state: "stopped",
+      ports: { server: 1, engine: 2, routerHealth: 3 },
+      persistDir: "/bench/p",
+      runDir: registry.runDir(runId),
+      logFile: "/bench/log",
+      router: false,
+      versions: { opencode: "1.18.34", router: null, server: "0.1.0" },
+      createdAt: new Date(Date.now() - index * 1000).toISOString(),
+    });
+  }
+  const version: number[] = [];
+  const status: number[] = [];
+  for (let round = 0; round < Math.max(5, rounds); round++) {
+    version.push(await cli(["--version"], statusHome));
+    status.push(await cli(["--json", "status", "--all"], statusHome));
+  }
+  rows.push({
+    what: "openwork --version (CLI start-up)",
+    medianMs: median(version),
+    baseline: "-",
+    ratio: 1,
+  });
+  rows.push({
+    what: "openwork status --all, 20 recorded runs",
+    medianMs: median(status),
+    baseline: "--version",
+    ratio: median(status) / median(version),
+  });
+
+  console.log(JSON.stringify({ rounds, raw, host, docker, version, status }, null, 2));
+  console.log("\n| measurement | median | ratio |\n| --- | --- | --- |");
+  for (const row of rows)
+    console.log(
+      `| ${row.what} | ${(row.medianMs / 1000).toFixed(2)} s | ${row.baseline === "-" ? "baseline" : `${row.ratio.toFixed(2)}× ${row.baseline}`} |`,
+    );
+}
+
+await main();

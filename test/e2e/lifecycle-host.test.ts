@@ -1,0 +1,214 @@
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { test } from "node:test";
+import { execa } from "execa";
+import { parseProcessId } from "../../src/sandbox/host/process.js";
+import { CLI, runCli } from "../helpers/cli.js";
+
+/** One OPENWORK_HOME for the file: staged sidecars are shared (hard links), as for a real user. */
+const home = mkdtempSync(path.join(os.tmpdir(), "openwork-e2e-host-"));
+const env = { OPENWORK_LABELS: "openwork.test=1" };
+const workspace = () => mkdtempSync(path.join(os.tmpdir(), "openwork-ws-"));
+
+interface StartDoc {
+  runId: string;
+  workspace: string;
+  sandbox: string;
+  state: string;
+  url: string;
+  versions: { opencode: string | null; router: string | null; server: string | null };
+  tokens: { client: string; host: string; owner: string | null };
+}
+
+async function start(
+  ws: string,
+  extra: string[] = [],
+): Promise<{ doc: StartDoc; stderr: string; exitCode: number }> {
+  const result = await runCli(["--json", "start", "--detach", "--workspace", ws, ...extra], {
+    home,
+    env,
+    timeoutMs: 180_000,
+  });
+  return {
+    doc: result.exitCode === 0 ? (JSON.parse(result.stdout) as StartDoc) : ({} as StartDoc),
+    stderr: result.stderr,
+    exitCode: result.exitCode,
+  };
+}
+
+async function hostProcessesOf(runId: string): Promise<string[]> {
+  const { stdout } = await execa("sh", [
+    "-c",
+    'grep -l -a "$1" /proc/[0-9]*/environ 2>/dev/null || true',
+    "sh",
+    runId,
+  ]);
+  return String(stdout).split("\n").filter(Boolean);
+}
+
+test("detach, then status, logs, check and stop from new processes; stop twice; status exit codes", async () => {
+  const ws = workspace();
+  const started = await start(ws);
+  assert.equal(started.exitCode, 0, started.stderr);
+  const { doc } = started;
+  assert.equal(doc.state, "running");
+  assert.equal(doc.sandbox, "none");
+  assert.match(doc.url, /^http:\/\/127\.0\.0\.1:\d+$/);
+  assert.equal(doc.versions.opencode, "1.18.34");
+  assert.ok(doc.tokens.client && doc.tokens.host && doc.tokens.owner);
+
+  const again = await start(ws);
+  assert.equal(again.doc.runId, doc.runId, "a second start returns the same run");
+
+  const status = await runCli(["--json", "status", "--workspace", ws], { home, env });
+  assert.equal(status.exitCode, 0, status.stderr);
+  const statusDoc = JSON.parse(status.stdout) as {
+    runId: string;
+    healthy: boolean;
+    state: string;
+    url: string;
+    versions: unknown;
+  };
+  assert.equal(statusDoc.runId, doc.runId);
+  assert.equal(statusDoc.healthy, true);
+
+  const human = await runCli(["status", doc.runId], { home, env });
+  assert.equal(human.exitCode, 0);
+  assert.match(human.stdout, /healthy/);
+
+  const logs = await runCli(["logs", doc.runId, "--tail", "50"], { home, env });
+  assert.equal(logs.exitCode, 0, logs.stderr);
+  assert.match(logs.stdout, /engine healthy/);
+  const engineLogs = await runCli(["--json", "logs", doc.runId, "--component", "engine"], { home, env });
+  assert.equal(engineLogs.exitCode, 0, engineLogs.stderr);
+  assert.ok(Array.isArray((JSON.parse(engineLogs.stdout) as { lines: string[] }).lines));
+
+  const check = await runCli(["--json", "check", doc.runId, "--check-events"], { home, env });
+  const checkDoc = JSON.parse(check.stdout) as {
+    passed: boolean;
+    checks: Array<{ name: string; ok: boolean; detail: string }>;
+  };
+  assert.equal(check.exitCode, 0, JSON.stringify(checkDoc.checks, null, 2));
+  assert.equal(checkDoc.passed, true);
+  assert.ok(checkDoc.checks.length >= 6);
+
+  // Unhealthy: the server is frozen, the process is still there.
+  const runDoc = JSON.parse((await runCli(["--json", "status", doc.runId], { home, env })).stdout) as {
+    local: { id: string };
+  };
+  const pid = parseProcessId(runDoc.local.id)?.pid as number;
+  process.kill(pid, "SIGSTOP");
+  try {
+    const frozen = await runCli(["status", doc.runId], { home, env });
+    assert.equal(frozen.exitCode, 1, frozen.stdout + frozen.stderr);
+  } finally {
+    process.kill(pid, "SIGCONT");
+  }
+
+  const stop = await runCli(["--json", "stop", doc.runId], { home, env });
+  assert.equal(stop.exitCode, 0, stop.stderr);
+  assert.equal(
+    (JSON.parse(stop.stdout) as { stopped: Array<{ state: string }> }).stopped[0]?.state,
+    "stopped",
+  );
+  const stopAgain = await runCli(["stop", doc.runId], { home, env });
+  assert.equal(stopAgain.exitCode, 0);
+  assert.match(stopAgain.stdout, /already stopped/);
+  const after = await runCli(["status", "--workspace", ws], { home, env });
+  assert.equal(after.exitCode, 3);
+  assert.deepEqual(await hostProcessesOf(doc.runId), [], "no process of the run remains");
+});
+
+test("ten concurrent start --detach on one workspace: one run, ten identical run ids", async () => {
+  const ws = workspace();
+  const results = await Promise.all(Array.from({ length: 10 }, () => start(ws)));
+  for (const result of results) assert.equal(result.exitCode, 0, result.stderr);
+  const ids = new Set(results.map((result) => result.doc.runId));
+  assert.equal(ids.size, 1, `run ids: ${[...ids].join(", ")}`);
+  const all = JSON.parse((await runCli(["--json", "status", "--all"], { home, env })).stdout) as {
+    runs: Array<{ workspace: string; state: string }>;
+  };
+  assert.equal(
+    all.runs.filter((run) => run.workspace === results[0]?.doc.workspace && run.state === "running").length,
+    1,
+  );
+  assert.equal((await runCli(["stop", "--workspace", ws], { home, env })).exitCode, 0);
+});
+
+test("an engine that exits at once: start fails fast, names the engine, leaves nothing behind", async () => {
+  const ws = workspace();
+  const fake = path.join(mkdtempSync(path.join(os.tmpdir(), "openwork-fake-")), "opencode");
+  writeFileSync(
+    fake,
+    '#!/bin/sh\nif [ "$1" = "--version" ]; then echo 1.18.34; exit 0; fi\necho "boom: the engine cannot start" >&2\nexit 3\n',
+    { mode: 0o755 },
+  );
+  const started = Date.now();
+  const result = await runCli(
+    ["start", "--detach", "--workspace", ws, "--opencode-bin", fake, "--allow-external"],
+    { home, env },
+  );
+  const elapsed = Date.now() - started;
+  assert.equal(result.exitCode, 1, result.stderr);
+  assert.match(result.stderr, /engine failed to start/);
+  assert.match(result.stderr, /boom: the engine cannot start/);
+  assert.ok(elapsed < 30_000, `failed fast (${elapsed} ms; the health deadline is 90 s)`);
+  const status = await runCli(["--json", "status", "--workspace", ws], { home, env });
+  assert.equal(status.exitCode, 3);
+  const doc = JSON.parse(status.stdout) as { runId: string; state: string; orphans: unknown[] };
+  assert.equal(doc.state, "failed");
+  assert.deepEqual(doc.orphans, []);
+  assert.deepEqual(await hostProcessesOf(doc.runId), []);
+});
+
+test("SIGKILL of the runner at 20 random moments of start-up: the sweep leaves no orphan, and a new start succeeds", async () => {
+  const ws = workspace();
+  const killed: string[] = [];
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const child = spawn(process.execPath, [CLI, "start", "--detach", "--workspace", ws], {
+      env: { ...process.env, OPENWORK_HOME: home, ...env },
+      stdio: "ignore",
+    });
+    const delay = Math.floor(Math.random() * 3500);
+    await new Promise((resolve) => setTimeout(resolve, delay));
+    child.kill("SIGKILL");
+    await new Promise((resolve) => child.once("exit", resolve));
+    const status = await runCli(["--json", "status", "--workspace", ws], { home, env });
+    const doc = JSON.parse(status.stdout) as { runId?: string; state: string; orphans: unknown[] };
+    assert.deepEqual(doc.orphans, [], `no orphans after a kill at ${delay} ms`);
+    if (doc.runId && doc.state !== "running") {
+      assert.deepEqual(await hostProcessesOf(doc.runId), [], `no process left after a kill at ${delay} ms`);
+    }
+    if (doc.state === "running") {
+      // The start got through before the kill: fine, stop it and go on.
+      assert.equal((await runCli(["stop", "--workspace", ws], { home, env })).exitCode, 0);
+    }
+    if (doc.runId) killed.push(`${delay}:${doc.state}`);
+  }
+  const final = await start(ws);
+  assert.equal(final.exitCode, 0, final.stderr);
+  assert.equal((await runCli(["stop", final.doc.runId], { home, env })).exitCode, 0);
+});
+
+test("--replace with a failed retirement leaves the old run retiring; the next start finishes it", async () => {
+  const ws = workspace();
+  const first = await start(ws);
+  assert.equal(first.exitCode, 0, first.stderr);
+  const replaced = await runCli(["--json", "start", "--detach", "--replace", "--workspace", ws], {
+    home,
+    env: { ...env, OPENWORK_FAULT_RETIRE: "1" },
+  });
+  assert.equal(replaced.exitCode, 1, replaced.stderr);
+  assert.match(replaced.stderr, /stays "retiring"/);
+  const recordFile = path.join(home, "runs", first.doc.runId, "run.json");
+  assert.equal((JSON.parse(readFileSync(recordFile, "utf8")) as { state: string }).state, "retiring");
+  const next = await start(ws);
+  assert.equal(next.exitCode, 0, next.stderr);
+  assert.notEqual(next.doc.runId, first.doc.runId, "the replacement is the run now");
+  assert.equal((JSON.parse(readFileSync(recordFile, "utf8")) as { state: string }).state, "stopped");
+  assert.deepEqual(await hostProcessesOf(first.doc.runId), []);
+  assert.equal((await runCli(["stop", "--workspace", ws], { home, env })).exitCode, 0);
+});
