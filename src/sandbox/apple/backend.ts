@@ -24,7 +24,8 @@ import {
 export interface AppleBackendOptions {
   /** the `container` executable; default OPENWORK_APPLE_CONTAINER_BIN or `container` on PATH */
   bin?: string;
-  env?: NodeJS.ProcessEnv;
+  /** extra environment for every CLI call, over the inherited one */
+  env?: Record<string, string>;
   /** start the service (installing the default kernel without prompting) when it is down */
   startService?: boolean;
   /** run with a read-only root file system (needs 0.8.0) */
@@ -50,12 +51,19 @@ export class AppleContainerBackend implements SandboxBackend {
   private ready: Promise<AppleFeatures> | undefined;
 
   constructor(private readonly options: AppleBackendOptions = {}) {
-    this.bin = options.bin ?? appleBin(options.env ?? process.env);
+    this.bin = options.bin ?? appleBin({ ...process.env, ...options.env });
     this.log = options.log ?? silentLogger();
   }
 
   private quick(args: string[]) {
-    return runAppleCli(this.bin, args, { timeoutMs: this.options.probeTimeoutMs ?? 15_000 });
+    return runAppleCli(this.bin, args, {
+      timeoutMs: this.options.probeTimeoutMs ?? 15_000,
+      env: this.cliEnv(),
+    });
+  }
+
+  private cliEnv(extra: Record<string, string> = {}): Record<string, string> {
+    return { ...this.options.env, ...extra };
   }
 
   /** `container --version`, checked against the minimum. */
@@ -147,7 +155,10 @@ export class AppleContainerBackend implements SandboxBackend {
       { name: command.name, image: spec.image, env: Object.keys(command.env) },
       "starting Apple container",
     );
-    const result = await runAppleCli(this.bin, command.args, { env: command.env, timeoutMs: 300_000 });
+    const result = await runAppleCli(this.bin, command.args, {
+      env: this.cliEnv(command.env),
+      timeoutMs: 300_000,
+    });
     if (result.exitCode !== 0)
       throw new OpenworkError(`Apple's container could not start ${command.name}: ${cliError(result)}`, {
         code: "apple_run",
@@ -195,7 +206,7 @@ export class AppleContainerBackend implements SandboxBackend {
       stdin: "ignore",
       buffer: false,
       extendEnv: true,
-      env: { NO_COLOR: "1" },
+      env: { NO_COLOR: "1", ...this.cliEnv() },
       ...(options.signal ? { cancelSignal: options.signal } : {}),
       stdout: lineRelay((line) => onLine("stdout", line)),
       stderr: lineRelay((line) => errors.push(line)),
@@ -223,6 +234,7 @@ export class AppleContainerBackend implements SandboxBackend {
     if (before.state !== "running") return;
     const seconds = Math.max(0, Math.ceil(graceMs / 1000));
     const result = await runAppleCli(this.bin, ["stop", "--time", String(seconds), handle.id], {
+      env: this.cliEnv(),
       timeoutMs: seconds * 1000 + 60_000,
     });
     if (result.exitCode === 0) return;
@@ -235,7 +247,10 @@ export class AppleContainerBackend implements SandboxBackend {
   }
 
   async remove(handle: SandboxHandle): Promise<void> {
-    const result = await runAppleCli(this.bin, ["rm", "--force", handle.id], { timeoutMs: 120_000 });
+    const result = await runAppleCli(this.bin, ["rm", "--force", handle.id], {
+      timeoutMs: 120_000,
+      env: this.cliEnv(),
+    });
     if (result.exitCode === 0 || isNotFound(result)) return;
     if ((await this.status(handle)).state === "missing") return;
     throw new OpenworkError(`Apple's container could not remove ${handle.id}: ${cliError(result)}`, {
