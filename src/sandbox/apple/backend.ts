@@ -107,13 +107,20 @@ export class AppleContainerBackend implements SandboxBackend {
     this.log.info("starting Apple's container service (container system start --enable-kernel-install)");
     const start = await runAppleCli(this.bin, ["system", "start", "--enable-kernel-install"], {
       timeoutMs: 300_000,
+      env: this.cliEnv(),
     });
     if (start.exitCode !== 0)
       throw new OpenworkError(`\`${this.bin} system start\` failed: ${cliError(start)}`, {
         code: "apple_service_start",
         hint: "run `container system start` yourself and read its output",
       });
-    const again = await this.quick(["system", "status"]);
+    // the apiserver registers with launchd as `system start` returns; give it a moment to answer
+    const deadline = Date.now() + 15_000;
+    let again = await this.quick(["system", "status"]);
+    while (again.exitCode !== 0 && Date.now() < deadline) {
+      await new Promise((resolve) => setTimeout(resolve, 500));
+      again = await this.quick(["system", "status"]);
+    }
     if (again.exitCode !== 0)
       throw new OpenworkError(
         "Apple's container service is still not running after `container system start`",
