@@ -1,4 +1,5 @@
 import { statSync } from "node:fs";
+import { finished } from "node:stream/promises";
 import { execa } from "execa";
 import { errorMessage, OpenworkError, systemErrorCode } from "../../errors/errors.js";
 import { type Logger, lineRelay, silentLogger } from "../../logging/logger.js";
@@ -215,10 +216,13 @@ export class AppleContainerBackend implements SandboxBackend {
       extendEnv: true,
       env: { NO_COLOR: "1", ...this.cliEnv() },
       ...(options.signal ? { cancelSignal: options.signal } : {}),
-      stdout: lineRelay((line) => onLine("stdout", line)),
-      stderr: lineRelay((line) => errors.push(line)),
     });
+    const stdout = lineRelay((line) => onLine("stdout", line));
+    const stderr = lineRelay((line) => errors.push(line));
+    child.stdout?.pipe(stdout);
+    child.stderr?.pipe(stderr);
     const result = await child;
+    await Promise.all([finished(stdout).catch(() => {}), finished(stderr).catch(() => {})]);
     if (result.isCanceled || options.signal?.aborted) return;
     if (result.failed && result.exitCode === undefined) {
       if (systemErrorCode(result.cause) === "ENOENT") throw notInstalled(this.bin);
