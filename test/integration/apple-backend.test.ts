@@ -5,6 +5,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { request } from "undici";
 import { packageRoot } from "../../src/config/package-root.js";
+import type { OpenworkError } from "../../src/errors/errors.js";
 import { validateMounts } from "../../src/mounts/index.js";
 import { AppleContainerBackend } from "../../src/sandbox/apple/index.js";
 import type { LaunchSpec } from "../../src/sandbox/backend.js";
@@ -113,6 +114,20 @@ test("Apple backend through the emulator: launch, answer on 127.0.0.1, list, log
     );
   }
   assert.deepEqual(await backend.list({ "openwork.run": `${runId}-other` }), []);
+
+  // A second launch under the same run id is refused and leaves the running one alone.
+  await assert.rejects(backend.launch(spec), (error: OpenworkError) => {
+    assert.match(error.oneLine(), /could not start .*already exists.*if it is stale: container rm --force/);
+    return true;
+  });
+  assert.equal((await backend.status(handle)).state, "running");
+  // An image that is not there: a clear error, and nothing left under that name.
+  const missingImage = { ...spec, runId: `${runId}-noimage`, image: "openwork-no-such-image:0" };
+  await assert.rejects(
+    backend.launch(missingImage),
+    /could not start .*image openwork-no-such-image:0 not found/,
+  );
+  assert.deepEqual(await backend.list({ "openwork.run": missingImage.runId }), []);
 
   const lines: string[] = [];
   await backend.logs(handle, { tail: 50 }, (_stream, line) => lines.push(line));

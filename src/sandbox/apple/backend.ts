@@ -167,13 +167,17 @@ export class AppleContainerBackend implements SandboxBackend {
       env: this.cliEnv(command.env),
       timeoutMs: 300_000,
     });
-    if (result.exitCode !== 0)
+    if (result.exitCode !== 0) {
+      const exists = /exists/i.test(result.stderr);
+      // a half-made container of ours would block the next attempt under the same name; another's is left alone
+      if (!exists) await this.remove({ kind: "container", id: command.name }).catch(() => {});
       throw new OpenworkError(`Apple's container could not start ${command.name}: ${cliError(result)}`, {
         code: "apple_run",
-        hint: /exists/i.test(result.stderr)
-          ? `remove the old one: container rm -f ${command.name}`
+        hint: exists
+          ? `a container of that name exists already; if it is stale: container rm --force ${command.name}`
           : "run `container system status` and check the image exists (`container image ls`)",
       });
+    }
     return { kind: "container", id: command.name };
   }
 
