@@ -1,6 +1,20 @@
 import path from "node:path";
 import { UsageError } from "../errors/errors.js";
-import { EXTRA_MOUNT_ROOT, type ParsedMountSpec } from "./types.js";
+
+/** The directory every validated mount lives under inside the sandbox. */
+export const EXTRA_MOUNT_ROOT = "/workspace/extra";
+
+/** A spec split into its parts, before any file-system check. */
+export interface ParsedMountSpec {
+  spec: string;
+  hostPath: string;
+  /** normalised relative subpath below /workspace/extra */
+  subpath: string;
+  /** what the user asked for; "ro" when not given */
+  mode: "ro" | "rw";
+  /** whether the mode was written explicitly */
+  explicitMode: boolean;
+}
 
 /**
  * Characters no substrate's mount syntax can carry safely: Apple's `--mount`

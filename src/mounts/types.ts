@@ -1,25 +1,10 @@
-/** A `--mount` that passed validation: what every substrate receives, identically. */
+/** A mount that passed validation (src/mounts): what every backend translates to its own syntax. */
 export interface ValidatedMount {
-  /** the host directory's real path (symlinks resolved) */
+  /** real path on the host */
   hostPath: string;
-  /** where it appears in the sandbox: /workspace/extra/<sub> */
+  /** /workspace/extra/<sub> */
   containerPath: string;
   readOnly: boolean;
-  /** the spec as the user wrote it, for messages */
+  /** the spec as the user wrote it */
   spec: string;
 }
-
-/** A spec split into its parts, before any file-system check. */
-export interface ParsedMountSpec {
-  spec: string;
-  hostPath: string;
-  /** normalised relative subpath below /workspace/extra */
-  subpath: string;
-  /** what the user asked for; "ro" when not given */
-  mode: "ro" | "rw";
-  /** whether the mode was written explicitly */
-  explicitMode: boolean;
-}
-
-/** The directory every validated mount lives under inside the sandbox. */
-export const EXTRA_MOUNT_ROOT = "/workspace/extra";

@@ -14,8 +14,14 @@ import {
   systemDirectoryFor,
 } from "./policy.js";
 import { isWithin, resolveRealPath } from "./resolve.js";
-import { containerPathFor, isWindowsDrivePath, mountError, parseMountSpec } from "./spec.js";
-import type { ParsedMountSpec, ValidatedMount } from "./types.js";
+import {
+  containerPathFor,
+  isWindowsDrivePath,
+  mountError,
+  type ParsedMountSpec,
+  parseMountSpec,
+} from "./spec.js";
+import type { ValidatedMount } from "./types.js";
 
 export interface ValidateMountsOptions {
   /** the allowlist file; default: OPENWORK_MOUNT_ALLOWLIST or <config dir>/openwork/mount-allowlist.json */

@@ -1,47 +1,86 @@
-// src/sandbox/backend.ts
+/**
+ * The one interface every substrate implements (host process group, Docker
+ * container, Apple container VM): small on purpose, like testcontainers'
+ * container-runtime client. Plain data in, plain data out; no backend keeps
+ * state between calls, so any process (a later `status` or `stop`) can drive
+ * a sandbox that another process launched.
+ */
 import type { ValidatedMount } from "../mounts/types.js";
 
+export type { ValidatedMount };
 export type SandboxKind = "none" | "docker" | "container";
+
 export interface LaunchSpec {
   runId: string;
-  image: string; // ignored by host
-  workspace: string; // host real path, mounted at /workspace
-  persistDir: string; // host dir, mounted at /persist
-  mounts: ValidatedMount[]; // from src/mounts, mounted at /workspace/extra/<sub>
-  command: string[]; // e.g. ["sh", "/persist/runtimes/<id>/entrypoint.sh"]
-  env: Record<string, string>; // includes secrets: never log, never put on a command line
-  ports: Array<{ container: number; host: number; hostIp: string }>; // hostIp "127.0.0.1" unless remote access asked
-  labels: Record<string, string>; // openwork.run, openwork.workspace, openwork.runtime (+ test labels)
-  user?: string; // "uid:gid"
-  logFile?: string; // host backend: where stdout/stderr go
+  /** ignored by the host backend */
+  image: string;
+  /** host real path, mounted at /workspace */
+  workspace: string;
+  /** host directory, mounted at /persist */
+  persistDir: string;
+  /** validated by src/mounts, mounted at /workspace/extra/<sub> */
+  mounts: ValidatedMount[];
+  /** e.g. ["sh", "/persist/runtimes/<id>/entrypoint.sh"] */
+  command: string[];
+  /** includes secrets: never logged, never put on a command line */
+  env: Record<string, string>;
+  /** hostIp is "127.0.0.1" unless remote access was asked for */
+  ports: Array<{ container: number; host: number; hostIp: string }>;
+  /** openwork.run, openwork.workspace, openwork.runtime (+ test labels) */
+  labels: Record<string, string>;
+  /** "uid:gid" */
+  user?: string;
+  /** host backend: where stdout/stderr go */
+  logFile?: string;
 }
+
 export interface SandboxHandle {
   kind: SandboxKind;
-  id: string /* container id/name or pid */;
+  /** container id/name, or the host process group's pid */
+  id: string;
+  /** resolves with the exit code when the sandbox's main process ends (only in the launching process) */
+  exited?: Promise<number>;
 }
+
 export interface SandboxStatus {
   state: "running" | "exited" | "missing";
   exitCode?: number;
   startedAt?: string;
 }
+
 export interface LogOptions {
   follow?: boolean;
   tail?: number;
   signal?: AbortSignal;
 }
+
+export type ProbeResult = { ok: true; version: string } | { ok: false; reason: string };
+
+export interface ListedSandbox extends SandboxHandle {
+  labels: Record<string, string>;
+  state: SandboxStatus["state"];
+}
+
 export interface SandboxBackend {
   readonly kind: SandboxKind;
-  probe(): Promise<{ ok: true; version: string } | { ok: false; reason: string }>;
-  launch(spec: LaunchSpec): Promise<SandboxHandle>; // create + start
+  probe(): Promise<ProbeResult>;
+  /** create + start */
+  launch(spec: LaunchSpec): Promise<SandboxHandle>;
   status(handle: SandboxHandle): Promise<SandboxStatus>;
   logs(
     handle: SandboxHandle,
     options: LogOptions,
     onLine: (stream: "stdout" | "stderr", line: string) => void,
   ): Promise<void>;
-  stop(handle: SandboxHandle, graceMs: number): Promise<void>; // grace then kill; idempotent
-  remove(handle: SandboxHandle): Promise<void>; // idempotent
-  list(
-    labels: Record<string, string>,
-  ): Promise<Array<SandboxHandle & { labels: Record<string, string>; state: SandboxStatus["state"] }>>;
+  /** grace then kill; idempotent */
+  stop(handle: SandboxHandle, graceMs: number): Promise<void>;
+  /** idempotent */
+  remove(handle: SandboxHandle): Promise<void>;
+  list(labels: Record<string, string>): Promise<ListedSandbox[]>;
 }
+
+/** Labels every sandbox carries. */
+export const LABEL_RUN = "openwork.run";
+export const LABEL_WORKSPACE = "openwork.workspace";
+export const LABEL_RUNTIME = "openwork.runtime";
+export const LABEL_MANAGED = "openwork.managed";

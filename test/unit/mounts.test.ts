@@ -7,6 +7,7 @@ import { after, before, describe, test } from "node:test";
 import { UsageError } from "../../src/errors/errors.js";
 import {
   dockerBinds,
+  dockerMounts,
   parseMountSpec,
   refuseMountsOnHost,
   type ValidatedMount,
@@ -475,7 +476,7 @@ function throughSubstrate(
   const mounts = validateMounts(specs, options);
   const translated =
     substrate === "docker"
-      ? dockerBinds(mounts).map((b) => ({
+      ? dockerMounts(mounts).map((b) => ({
           source: b.Source,
           target: b.Target,
           readOnly: b.ReadOnly === true,
@@ -576,11 +577,19 @@ describe("translations", () => {
     { hostPath: "/data/a:b", containerPath: "/workspace/extra/a", readOnly: true, spec: "/data/a:b:a" },
     { hostPath: "/data/rw", containerPath: "/workspace/extra/rw", readOnly: false, spec: "/data/rw:rw:rw" },
   ];
-  test("docker gets Mounts entries (a colon in a path cannot split a Binds string)", () => {
-    assert.deepEqual(dockerBinds(mounts), [
+  test("docker gets Mounts entries (a colon in a path cannot split them)", () => {
+    assert.deepEqual(dockerMounts(mounts), [
       { Type: "bind", Source: "/data/a:b", Target: "/workspace/extra/a", ReadOnly: true },
       { Type: "bind", Source: "/data/rw", Target: "/workspace/extra/rw", ReadOnly: false },
     ]);
+  });
+  test("docker Binds strings carry the mode, and refuse a colon they cannot carry", () => {
+    assert.deepEqual(dockerBinds(mounts.slice(1)), ["/data/rw:/workspace/extra/rw:rw"]);
+    assert.deepEqual(dockerBinds([{ ...mounts[1]!, readOnly: true }]), ["/data/rw:/workspace/extra/rw:ro"]);
+    assert.throws(
+      () => dockerBinds(mounts),
+      /\/data\/a:b contains ":", which Docker's Binds syntax cannot carry/,
+    );
   });
   test("Apple gets --mount type=bind with readonly only where read-only", () => {
     assert.deepEqual(appleMountArgs(appleBindsFromMounts(mounts)), [
