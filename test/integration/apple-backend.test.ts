@@ -21,6 +21,7 @@ const server = http.createServer((req, res) => res.end(JSON.stringify({
   greeting: process.env.GREETING,
   extra: fs.readdirSync("/workspace/extra/node"),
   workspace: fs.readdirSync("/workspace"),
+  cwd: process.cwd(),
 })));
 server.listen(8080, "0.0.0.0", () => { console.log("listening on 8080"); console.error("a line on stderr"); });
 process.on("SIGTERM", () => { console.log("got SIGTERM"); server.close(() => process.exit(0)); });
@@ -73,13 +74,19 @@ test("Apple backend through the emulator: launch, answer on 127.0.0.1, list, log
         headersTimeout: 2000,
         bodyTimeout: 2000,
       });
-      return (await response.body.json()) as { greeting: string; extra: string[]; workspace: string[] };
+      return (await response.body.json()) as {
+        greeting: string;
+        extra: string[];
+        workspace: string[];
+        cwd: string;
+      };
     },
     { timeoutMs: 60_000, what: "the server in the emulated Apple container answering on 127.0.0.1" },
   );
   assert.equal(answer.greeting, secret, "the secret reached the process through -e NAME");
   assert.ok(answer.extra.includes("node"));
   assert.deepEqual(answer.workspace.sort(), ["README.md", "extra"]);
+  assert.equal(answer.cwd, "/persist");
   assert.equal(readFileSync(path.join(persistDir, "started"), "utf8"), "yes");
 
   // What the emulator made of it on the engine: loopback port, init, labels, no secret on the command line.

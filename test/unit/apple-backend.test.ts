@@ -98,6 +98,8 @@ describe("run argv", () => {
       "type=bind,source=/Users/me/out,target=/workspace/extra/out",
       "--user",
       "501:20",
+      "--workdir",
+      "/persist",
       "openwork-sandbox:abc",
       "sh",
       "/persist/runtimes/0123456789abcdef/entrypoint.sh",

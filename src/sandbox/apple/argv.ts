@@ -136,6 +136,8 @@ export function buildRunArgs(
   }
   args.push(...appleMountArgs(appleBindsFor(spec)));
   if (spec.user) args.push("--user", spec.user);
+  // as the Docker backend: start outside the user's workspace, so its files cannot steer start-up
+  args.push("--workdir", "/persist");
   args.push(spec.image, ...spec.command);
   return { args, env, name };
 }
