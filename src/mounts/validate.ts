@@ -1,6 +1,7 @@
 import { statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
+import { openworkPaths } from "../config/paths.js";
 import { UsageError } from "../errors/errors.js";
 import { defaultAllowlistPath, loadAllowlist, type MountAllowlist } from "./allowlist.js";
 import {
@@ -65,12 +66,16 @@ export function validateMounts(
   }
   const allowlist = loadAllowlist(allowlistFile, home);
   const sockets = knownEngineSockets(home, env).map((s) => resolveRealPath(path.resolve(s)).realPath);
+  const paths = openworkPaths(env);
+  const stateDirs = [...new Set([paths.home, paths.cache])].map(
+    (d) => resolveRealPath(path.resolve(d)).realPath,
+  );
 
   const result: ValidatedMount[] = [];
   const bySubpath = new Map<string, string>();
   for (const spec of specs) {
     const parsed = parseMountSpec(spec);
-    const mount = validateOne(parsed, { home, platform, cwd, allowlist, allowlistReal, sockets });
+    const mount = validateOne(parsed, { home, platform, cwd, allowlist, allowlistReal, sockets, stateDirs });
     for (const [other, otherSpec] of bySubpath) {
       if (other === parsed.subpath || isWithin(parsed.subpath, other) || isWithin(other, parsed.subpath))
         throw mountError(
@@ -92,6 +97,7 @@ interface Context {
   allowlist: MountAllowlist;
   allowlistReal: string;
   sockets: string[];
+  stateDirs: string[];
 }
 
 function validateOne(parsed: ParsedMountSpec, context: Context): ValidatedMount {
@@ -168,6 +174,16 @@ function validateOne(parsed: ParsedMountSpec, context: Context): ValidatedMount 
       `host path ${literal}${via} is a container-engine socket`,
       "a sandbox with the engine's socket controls the host",
     );
+
+  // openwork's own state holds every run's tokens and the staged sidecars of every workspace
+  for (const state of context.stateDirs) {
+    if (isWithin(real, state) || isWithin(state, real))
+      throw mountError(
+        spec,
+        `host path ${literal}${via} ${real === state ? "is" : isWithin(real, state) ? "is inside" : "contains"} openwork's own state (${state}): run records, tokens and staged sidecars`,
+        "mount a project directory instead",
+      );
+  }
 
   if (!resolved.exists)
     throw mountError(

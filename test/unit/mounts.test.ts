@@ -59,6 +59,7 @@ before(async () => {
     "withsock/run",
     "engine",
     "policy",
+    "state/runs",
   ])
     dir(projects, d);
   writeFileSync(path.join(projects, "notes.txt"), "a file\n");
@@ -101,7 +102,10 @@ const defaults = (): ValidateMountsOptions => ({
   home,
   allowlistPath: allowlist,
   cwd: home,
-  env: { DOCKER_HOST: `unix://${path.join(projects, "engine", "custom.sock")}` },
+  env: {
+    DOCKER_HOST: `unix://${path.join(projects, "engine", "custom.sock")}`,
+    OPENWORK_HOME: path.join(projects, "state"),
+  },
   platform: "linux",
 });
 
@@ -414,6 +418,17 @@ const rows: Row[] = [
     name: "Apple container's app root",
     specs: () => [`${dir(home, "Library", "Application Support", "com.apple.container")}:s`],
     expect: () => refused("container-engine socket or state directory"),
+  },
+  // openwork's own state (OPENWORK_HOME): every run's tokens
+  {
+    name: "openwork's state directory",
+    specs: () => [`${P("state")}:s`],
+    expect: () => refused("is openwork's own state"),
+  },
+  {
+    name: "inside openwork's state",
+    specs: () => [`${P("state", "runs")}:s`],
+    expect: () => refused("is inside openwork's own state"),
   },
   // existence
   {
