@@ -1,5 +1,4 @@
 import type Docker from "dockerode";
-import { OpenworkError } from "../errors/errors.js";
 import type { ValidatedMount } from "./types.js";
 
 /**
@@ -15,23 +14,4 @@ export function dockerMounts(mounts: readonly ValidatedMount[]): Docker.MountSet
     Target: mount.containerPath,
     ReadOnly: mount.readOnly,
   }));
-}
-
-/**
- * The same mounts as `HostConfig.Binds` strings (`host:container:ro|rw`). A
- * path containing ":" would be split in the wrong place by the engine, so it
- * is refused here rather than silently mounting something else.
- */
-export function dockerBinds(mounts: readonly ValidatedMount[]): string[] {
-  return mounts.map((mount) => {
-    if (mount.hostPath.includes(":") || mount.containerPath.includes(":"))
-      throw new OpenworkError(
-        `--mount ${JSON.stringify(mount.spec)}: ${mount.hostPath} contains ":", which Docker's Binds syntax cannot carry`,
-        {
-          code: "docker_bind_colon",
-          hint: "the Docker backend should pass mounts as HostConfig.Mounts (dockerMounts)",
-        },
-      );
-    return `${mount.hostPath}:${mount.containerPath}:${mount.readOnly ? "ro" : "rw"}`;
-  });
 }

@@ -5,7 +5,7 @@ export {
   loadAllowlist,
   type MountAllowlist,
 } from "./allowlist.js";
-export { dockerBinds, dockerMounts } from "./docker-binds.js";
+export { dockerMounts } from "./docker-binds.js";
 export { EXTRA_MOUNT_ROOT, type ParsedMountSpec, parseMountSpec } from "./spec.js";
 export type { ValidatedMount } from "./types.js";
 export { refuseMountsOnHost, type ValidateMountsOptions, validateMounts } from "./validate.js";

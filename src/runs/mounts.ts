@@ -1,15 +1,14 @@
-import { UsageError } from "../errors/errors.js";
+import { refuseMountsOnHost, validateMounts } from "../mounts/index.js";
 import type { ValidatedMount } from "../sandbox/backend.js";
 import type { SandboxChoice } from "../sandbox/select.js";
 
 /** Validate --mount specs for the chosen sandbox: the same rules everywhere; the host refuses mounts outright. */
-export async function validateRunMounts(sandbox: SandboxChoice, specs: string[]): Promise<ValidatedMount[]> {
+export function validateRunMounts(
+  sandbox: SandboxChoice,
+  specs: string[],
+  workspace: string,
+): ValidatedMount[] {
   if (specs.length === 0) return [];
-  if (sandbox === "none") {
-    throw new UsageError(
-      "--mount is not available with --sandbox none: host processes already see the whole file system",
-      "use --sandbox docker or container to mount extra directories",
-    );
-  }
-  throw new Error("validateRunMounts: wired to src/mounts at merge");
+  if (sandbox === "none") refuseMountsOnHost(specs);
+  return validateMounts(specs, { workspace });
 }

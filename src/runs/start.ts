@@ -83,7 +83,7 @@ export async function startRun(options: StartOptions): Promise<StartResult> {
     throw new UsageError(`--port must be an integer between 1 and 65535, not ${options.port}`);
   }
   // Validate everything the user typed before anything is started.
-  const mounts = await validateRunMounts(options.sandbox, options.mounts);
+  const mounts = validateRunMounts(options.sandbox, options.mounts, workspace);
   const backend = await selectBackend(options.sandbox);
   log.debug({ sandbox: backend.kind }, "sandbox selected");
 

@@ -1,4 +1,5 @@
 import { OpenworkError, UsageError } from "../errors/errors.js";
+import { AppleContainerBackend } from "./apple/index.js";
 import type { SandboxBackend, SandboxKind } from "./backend.js";
 import { DockerBackend } from "./docker/docker-backend.js";
 import { HostBackend } from "./host/host-backend.js";
@@ -10,6 +11,8 @@ type Factory = () => SandboxBackend;
 const factories = new Map<SandboxKind, Factory>([
   ["none", () => new HostBackend()],
   ["docker", () => new DockerBackend()],
+  // A short probe: `auto` must not hang on a wedged service.
+  ["container", () => new AppleContainerBackend({ probeTimeoutMs: 5000 })],
 ]);
 
 /** One instance per kind and process: a backend may cache its client and its probe. */

@@ -96,9 +96,14 @@ test("docker backend: loopback ports, labels, Init, secrets only in Env, logs de
   assert.ok(!JSON.stringify(info.Config.Cmd).includes(SECRET), "no secret in Cmd");
   assert.ok(!JSON.stringify(info.Args).includes(SECRET), "no secret in Args");
   assert.ok(info.Config.Env.includes(`OPENWORK_TOKEN=${SECRET}`));
-  const binds = info.HostConfig.Binds ?? [];
-  assert.ok(binds.includes(`${launchSpec.workspace}:/workspace:rw`));
-  assert.ok(binds.includes(`${launchSpec.persistDir}:/persist:rw`));
+  const mounts = info.Mounts.map((mount) => [mount.Source, mount.Destination, mount.RW]);
+  assert.deepEqual(
+    mounts.sort((a, b) => String(a[1]).localeCompare(String(b[1]))),
+    [
+      [launchSpec.persistDir, "/persist", true],
+      [launchSpec.workspace, "/workspace", true],
+    ],
+  );
 
   const seen: Array<[string, string]> = [];
   await waitFor(

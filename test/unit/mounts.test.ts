@@ -6,7 +6,6 @@ import path from "node:path";
 import { after, before, describe, test } from "node:test";
 import { UsageError } from "../../src/errors/errors.js";
 import {
-  dockerBinds,
   dockerMounts,
   parseMountSpec,
   refuseMountsOnHost,
@@ -597,14 +596,6 @@ describe("translations", () => {
       { Type: "bind", Source: "/data/a:b", Target: "/workspace/extra/a", ReadOnly: true },
       { Type: "bind", Source: "/data/rw", Target: "/workspace/extra/rw", ReadOnly: false },
     ]);
-  });
-  test("docker Binds strings carry the mode, and refuse a colon they cannot carry", () => {
-    assert.deepEqual(dockerBinds(mounts.slice(1)), ["/data/rw:/workspace/extra/rw:rw"]);
-    assert.deepEqual(dockerBinds([{ ...mounts[1]!, readOnly: true }]), ["/data/rw:/workspace/extra/rw:ro"]);
-    assert.throws(
-      () => dockerBinds(mounts),
-      /\/data\/a:b contains ":", which Docker's Binds syntax cannot carry/,
-    );
   });
   test("Apple gets --mount type=bind with readonly only where read-only", () => {
     assert.deepEqual(appleMountArgs(appleBindsFromMounts(mounts)), [

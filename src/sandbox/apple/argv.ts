@@ -69,7 +69,7 @@ export function appleMountArgs(binds: readonly AppleBind[]): string[] {
   return args;
 }
 
-/** The validated `--mount`s as Apple binds: the same triples Docker gets from dockerBinds. */
+/** The validated `--mount`s as Apple binds: the same triples Docker gets from dockerMounts. */
 export function appleBindsFromMounts(mounts: readonly ValidatedMount[]): AppleBind[] {
   return mounts.map((m) => ({ source: m.hostPath, target: m.containerPath, readOnly: m.readOnly }));
 }

@@ -2,7 +2,7 @@ import type Docker from "dockerode";
 import { createDockerClient, probeDocker } from "../../docker/client.js";
 import { errorMessage, OpenworkError } from "../../errors/errors.js";
 import { lineRelay } from "../../logging/logger.js";
-import { dockerBinds } from "../../mounts/docker-binds.js";
+import { dockerMounts } from "../../mounts/docker-binds.js";
 import type {
   LaunchSpec,
   ListedSandbox,
@@ -71,11 +71,12 @@ export class DockerBackend implements SandboxBackend {
         ExposedPorts: exposed,
         HostConfig: {
           Init: true,
-          Binds: [
-            `${spec.workspace}:/workspace:rw`,
-            `${spec.persistDir}:/persist:rw`,
-            ...dockerBinds(spec.mounts),
-          ],
+          // Mounts, not Binds: a Binds entry is colon-separated, so a path with a colon could not be said there.
+          Mounts: dockerMounts([
+            { hostPath: spec.workspace, containerPath: "/workspace", readOnly: false, spec: "workspace" },
+            { hostPath: spec.persistDir, containerPath: "/persist", readOnly: false, spec: "persist" },
+            ...spec.mounts,
+          ]),
           PortBindings: bindings,
           RestartPolicy: { Name: "no" },
           SecurityOpt: ["no-new-privileges"],
