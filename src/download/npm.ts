@@ -5,7 +5,7 @@ import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import tar from "tar-stream";
 import type { Dispatcher } from "undici";
-import { OpenworkError } from "../errors/errors.js";
+import { OpenworkError, systemErrorCode } from "../errors/errors.js";
 import { type Logger, silentLogger } from "../logging/logger.js";
 import { fetchPackument, packumentVersion } from "../npm/registry.js";
 import { type BlobStore, checkExpected } from "../store/store.js";
@@ -227,7 +227,7 @@ async function extractFromTarball(
       () => undefined,
       (e: unknown) => e,
     );
-    throw consumerError ?? error;
+    throw corruptTarball(consumerError ?? error, options, tarball);
   } finally {
     progress.stop();
   }
@@ -238,6 +238,27 @@ async function extractFromTarball(
     });
   }
   return { ...found, tarballSha512: tarHash.digest("base64"), tarballBytes };
+}
+
+/**
+ * gzip or tar decoding errors mean bytes that cannot be the published tarball:
+ * report them as the integrity failure they are (never retried). A truncated
+ * stream (Z_BUF_ERROR) stays a transient network failure.
+ */
+function corruptTarball(error: unknown, options: NpmBinaryDownload, tarball: string): unknown {
+  const code = systemErrorCode(error);
+  const message = error instanceof Error ? error.message : String(error);
+  if (code === "Z_DATA_ERROR" || (!code && /tar header|invalid tar|unexpected end of data/i.test(message))) {
+    return new OpenworkError(
+      `${options.what}: the tarball ${tarball} is corrupt (${message}), so it cannot match its integrity ${options.integrity ?? ""}`.trim(),
+      {
+        code: "integrity_mismatch",
+        hint: "the registry or a proxy served corrupt bytes; nothing was stored",
+        cause: error,
+      },
+    );
+  }
+  return error;
 }
 
 async function writeEntry(

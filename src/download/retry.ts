@@ -88,6 +88,7 @@ export async function withRetries<T>(
 }
 
 export function describeNetworkError(error: unknown): string {
+  if (error instanceof OpenworkError) return error.message;
   const code = systemErrorCode(error);
   const message = error instanceof Error ? error.message : String(error);
   switch (code) {
