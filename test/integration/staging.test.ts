@@ -145,16 +145,7 @@ test("tamper: one flipped byte in the staged real opencode makes verification re
   const file = path.join(staged.dir, "opencode");
   const expected = staged.sidecars.opencode!.sha256;
   // the store owns its inode: node_modules is not linked into the store (a sandbox write must not reach it)
-  const bundled = path.join(
-    path.dirname(new URL(import.meta.url).pathname),
-    "..",
-    "..",
-    "..",
-    "node_modules",
-    "opencode-linux-x64",
-    "bin",
-    "opencode",
-  );
+  const bundled = path.join(packageRoot(), "node_modules", "opencode-linux-x64", "bin", "opencode");
   assert.notEqual(statSync(file).ino, statSync(bundled).ino);
   await verifyStagedRuntime(staged.dir, { statCache: store.statCache });
 
