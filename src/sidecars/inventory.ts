@@ -116,6 +116,14 @@ async function row(
         }
         return found;
       }
+      // a store blob that fails is reported even when a bundled copy fits: staging would use the store
+      if (candidate.source === "store") {
+        return {
+          ...found,
+          status: "mismatch",
+          reason: `store blob has sha256 ${actual.sha256} (${actual.size} bytes), the manifest pins ${entry.sha256 ?? "?"} (${entry.size ?? "?"} bytes)`,
+        };
+      }
       mismatch ??= {
         ...found,
         status: "mismatch",
