@@ -174,12 +174,12 @@ async function place(
           `copy of ${sidecar.path} to ${temp} has sha256 ${copied.sha256}, expected ${sidecar.sha256}`,
         );
       }
-    } else {
-      // A new link changes the inode's ctime: record the verified hash for its new state.
-      await store.statCache.record(await stat(temp), sidecar.sha256);
     }
     await rename(temp, dest);
     await syncDir(path.dirname(dest));
+    // link(2) and rename(2) change the inode's ctime (shared with the blob when
+    // linked): record the hash just verified for its new state, or the next use re-hashes.
+    await store.statCache.record(await stat(dest), sidecar.sha256);
     return mode;
   } catch (error) {
     await rm(temp, { force: true });

@@ -134,6 +134,10 @@ test("staging links verified blobs into runtimes/<id>/ with runtime.json; a seco
     "no request to the mirror",
   );
   await verifyStagedRuntime(first.dir, { statCache: store.statCache });
+  // verification before exec is cheap: every staged file is vouched for by the stat cache, none is read
+  for (const file of ["opencode", "node", "openwork-server.mjs"]) {
+    assert.equal((await store.statCache.hash(path.join(first.dir, file))).cached, true, file);
+  }
 });
 
 test("tamper: one flipped byte in the staged real opencode makes verification refuse, naming the file and both hashes", async (t) => {
