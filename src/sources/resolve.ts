@@ -1,3 +1,4 @@
+import { stat } from "node:fs/promises";
 import semver from "semver";
 import { downloadToStore, type HttpOptions } from "../download/http.js";
 import { fetchNpmBinary } from "../download/npm.js";
@@ -218,6 +219,12 @@ async function resolveExternal(
       `${flag} ${file} needs --allow-external`,
       "an external binary is not verified against the manifest; allow it explicitly",
     );
+  }
+  try {
+    if (!(await stat(file)).isFile()) throw new UsageError(`${flag} ${file}: not a regular file`);
+  } catch (error) {
+    if (error instanceof UsageError) throw error;
+    throw new UsageError(`${flag} ${file}: no such file`);
   }
   const pin = entry?.version;
   let version: string;

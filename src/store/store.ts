@@ -1,5 +1,16 @@
 import { constants, type Stats } from "node:fs";
-import { chmod, copyFile, mkdir, open, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import {
+  chmod,
+  copyFile,
+  mkdir,
+  open,
+  readdir,
+  readFile,
+  rename,
+  rm,
+  stat,
+  writeFile,
+} from "node:fs/promises";
 import path from "node:path";
 import { openworkPaths } from "../config/paths.js";
 import { OpenworkError, systemErrorCode } from "../errors/errors.js";
@@ -66,7 +77,30 @@ export class BlobStore {
   /** A fresh temporary path inside the store (same device as the blobs, so the final rename is atomic). */
   async tempPath(label: string): Promise<string> {
     await mkdir(this.tmpDir, { recursive: true });
+    this.swept ??= this.sweepTemp();
+    await this.swept;
     return tempSibling(this.tmpDir, label.replace(/[^A-Za-z0-9._-]/g, "_"));
+  }
+
+  private swept: Promise<void> | undefined;
+
+  /**
+   * Remove temporary files left by processes that died mid-download (killed,
+   * crashed): their names carry the writer's pid. Files of live processes stay.
+   */
+  private async sweepTemp(): Promise<void> {
+    let names: string[];
+    try {
+      names = await readdir(this.tmpDir);
+    } catch {
+      return;
+    }
+    for (const name of names) {
+      const pid = Number(/\.(\d+)\.[0-9a-z]+\.tmp$/.exec(name)?.[1]);
+      if (!pid || pid === process.pid || isAlive(pid)) continue;
+      await rm(path.join(this.tmpDir, name), { force: true });
+      this.log.info({ file: name, pid }, `removed a temporary file left by the dead process ${pid}`);
+    }
   }
 
   /**
@@ -224,5 +258,14 @@ async function fsyncFile(file: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
+  }
+}
+
+function isAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (error) {
+    return systemErrorCode(error) === "EPERM";
   }
 }

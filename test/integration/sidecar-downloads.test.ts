@@ -383,3 +383,33 @@ test("two processes fetching the same sidecar at once: one download, both succee
     "the waiting process says why it waited",
   );
 });
+
+test("temporary files of a dead process are swept; progress log lines report bytes and rate", async () => {
+  const tmp = path.join(root, "store", "tmp");
+  mkdirSync(tmp, { recursive: true });
+  const dead = await execa(process.execPath, ["-e", "process.stdout.write(String(process.pid))"]);
+  const leftover = path.join(tmp, `.${sha256}.${String(dead.stdout)}.abc123.tmp`);
+  const mine = path.join(tmp, `.${sha256}.${process.pid}.def456.tmp`);
+  writeFileSync(leftover, "partial");
+  writeFileSync(mine, "in progress");
+  const { log, messages } = captureLogger();
+  const sweeping = new BlobStore({ dir: path.join(root, "store"), locksDir: path.join(root, "locks"), log });
+  const { url } = serve();
+  await downloadToStore({
+    ...fast,
+    progress: "log",
+    log,
+    store: sweeping,
+    url,
+    sha256,
+    size,
+    what: "opencode test",
+  });
+  assert.equal(existsSync(leftover), false, "the dead process's file is gone");
+  assert.equal(existsSync(mine), true, "a live process's file stays");
+  assert.ok(messages().some((m) => /left by the dead process/.test(m)));
+  assert.ok(
+    messages().some((m) => /^opencode test: 0\.3\/0\.3 MiB at [\d.]+ MiB\/s \(done\)$/.test(m)),
+    messages().join("\n"),
+  );
+});
