@@ -46,20 +46,25 @@ export async function fetchNpmBinary(options: NpmBinaryDownload): Promise<NpmDow
   const log = options.log ?? silentLogger();
   const { store } = options;
   const key = npmIndexKey(options);
-  const cachedBlob = async () => {
-    if (options.sha256) return store.get(options.sha256, options.size);
-    return store.indexLookup(key);
+  const cachedBlob = async (): Promise<NpmDownloadResult | undefined> => {
+    if (options.sha256) {
+      const blob = await store.get(options.sha256, options.size);
+      return blob && { ...blob, bytesDownloaded: 0, attempts: 0, integrity: options.integrity ?? undefined };
+    }
+    const indexed = await store.indexLookup(key);
+    if (!indexed) return undefined;
+    const { meta, ...blob } = indexed;
+    return { ...blob, bytesDownloaded: 0, attempts: 0, integrity: options.integrity ?? meta.integrity };
   };
   const present = await cachedBlob();
-  if (present)
-    return { ...present, bytesDownloaded: 0, attempts: 0, integrity: options.integrity ?? undefined };
+  if (present) return present;
   return store.withBlobLock(
     key,
     async () => {
       const again = await cachedBlob();
       if (again) {
         log.info({ blob: again.path }, `${options.what}: another process fetched it meanwhile`);
-        return { ...again, bytesDownloaded: 0, attempts: 0, integrity: options.integrity ?? undefined };
+        return again;
       }
       const packument = await fetchPackument(options.package, { ...options, log });
       const dist = packumentVersion(packument, options.version).dist;
@@ -118,7 +123,7 @@ export async function fetchNpmBinary(options: NpmBinaryDownload): Promise<NpmDow
           },
           { ...options.retry, log },
         );
-        await store.indexRecord(key, blob);
+        await store.indexRecord(key, blob, { integrity });
         log.info(
           { blob: blob.path, bytes: blob.size, attempts },
           `${options.what}: fetched from npm, integrity and hash verified`,

@@ -199,22 +199,23 @@ export class BlobStore {
    * and path) to the blob it produced, for entries whose binary hash the
    * manifest does not pin: the second fetch then finds the blob without the network.
    */
-  async indexLookup(key: string): Promise<StoredBlob | undefined> {
-    let entry: { sha256: string; size: number };
+  async indexLookup(key: string): Promise<(StoredBlob & { meta: Record<string, string> }) | undefined> {
+    let entry: { sha256: string; size: number; meta?: Record<string, string> };
     try {
-      entry = JSON.parse(await readFile(this.indexPath(key), "utf8")) as { sha256: string; size: number };
+      entry = JSON.parse(await readFile(this.indexPath(key), "utf8")) as typeof entry;
     } catch {
       return undefined;
     }
     if (!SHA256.test(entry.sha256)) return undefined;
-    return this.get(entry.sha256, entry.size);
+    const blob = await this.get(entry.sha256, entry.size);
+    return blob ? { ...blob, meta: entry.meta ?? {} } : undefined;
   }
 
-  async indexRecord(key: string, blob: StoredBlob): Promise<void> {
+  async indexRecord(key: string, blob: StoredBlob, meta: Record<string, string> = {}): Promise<void> {
     const file = this.indexPath(key);
     await mkdir(path.dirname(file), { recursive: true });
     const temp = tempSibling(path.dirname(file), path.basename(file));
-    await writeFile(temp, JSON.stringify({ key, sha256: blob.sha256, size: blob.size }));
+    await writeFile(temp, JSON.stringify({ key, sha256: blob.sha256, size: blob.size, meta }));
     await rename(temp, file);
   }
 
