@@ -350,6 +350,28 @@ test("npm source faults: corrupt tarball, pinned integrity differs, missing path
   assert.deepEqual(readdirSync(tmp), [], "no temporary file left");
 });
 
+test("npm source: a reset or truncated tarball mid-stream is retried, never stored half", async () => {
+  for (const kind of ["reset", "truncate"] as const) {
+    const binary = randomBytes(400 * 1024);
+    const pkg = `opencode-${kind}-${++counter}`;
+    const published = await mirror.addNpmPackage(pkg, "1.0.0", { "bin/opencode": binary });
+    mirror.fault(published.tarballPath, { kind }, 1);
+    const blob = await fetchNpmBinary({
+      ...fast,
+      store,
+      registry: mirror.registry,
+      package: pkg,
+      version: "1.0.0",
+      integrity: published.integrity,
+      path: "bin/opencode",
+      what: `opencode (${kind})`,
+    });
+    assert.equal(blob.sha256, createHash("sha256").update(binary).digest("hex"), kind);
+    assert.equal(mirror.count(published.tarballPath), 2, kind);
+  }
+  assert.deepEqual(readdirSync(path.join(root, "store", "tmp")), []);
+});
+
 test("two processes fetching the same sidecar at once: one download, both succeed", async () => {
   const { url, path: p } = serve();
   // a stall on the first response keeps the first process busy while the second one arrives
