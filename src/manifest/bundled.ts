@@ -8,7 +8,7 @@ import { type Logger, silentLogger } from "../logging/logger.js";
 import { fetchPackument, packumentVersion } from "../npm/registry.js";
 import { findBundled } from "../sidecars/bundled.js";
 import { NPM_BINARY_PATH, npmPackageFor, STAGED_FILE } from "../sidecars/names.js";
-import type { Target } from "../sidecars/platform.js";
+import { hostTarget, type Target } from "../sidecars/platform.js";
 import { probeVersion } from "../sidecars/version.js";
 import { type BlobStore, openStore } from "../store/store.js";
 import type { Manifest, ManifestEntry } from "./schema.js";
@@ -167,4 +167,12 @@ async function registryIntegrity(
     throw new UsageError(`the registry gives no sha512 integrity for ${pkgName}@${version}`);
   }
   return integrity;
+}
+
+/** The manifest used when none is given: the bundled one for `target` (default: this host). */
+export function defaultManifest(
+  target: Target = hostTarget(),
+  options: BundledManifestOptions = {},
+): Promise<Manifest> {
+  return buildBundledManifest([target], options);
 }

@@ -1,4 +1,9 @@
-export { type BundledManifestOptions, buildBundledManifest, pinnedVersion } from "./bundled.js";
+export {
+  type BundledManifestOptions,
+  buildBundledManifest,
+  defaultManifest,
+  pinnedVersion,
+} from "./bundled.js";
 export { loadManifest, parseManifest, validateManifest } from "./load.js";
 export {
   type Manifest,
