@@ -8,7 +8,7 @@ import { buildBundledManifest } from "../../manifest/bundled.js";
 import { loadManifest } from "../../manifest/load.js";
 import { type Manifest, manifestEntry, sidecarsFor } from "../../manifest/schema.js";
 import { type InventoryRow, inventory } from "../../sidecars/inventory.js";
-import { hostTarget, parseTarget, type Target } from "../../sidecars/platform.js";
+import { hostTarget, parseTarget, sandboxTarget, type Target } from "../../sidecars/platform.js";
 import { resolveSidecar } from "../../sources/resolve.js";
 import { type Mismatch, verifyStagedRuntime } from "../../staging/verify.js";
 import { StatCache } from "../../store/stat-cache.js";
@@ -41,8 +41,7 @@ export function registerSidecars(program: Command): void {
   const sidecars = program
     .command("sidecars")
     .description(
-      "inspect, fetch and verify the runtime's sidecar binaries (opencode engine, router, runtime server, node)\n" +
-        "against a manifest: by default the one this installation pins, else --manifest PATH|URL",
+      "inspect, fetch and verify the runtime's sidecar binaries (opencode engine, router, runtime server, node) against a manifest: the one this installation pins, or --manifest PATH|URL",
     );
 
   withCommon(
@@ -64,8 +63,7 @@ export function registerSidecars(program: Command): void {
       sidecars
         .command("fetch")
         .description(
-          "put every sidecar of the manifest for the target into the store (OPENWORK_HOME), verified:\n" +
-            "bundled packages when they match, else downloaded from npm (the registry npm is configured with) or the manifest's URL",
+          "put every sidecar of the manifest for the target into the store (OPENWORK_HOME), verified: bundled packages when they match, else downloaded from npm (the registry npm is configured with) or the manifest's URL",
         ),
     ),
   ).action(async (options: CommonOptions & { source?: string }, command: Command) => {
@@ -123,8 +121,7 @@ export function registerSidecars(program: Command): void {
     sidecars
       .command("verify")
       .description(
-        "re-check the sidecars against the manifest (or, with --runtime, a staged runtime against its runtime.json);\n" +
-          "exits 1 and lists every mismatch or missing file",
+        "re-check the sidecars against the manifest (or, with --runtime, a staged runtime against its runtime.json); exits 1 and lists every mismatch or missing file",
       ),
   )
     .option("--runtime <dir>", "verify a staged runtime directory (<persist>/runtimes/<id>) instead")
@@ -155,15 +152,14 @@ export function registerSidecars(program: Command): void {
   sidecars
     .command("manifest")
     .description(
-      "print the manifest this installation pins (Manifest v1, docs/manifest.md) for one or more targets;\n" +
-        "--resolve downloads the npm packages of other targets to fill in their binaries' sha256 and size",
+      "print the manifest this installation pins (Manifest v1, docs/manifest.md) for one or more targets; --resolve downloads the npm packages of other targets to fill in their binaries' sha256 and size",
     )
     .option("--target <target...>", "targets to include (default: this host and its Linux sandbox target)")
     .option("--resolve", "fetch what is not installed here so that every entry carries sha256 and size")
     .action(async (options: { target?: string[]; resolve?: boolean }, command: Command) => {
       const ctx = contextFrom(command);
       const targets = options.target?.map(parseTarget) ?? [
-        ...new Set<Target>([hostTarget(), `linux-${process.arch === "arm64" ? "arm64" : "x64"}`]),
+        ...new Set<Target>([hostTarget(), sandboxTarget()]),
       ];
       const manifest = await buildBundledManifest(targets, {
         log: ctx.log,
