@@ -1,50 +1,95 @@
-import type { Command } from "commander";
+import { statSync } from "node:fs";
+import path from "node:path";
+import { type Command, Option } from "commander";
 import { UsageError } from "../errors/errors.js";
+import type { SidecarName } from "../sidecars/names.js";
+import { SOURCE_CHOICES, type SourceChoice, type SourcePolicy } from "../sources/resolve.js";
 
+/** The flags as commander hands them over. */
 export interface SidecarOverrideFlags {
-  opencodeBin?: string;
-  routerBin?: string;
-  serverBin?: string;
-  allowExternal?: boolean;
-  allowVersionMismatch?: boolean;
+  opencodeBin?: string | undefined;
+  routerBin?: string | undefined;
+  serverBin?: string | undefined;
+  allowExternal?: boolean | undefined;
+  allowVersionMismatch?: boolean | undefined;
+  source?: string | undefined;
 }
 
-/** The override flags shared by start, serve and sidecars fetch/verify. */
-export function sidecarOverrideOptions(command: Command): Command {
-  return command
-    .option(
-      "--opencode-bin <path>",
-      "use this opencode binary instead of the manifest's (needs --allow-external)",
-    )
-    .option("--router-bin <path>", "use this opencode-router binary (needs --allow-external)")
-    .option("--server-bin <path>", "use this openwork-server bundle (needs --allow-external)")
-    .option("--allow-external", "allow sidecars from explicit paths; their reported version is still checked")
-    .option("--allow-version-mismatch", "run an external sidecar even when its version differs from the pin");
-}
+const OVERRIDES: Array<{
+  flag: string;
+  key: "opencodeBin" | "routerBin" | "serverBin";
+  name: SidecarName;
+  what: string;
+}> = [
+  { flag: "--opencode-bin", key: "opencodeBin", name: "opencode", what: "the opencode engine" },
+  { flag: "--router-bin", key: "routerBin", name: "opencode-router", what: "the router" },
+  {
+    flag: "--server-bin",
+    key: "serverBin",
+    name: "openwork-server",
+    what: "the runtime server bundle (.mjs)",
+  },
+];
 
-export function parseSidecarOverrides(flags: SidecarOverrideFlags): {
-  overrides: Record<string, string>;
-  allowExternal: boolean;
-  allowVersionMismatch: boolean;
-} {
-  const overrides: Record<string, string> = {};
-  if (flags.opencodeBin) overrides.opencode = flags.opencodeBin;
-  if (flags.routerBin) overrides["opencode-router"] = flags.routerBin;
-  if (flags.serverBin) overrides["openwork-server"] = flags.serverBin;
-  const names = Object.keys(overrides);
-  if (names.length > 0 && !flags.allowExternal) {
-    throw new UsageError(
-      `--${names[0] === "openwork-server" ? "server" : names[0] === "opencode-router" ? "router" : "opencode"}-bin needs --allow-external`,
-      "an external sidecar is not verified against the manifest's sha256; say so explicitly",
+/** Add --opencode-bin/--router-bin/--server-bin, --allow-external and --allow-version-mismatch to a command. */
+export function addSidecarOverrideOptions(command: Command): Command {
+  for (const { flag, what } of OVERRIDES) {
+    command.option(
+      `${flag} <path>`,
+      `use this file as ${what} instead of the manifest's (needs --allow-external)`,
     );
   }
-  if (flags.allowVersionMismatch && names.length === 0) {
-    throw new UsageError(
-      "--allow-version-mismatch applies only to --opencode-bin, --router-bin or --server-bin",
+  return command
+    .option("--allow-external", "allow --*-bin overrides: files that are not verified against the manifest")
+    .option(
+      "--allow-version-mismatch",
+      "accept an override whose reported version differs from the manifest's pin",
     );
+}
+
+/** Add --source auto|bundled|npm|url. */
+export function addSourceOption(command: Command): Command {
+  return command.addOption(
+    new Option(
+      "--source <source>",
+      "where sidecars come from: bundled packages, npm, the manifest's URL, or auto (bundled, else download)",
+    )
+      .choices([...SOURCE_CHOICES])
+      .default("auto"),
+  );
+}
+
+/**
+ * Turn the flags into a SourcePolicy, checking them as usage errors: an
+ * override without --allow-external, or naming no regular file, exits 2.
+ */
+export function sourcePolicyFrom(flags: SidecarOverrideFlags): SourcePolicy {
+  const external: Partial<Record<SidecarName, string>> = {};
+  for (const { flag, key, name } of OVERRIDES) {
+    const value = flags[key];
+    if (value === undefined) continue;
+    if (!flags.allowExternal) {
+      throw new UsageError(
+        `${flag} needs --allow-external`,
+        "an override is not verified against the manifest; allow it explicitly",
+      );
+    }
+    const file = path.resolve(value);
+    let isFile = false;
+    try {
+      isFile = statSync(file).isFile();
+    } catch {
+      throw new UsageError(`${flag} ${file}: no such file`);
+    }
+    if (!isFile) throw new UsageError(`${flag} ${file}: not a regular file`);
+    external[name] = file;
+  }
+  if (flags.source !== undefined && !(SOURCE_CHOICES as readonly string[]).includes(flags.source)) {
+    throw new UsageError(`--source must be one of ${SOURCE_CHOICES.join(", ")}, not "${flags.source}"`);
   }
   return {
-    overrides,
+    prefer: (flags.source as SourceChoice | undefined) ?? "auto",
+    external,
     allowExternal: flags.allowExternal === true,
     allowVersionMismatch: flags.allowVersionMismatch === true,
   };

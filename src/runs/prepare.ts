@@ -1,24 +1,84 @@
+import { OpenworkError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
+import { defaultManifest, loadManifest, sidecarsFor } from "../manifest/index.js";
+import type { SidecarName } from "../sidecars/names.js";
+import { hostTarget, sandboxTarget, type Target } from "../sidecars/platform.js";
+import type { SourcePolicy } from "../sources/resolve.js";
+import { gcRuntimes, stageRuntime, verifyStagedRuntime } from "../staging/index.js";
 import type { RunRecord } from "./record.js";
 
-/** What the user asked of the runtime's sidecars (manifest, overrides). */
+/** What the user asked of the runtime's sidecars: a manifest, and where sidecars may come from. */
 export interface RuntimeRequest {
   manifest?: string | undefined;
-  overrides?: Record<string, string> | undefined;
-  allowExternal?: boolean;
-  allowVersionMismatch?: boolean;
+  sources?: SourcePolicy | undefined;
 }
 
 export interface PreparedRuntime {
   runtimeId: string;
   /** the staged runtime directory on the host */
   dir: string;
+  target: Target;
   versions: RunRecord["versions"];
 }
 
-/** Resolve, verify and stage the sidecars into the workspace's persisted directory. */
+/**
+ * Resolve, verify and stage the sidecars into the workspace's persisted
+ * directory, then verify the staged files again — they are what will be
+ * executed (cheap through the stat cache; a tampered file is refused with
+ * both hashes). Older runtimes not in use are garbage-collected.
+ */
 export async function prepareRuntime(
-  _request: RuntimeRequest & { persistDir: string; sandboxed: boolean; router: boolean; log: Logger },
+  request: RuntimeRequest & {
+    persistDir: string;
+    sandboxed: boolean;
+    router: boolean;
+    log: Logger;
+    /** runtime ids still in use (other runs of this workspace), kept by gc */
+    inUse?: string[];
+  },
 ): Promise<PreparedRuntime> {
-  throw new Error("prepareRuntime: wired to src/staging at merge");
+  const target = request.sandboxed ? sandboxTarget() : hostTarget();
+  const manifest = request.manifest ? await loadManifest(request.manifest) : await defaultManifest(target);
+  const wanted: SidecarName[] = ["opencode", "openwork-server", "node"];
+  if (request.router) {
+    const available =
+      sidecarsFor(manifest, target).includes("opencode-router") ||
+      request.sources?.external?.["opencode-router"];
+    if (!available) {
+      throw new OpenworkError(`--router is set, but the manifest has no opencode-router for ${target}`, {
+        code: "router_unavailable",
+        exitCode: 2,
+        hint: "pass --router-bin PATH --allow-external, or a --manifest that carries opencode-router",
+      });
+    }
+    wanted.push("opencode-router");
+  }
+  const staged = await stageRuntime({
+    manifest,
+    target,
+    persistDir: request.persistDir,
+    sources: request.sources,
+    log: request.log,
+    only: wanted,
+  });
+  await verifyStagedRuntime(staged.dir);
+  await gcRuntimes(request.persistDir, [staged.runtimeId, ...(request.inUse ?? [])], {
+    log: request.log,
+  }).catch((error: unknown) => request.log.warn({ err: error }, "could not garbage-collect old runtimes"));
+  request.log.info(
+    { runtimeId: staged.runtimeId, bytesWritten: staged.bytesWritten, placed: staged.placed },
+    staged.bytesWritten === 0
+      ? "runtime staged (nothing written: all sidecars were in place)"
+      : "runtime staged",
+  );
+  return {
+    runtimeId: staged.runtimeId,
+    dir: staged.dir,
+    target,
+    versions: {
+      opencode: staged.sidecars.opencode?.version ?? null,
+      router: staged.sidecars["opencode-router"]?.version ?? null,
+      server: staged.sidecars["openwork-server"]?.version ?? null,
+    },
+  };
 }

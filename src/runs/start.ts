@@ -200,6 +200,7 @@ async function launchNew(
       sandboxed,
       router: options.router,
       log,
+      inUse: await runtimesInUse(registry, workspace),
     });
     record = { ...record, runtimeId: runtime.runtimeId, versions: runtime.versions };
     await registry.write(record);
@@ -350,4 +351,14 @@ export async function resolveWorkspace(input: string): Promise<string> {
   }
   if (!(await stat(real)).isDirectory()) throw new UsageError(`the workspace ${input} is not a directory`);
   return real;
+}
+
+/** Runtime ids of this workspace's live runs: staging must not garbage-collect them. */
+async function runtimesInUse(registry: RunRegistry, workspace: string): Promise<string[]> {
+  const { records } = await registry.list();
+  return records
+    .filter(
+      (record) => record.workspace === workspace && record.state !== "stopped" && record.state !== "failed",
+    )
+    .flatMap((record) => (record.runtimeId ? [record.runtimeId] : []));
 }

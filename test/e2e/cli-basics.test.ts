@@ -21,7 +21,15 @@ test("--help and --version exit 0 and describe the program", async () => {
 });
 
 test("every command has real help text", async () => {
-  for (const command of [["sidecars"], ["sidecars", "list"], ["image"], ["image", "build"]]) {
+  for (const command of [
+    ["sidecars"],
+    ["sidecars", "list"],
+    ["sidecars", "fetch"],
+    ["sidecars", "verify"],
+    ["sidecars", "manifest"],
+    ["image"],
+    ["image", "build"],
+  ]) {
     const result = await runCli([...command, "--help"]);
     assert.equal(result.exitCode, 0, command.join(" "));
     assert.match(result.stdout, /Usage: openwork /);

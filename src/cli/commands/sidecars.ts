@@ -1,35 +1,219 @@
+import { mkdtemp, rm } from "node:fs/promises";
+import os from "node:os";
+import path from "node:path";
 import type { Command } from "commander";
-import { listBundledSidecars } from "../../sidecars/list.js";
-import { hostTarget, parseTarget } from "../../sidecars/platform.js";
+import { OpenworkError } from "../../errors/errors.js";
+import type { Logger } from "../../logging/logger.js";
+import { buildBundledManifest } from "../../manifest/bundled.js";
+import { loadManifest } from "../../manifest/load.js";
+import { type Manifest, manifestEntry, sidecarsFor } from "../../manifest/schema.js";
+import { type InventoryRow, inventory } from "../../sidecars/inventory.js";
+import { hostTarget, parseTarget, sandboxTarget, type Target } from "../../sidecars/platform.js";
+import { resolveSidecar } from "../../sources/resolve.js";
+import { type Mismatch, verifyStagedRuntime } from "../../staging/verify.js";
+import { StatCache } from "../../store/stat-cache.js";
+import { openStore } from "../../store/store.js";
 import { contextFrom, renderTable } from "../context.js";
+import { addSourceOption, sourcePolicyFrom } from "../sidecar-options.js";
+
+interface CommonOptions {
+  target?: string;
+  manifest?: string;
+}
+
+function withCommon(command: Command): Command {
+  return command
+    .option("--target <target>", "platform target, e.g. linux-arm64 (default: this host)")
+    .option("--manifest <path|url>", "manifest file or URL (default: the sidecars this installation pins)");
+}
+
+/** The manifest to work from: the one given, or the one this installation pins for `target`. */
+export async function manifestFrom(
+  source: string | undefined,
+  target: Target,
+  log: Logger,
+): Promise<Manifest> {
+  if (source) return loadManifest(source, { log });
+  return buildBundledManifest([target], { log });
+}
 
 export function registerSidecars(program: Command): void {
   const sidecars = program
     .command("sidecars")
-    .description("inspect the runtime's sidecar binaries (opencode engine, router, runtime server, node)");
+    .description(
+      "inspect, fetch and verify the runtime's sidecar binaries (opencode engine, router, runtime server, node) against a manifest: the one this installation pins, or --manifest PATH|URL",
+    );
+
+  withCommon(
+    sidecars
+      .command("list")
+      .description(
+        "show each sidecar of the manifest: whether a verified copy is at hand, its path, size, sha256 and the version the binary itself reports",
+      ),
+  ).action(async (options: CommonOptions, command: Command) => {
+    const ctx = contextFrom(command);
+    const target = options.target ? parseTarget(options.target) : hostTarget();
+    const manifest = await manifestFrom(options.manifest, target, ctx.log);
+    const rows = await inventory(manifest, target, { store: openStore({ log: ctx.log }), probe: true });
+    ctx.output({ target, runtimeVersion: manifest.runtimeVersion, sidecars: rows }, () => renderRows(rows));
+  });
+
+  addSourceOption(
+    withCommon(
+      sidecars
+        .command("fetch")
+        .description(
+          "put every sidecar of the manifest for the target into the store (OPENWORK_HOME), verified: bundled packages when they match, else downloaded from npm (the registry npm is configured with) or the manifest's URL",
+        ),
+    ),
+  ).action(async (options: CommonOptions & { source?: string }, command: Command) => {
+    const ctx = contextFrom(command);
+    const target = options.target ? parseTarget(options.target) : hostTarget();
+    const policy = sourcePolicyFrom({ source: options.source });
+    const manifest = await manifestFrom(options.manifest, target, ctx.log);
+    const store = openStore({ log: ctx.log });
+    const rows: Array<{
+      name: string;
+      target: Target;
+      status: "ok";
+      source: string;
+      origin: string;
+      path: string;
+      size: number;
+      sha256: string;
+      version: string;
+      bytesDownloaded: number;
+    }> = [];
+    for (const name of sidecarsFor(manifest, target)) {
+      const resolved = await resolveSidecar(name, target, manifestEntry(manifest, name, target), policy, {
+        store,
+        log: ctx.log,
+      });
+      rows.push({
+        name,
+        target,
+        status: "ok",
+        source: resolved.source,
+        origin: resolved.origin,
+        path: resolved.path,
+        size: resolved.size,
+        sha256: resolved.sha256,
+        version: resolved.version,
+        bytesDownloaded: resolved.bytesDownloaded,
+      });
+    }
+    ctx.output({ target, sidecars: rows }, () =>
+      renderTable(
+        ["NAME", "SOURCE", "VERSION", "SIZE", "SHA256", "PATH"],
+        rows.map((row) => [
+          row.name,
+          row.source,
+          row.version,
+          formatBytes(row.size),
+          row.sha256.slice(0, 16),
+          row.path,
+        ]),
+      ),
+    );
+  });
+
+  withCommon(
+    sidecars
+      .command("verify")
+      .description(
+        "re-check the sidecars against the manifest (or, with --runtime, a staged runtime against its runtime.json); exits 1 and lists every mismatch or missing file",
+      ),
+  )
+    .option("--runtime <dir>", "verify a staged runtime directory (<persist>/runtimes/<id>) instead")
+    .option("--full", "re-hash every file instead of trusting unchanged files' cached hashes")
+    .action(async (options: CommonOptions & { runtime?: string; full?: boolean }, command: Command) => {
+      const ctx = contextFrom(command);
+      if (options.runtime) {
+        await verifyRuntimeCommand(path.resolve(options.runtime), options.full === true, ctx);
+        return;
+      }
+      const target = options.target ? parseTarget(options.target) : hostTarget();
+      const manifest = await manifestFrom(options.manifest, target, ctx.log);
+      const rows = (
+        await inventory(manifest, target, { store: openStore({ log: ctx.log }), full: options.full === true })
+      ).filter(
+        (row) => row.name !== "opencode-router" || manifest.sidecars["opencode-router"]?.targets[target],
+      );
+      const bad = rows.filter((row) => row.status !== "ok");
+      ctx.output({ target, ok: bad.length === 0, sidecars: rows, mismatches: bad }, () =>
+        [
+          renderRows(rows),
+          bad.length === 0 ? "all sidecars verified" : `${bad.length} sidecar(s) failed verification`,
+        ].join("\n"),
+      );
+      if (bad.length > 0) process.exitCode = 1;
+    });
 
   sidecars
-    .command("list")
-    .description("show each sidecar with its path, size, sha256 and the version the binary itself reports")
-    .option("--target <target>", "platform target, e.g. linux-x64 (default: this host)")
-    .action(async (options: { target?: string }, command: Command) => {
+    .command("manifest")
+    .description(
+      "print the manifest this installation pins (Manifest v1, docs/manifest.md) for one or more targets; --resolve downloads the npm packages of other targets to fill in their binaries' sha256 and size",
+    )
+    .option("--target <target...>", "targets to include (default: this host and its Linux sandbox target)")
+    .option("--resolve", "fetch what is not installed here so that every entry carries sha256 and size")
+    .action(async (options: { target?: string[]; resolve?: boolean }, command: Command) => {
       const ctx = contextFrom(command);
-      const target = options.target ? parseTarget(options.target) : hostTarget();
-      const rows = await listBundledSidecars(target);
-      ctx.output({ target, sidecars: rows }, () =>
-        renderTable(
-          ["NAME", "STATUS", "VERSION", "SIZE", "SHA256", "PATH / REASON"],
-          rows.map((row) => [
-            row.name,
-            row.status,
-            row.version ?? (row.version === null ? "(not runnable here)" : "-"),
-            row.size === undefined ? "-" : formatBytes(row.size),
-            row.sha256 ? row.sha256.slice(0, 16) : "-",
-            row.status === "ok" ? (row.path ?? "") : (row.reason ?? ""),
-          ]),
-        ),
-      );
+      const targets = options.target?.map(parseTarget) ?? [
+        ...new Set<Target>([hostTarget(), sandboxTarget()]),
+      ];
+      const manifest = await buildBundledManifest(targets, {
+        log: ctx.log,
+        resolve: options.resolve === true,
+      });
+      process.stdout.write(`${JSON.stringify(manifest, null, 2)}\n`);
     });
+}
+
+async function verifyRuntimeCommand(
+  dir: string,
+  full: boolean,
+  ctx: ReturnType<typeof contextFrom>,
+): Promise<void> {
+  let scratch: string | undefined;
+  try {
+    if (full) {
+      scratch = await mkdtemp(path.join(os.tmpdir(), "openwork-verify-"));
+    }
+    const runtime = await verifyStagedRuntime(dir, scratch ? { statCache: new StatCache(scratch) } : {});
+    ctx.output(
+      { ok: true, runtimeId: runtime.runtimeId, dir, mismatches: [] },
+      () => `runtime ${runtime.runtimeId} verified: ${Object.keys(runtime.sidecars).join(", ")}`,
+    );
+  } catch (error) {
+    if (!(error instanceof OpenworkError) || error.code !== "runtime_tampered" || !error.details?.mismatches)
+      throw error;
+    const mismatches = error.details.mismatches as Mismatch[];
+    ctx.output({ ok: false, runtimeId: error.details.runtimeId, dir, mismatches }, () =>
+      renderTable(
+        ["NAME", "FILE", "EXPECTED SHA256", "ACTUAL SHA256"],
+        mismatches.map((m) => [m.name, m.file, m.expectedSha256, m.actualSha256 ?? `(${m.reason})`]),
+      ),
+    );
+    ctx.log.error(error.oneLine());
+    process.exitCode = 1;
+  } finally {
+    if (scratch) await rm(scratch, { recursive: true, force: true });
+  }
+}
+
+function renderRows(rows: InventoryRow[]): string {
+  return renderTable(
+    ["NAME", "STATUS", "VERSION", "SIZE", "SHA256", "PATH / REASON"],
+    rows.map((row) => [
+      row.name,
+      row.status,
+      row.version ??
+        (row.version === null ? `${row.pinnedVersion} (not runnable here)` : (row.pinnedVersion ?? "-")),
+      row.size === undefined ? "-" : formatBytes(row.size),
+      row.sha256 ? row.sha256.slice(0, 16) : "-",
+      row.status === "ok" ? (row.path ?? "") : (row.reason ?? ""),
+    ]),
+  );
 }
 
 export function formatBytes(bytes: number): string {

@@ -7,7 +7,7 @@ import { RunRegistry } from "../../runs/registry.js";
 import { type StartResult, startRun } from "../../runs/start.js";
 import { parseSandboxChoice } from "../../sandbox/select.js";
 import { type CommandContext, contextFrom, renderTable } from "../context.js";
-import { parseSidecarOverrides, sidecarOverrideOptions } from "../sidecar-options.js";
+import { addSidecarOverrideOptions, addSourceOption, sourcePolicyFrom } from "../sidecar-options.js";
 import { holdSignals, shutdown } from "../signals.js";
 
 interface StartFlags {
@@ -30,6 +30,7 @@ interface StartFlags {
   serverBin?: string;
   allowExternal?: boolean;
   allowVersionMismatch?: boolean;
+  source?: string;
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -61,7 +62,8 @@ function addStartOptions(command: Command): Command {
     .option("--allow-remote", "publish the server on all interfaces instead of 127.0.0.1")
     .option("--health-timeout <seconds>", "how long each component may take to become healthy", "90")
     .option("--show-secrets", "print the tokens in the human output too (they are always in --json)");
-  sidecarOverrideOptions(command);
+  addSidecarOverrideOptions(command);
+  addSourceOption(command);
   return command;
 }
 
@@ -115,7 +117,7 @@ async function runStart(flags: StartFlags, command: Command, detach: boolean): P
       replace: flags.replace === true,
       allowRemote: flags.allowRemote === true,
       healthTimeoutMs: healthTimeout * 1000,
-      runtime: { manifest: flags.manifest, ...parseSidecarOverrides(flags) },
+      runtime: { manifest: flags.manifest, sources: sourcePolicyFrom(flags) },
       registry,
       log: ctx.log,
       signal: shutdown.signal,

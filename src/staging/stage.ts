@@ -1,0 +1,207 @@
+import { mkdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
+import path from "node:path";
+import type { HttpOptions } from "../download/http.js";
+import { errorMessage, systemErrorCode } from "../errors/errors.js";
+import { withLock } from "../locks/lock.js";
+import { type Logger, silentLogger } from "../logging/logger.js";
+import { type Manifest, manifestEntry, sidecarsFor } from "../manifest/schema.js";
+import { SIDECAR_NAMES, type SidecarName, STAGED_FILE } from "../sidecars/names.js";
+import type { Target } from "../sidecars/platform.js";
+import {
+  type ResolvedSidecar,
+  resolveSidecar,
+  type SourcePolicy,
+  type UsedSource,
+} from "../sources/resolve.js";
+import { linkOrCopy, syncDir, tempSibling } from "../store/link.js";
+import { type BlobStore, openStore } from "../store/store.js";
+import { type RuntimeJson, runtimeIdOf } from "./runtime-json.js";
+
+export interface StageOptions {
+  manifest: Manifest;
+  target: Target;
+  /** the persisted directory (the sandbox volume); runtimes go to <persistDir>/runtimes/<id>/ */
+  persistDir: string;
+  sources?: SourcePolicy | undefined;
+  log?: Logger | undefined;
+  store?: BlobStore | undefined;
+  /** npm registry base URL (default: npm's configuration) */
+  registry?: string | undefined;
+  http?: HttpOptions | undefined;
+  /** stage only these sidecars (default: every sidecar the manifest has for the target, plus overrides) */
+  only?: readonly SidecarName[] | undefined;
+}
+
+export interface StagedSidecar {
+  path: string;
+  sha256: string;
+  size: number;
+  version: string;
+  source: UsedSource;
+}
+
+export interface StageResult {
+  runtimeId: string;
+  dir: string;
+  sidecars: Partial<Record<SidecarName, StagedSidecar>>;
+  /** sidecar bytes written anywhere (downloads and copies into the store, copies into the runtime): 0 when all was there */
+  bytesWritten: number;
+  bytesDownloaded: number;
+  /** how each file got into the runtime directory: already there, a hard link, or a copy */
+  placed: Partial<Record<SidecarName, "kept" | "link" | "copy">>;
+}
+
+/**
+ * Resolve every sidecar of `manifest` for `target` into the store (verified),
+ * then stage them into `<persistDir>/runtimes/<runtime-id>/` by hard link (a
+ * copy across devices, logged). A file already staged with the right bytes is
+ * kept, so staging the same manifest again writes 0 bytes. runtime.json is
+ * written last, atomically: a runtime without it is incomplete.
+ */
+export async function stageRuntime(options: StageOptions): Promise<StageResult> {
+  const log = options.log ?? silentLogger();
+  const store = options.store ?? openStore({ log });
+  const policy = options.sources ?? {};
+  const names = sidecarNames(options.manifest, options.target, policy, options.only);
+  const resolved: ResolvedSidecar[] = [];
+  for (const name of names) {
+    resolved.push(
+      await resolveSidecar(
+        name,
+        options.target,
+        manifestEntry(options.manifest, name, options.target),
+        policy,
+        {
+          ...options.http,
+          store,
+          log,
+          registry: options.registry,
+        },
+      ),
+    );
+  }
+  const runtimeId = runtimeIdOf(resolved.map((r) => [r.name, r.sha256]));
+  const runtimesDir = path.join(path.resolve(options.persistDir), "runtimes");
+  const dir = path.join(runtimesDir, runtimeId);
+  await mkdir(runtimesDir, { recursive: true });
+  return withLock(path.join(runtimesDir, `.${runtimeId}`), async () => {
+    await mkdir(dir, { recursive: true });
+    const result: StageResult = {
+      runtimeId,
+      dir,
+      sidecars: {},
+      bytesWritten: resolved.reduce((sum, r) => sum + r.bytesWritten, 0),
+      bytesDownloaded: resolved.reduce((sum, r) => sum + r.bytesDownloaded, 0),
+      placed: {},
+    };
+    for (const sidecar of resolved) {
+      const dest = path.join(dir, STAGED_FILE[sidecar.name]);
+      const placed = await place(sidecar, dest, store, log);
+      if (placed === "copy") result.bytesWritten += sidecar.size;
+      result.placed[sidecar.name] = placed;
+      result.sidecars[sidecar.name] = {
+        path: dest,
+        sha256: sidecar.sha256,
+        size: sidecar.size,
+        version: sidecar.version,
+        source: sidecar.source,
+      };
+    }
+    const runtimeJson: RuntimeJson = {
+      runtimeId,
+      target: options.target,
+      runtimeVersion: options.manifest.runtimeVersion,
+      sidecars: Object.fromEntries(
+        resolved.map((r) => [
+          r.name,
+          { file: STAGED_FILE[r.name], sha256: r.sha256, size: r.size, version: r.version },
+        ]),
+      ),
+    };
+    await writeRuntimeJson(dir, runtimeJson);
+    log.info(
+      { runtimeId, dir, bytesWritten: result.bytesWritten, placed: result.placed },
+      `staged runtime ${runtimeId} (${Object.values(result.placed).join(", ")}; ${result.bytesWritten} bytes written)`,
+    );
+    return result;
+  });
+}
+
+function sidecarNames(
+  manifest: Manifest,
+  target: Target,
+  policy: SourcePolicy,
+  only: readonly SidecarName[] | undefined,
+): SidecarName[] {
+  const wanted = new Set<SidecarName>([
+    ...sidecarsFor(manifest, target),
+    ...(Object.keys(policy.external ?? {}) as SidecarName[]),
+  ]);
+  return SIDECAR_NAMES.filter((name) => wanted.has(name) && (!only || only.includes(name)));
+}
+
+/** Make `dest` hold the blob: keep it when it already does, else link (or copy) it in atomically. */
+async function place(
+  sidecar: ResolvedSidecar,
+  dest: string,
+  store: BlobStore,
+  log: Logger,
+): Promise<"kept" | "link" | "copy"> {
+  try {
+    const [destStat, blobStat] = await Promise.all([stat(dest), stat(sidecar.path)]);
+    // Already a hard link to the blob, which resolveSidecar has just verified.
+    if (destStat.dev === blobStat.dev && destStat.ino === blobStat.ino) return "kept";
+    const current = await store.statCache.hash(dest);
+    if (current.sha256 === sidecar.sha256 && current.size === sidecar.size) return "kept";
+    log.warn(
+      { file: dest, expected: sidecar.sha256, actual: current.sha256 },
+      `staged ${dest} does not match its blob; replacing it`,
+    );
+  } catch (error) {
+    if (systemErrorCode(error) !== "ENOENT") throw error;
+  }
+  const temp = tempSibling(path.dirname(dest), path.basename(dest));
+  try {
+    const mode = await linkOrCopy(sidecar.path, temp);
+    if (mode === "copy") {
+      log.info(
+        { blob: sidecar.path, file: dest },
+        `${sidecar.name}: the runtime directory is on another device than the store; copied instead of hard-linked`,
+      );
+      const copied = await store.statCache.hash(temp);
+      if (copied.sha256 !== sidecar.sha256) {
+        throw new Error(
+          `copy of ${sidecar.path} to ${temp} has sha256 ${copied.sha256}, expected ${sidecar.sha256}`,
+        );
+      }
+    }
+    await rename(temp, dest);
+    await syncDir(path.dirname(dest));
+    // link(2) and rename(2) change the inode's ctime (shared with the blob when
+    // linked): record the hash just verified for its new state, or the next use re-hashes.
+    await store.statCache.record(await stat(dest), sidecar.sha256);
+    return mode;
+  } catch (error) {
+    await rm(temp, { force: true });
+    throw error;
+  }
+}
+
+async function writeRuntimeJson(dir: string, runtime: RuntimeJson): Promise<void> {
+  const file = path.join(dir, "runtime.json");
+  const text = `${JSON.stringify(runtime, null, 2)}\n`;
+  try {
+    if ((await readFile(file, "utf8")) === text) {
+      // unchanged: only mark it as the most recently staged (gcRuntimes keeps the most recent)
+      const now = new Date();
+      await utimes(file, now, now);
+      return;
+    }
+  } catch (error) {
+    if (systemErrorCode(error) !== "ENOENT") throw new Error(`cannot read ${file}: ${errorMessage(error)}`);
+  }
+  const temp = tempSibling(dir, "runtime.json");
+  await writeFile(temp, text, { mode: 0o644 });
+  await rename(temp, file);
+  await syncDir(dir);
+}
