@@ -38,7 +38,9 @@ export function reportError(error: unknown, verbose: boolean): number {
     return error.exitCode;
   }
   const hint = verbose ? "" : " (run again with --verbose for the stack trace)";
-  process.stderr.write(`openwork: unexpected error: ${redactText(errorMessage(error)).split("\n")[0]}${hint}\n`);
+  process.stderr.write(
+    `openwork: unexpected error: ${redactText(errorMessage(error)).split("\n")[0]}${hint}\n`,
+  );
   if (verbose && error instanceof Error && error.stack) process.stderr.write(`${redactText(error.stack)}\n`);
   return ExitCode.failure;
 }

@@ -1,0 +1,128 @@
+import http from "node:http";
+import { sleep } from "./proc.js";
+
+/** Where proxied requests go. Replaced atomically on an upgrade; the old one drains. */
+export interface Upstream {
+  id: string;
+  port: number;
+  authorization: string;
+  /** requests in flight on this upstream, and which of them are long-lived streams */
+  inflight: Set<http.ServerResponse>;
+  streams: Set<http.ServerResponse>;
+}
+
+export function createUpstream(id: string, port: number, authorization: string): Upstream {
+  return { id, port, authorization, inflight: new Set(), streams: new Set() };
+}
+
+// Hop-by-hop headers (RFC 9110 §7.6.1) and the client's own credentials never cross the proxy.
+const DROP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "proxy-authorization",
+  "te",
+  "trailer",
+  "transfer-encoding",
+  "upgrade",
+  "authorization",
+  "host",
+  "x-openwork-host-token",
+]);
+
+export interface ProxyOptions {
+  upstream: Upstream;
+  /** path and query on the engine (the `/opencode` prefix removed) */
+  target: string;
+  workspace: string;
+  requestId: string;
+  onError: (status: number, code: string, message: string) => void;
+}
+
+/**
+ * Stream one request to the engine and its answer back, server-sent events
+ * included (no buffering, no timeout on the body). The engine's basic auth is
+ * added here; the client's Authorization header is dropped.
+ */
+export function proxyRequest(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  options: ProxyOptions,
+): void {
+  const { upstream } = options;
+  const headers: http.OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (!DROP.has(name) && value !== undefined) headers[name] = value;
+  }
+  headers.host = `127.0.0.1:${upstream.port}`;
+  headers.authorization = upstream.authorization;
+  headers["x-request-id"] = options.requestId;
+  // The engine is not started inside the workspace: tell it which directory a request is about,
+  // unless the client said so itself.
+  const hasDirectory = new URL(options.target, "http://x").searchParams.has("directory");
+  if (!hasDirectory && headers["x-opencode-directory"] === undefined)
+    headers["x-opencode-directory"] = options.workspace;
+
+  upstream.inflight.add(res);
+  const done = () => {
+    upstream.inflight.delete(res);
+    upstream.streams.delete(res);
+  };
+  res.on("close", done);
+
+  const outgoing = http.request({
+    host: "127.0.0.1",
+    port: upstream.port,
+    method: req.method,
+    path: options.target,
+    headers,
+    agent: false,
+  });
+  outgoing.on("response", (incoming) => {
+    const type = String(incoming.headers["content-type"] ?? "");
+    if (type.startsWith("text/event-stream")) upstream.streams.add(res);
+    const out: http.OutgoingHttpHeaders = {};
+    for (const [name, value] of Object.entries(incoming.headers)) {
+      if (!DROP.has(name) && name !== "www-authenticate" && value !== undefined) out[name] = value;
+    }
+    out["x-request-id"] = options.requestId;
+    res.writeHead(incoming.statusCode ?? 502, incoming.statusMessage, out);
+    res.flushHeaders();
+    incoming.pipe(res);
+    incoming.on("error", () => res.destroy());
+  });
+  outgoing.on("error", (error) => {
+    if (res.headersSent) {
+      res.destroy();
+      return;
+    }
+    options.onError(
+      502,
+      "engine_unavailable",
+      `the engine did not answer: ${(error as { code?: string }).code ?? error.message}`,
+    );
+  });
+  req.on("aborted", () => outgoing.destroy());
+  res.on("close", () => {
+    if (!res.writableFinished) outgoing.destroy();
+  });
+  req.pipe(outgoing);
+}
+
+/**
+ * Let an upstream that no longer receives new requests finish what it has:
+ * ordinary requests run to completion (up to `deadlineMs`), then long-lived
+ * streams are closed (clients of an event stream reconnect, now to the new engine).
+ */
+export async function drain(
+  upstream: Upstream,
+  deadlineMs: number,
+): Promise<{ finished: number; closedStreams: number }> {
+  const deadline = Date.now() + deadlineMs;
+  const start = upstream.inflight.size - upstream.streams.size;
+  while (Date.now() < deadline && upstream.inflight.size > upstream.streams.size) await sleep(25);
+  const closedStreams = upstream.streams.size;
+  for (const res of upstream.streams) res.end();
+  for (const res of upstream.inflight) res.destroy();
+  return { finished: start, closedStreams };
+}
