@@ -6,7 +6,7 @@ import { engineAuthorization, engineDefinition, routerDefinition } from "./compo
 import { routerEnabled, type ServeEnv } from "./env.js";
 import { HttpError, parseBody, readJsonBody, requestIdOf, sendError, sendOk } from "./http.js";
 import { openApiDocument, type RouteSpec } from "./openapi.js";
-import { adopt } from "./proc.js";
+import { adopt, sleep } from "./proc.js";
 import { createUpstream, proxyRequest, type Upstream } from "./proxy.js";
 import { readRuntime, type StagedRuntime, sidecarPath } from "./runtime-files.js";
 import { StateDir } from "./state.js";
@@ -254,6 +254,23 @@ export class ServerApp {
     }
   }
 
+  /**
+   * The upstream to proxy to, once the engine can take requests. A (re)starting
+   * engine accepts connections before it answers them, so requests wait for
+   * the supervisor to see it healthy (bounded) instead of hanging inside it.
+   */
+  async readyUpstream(afterRefusal = false): Promise<Upstream | undefined> {
+    const deadline = Date.now() + Math.min(30_000, this.policy.startDeadlineMs);
+    // after a refused connection the pid poll may not have noticed the death yet
+    if (afterRefusal) await sleep(this.policy.pidPollMs + 50);
+    for (;;) {
+      const status = this.engine.status;
+      if (status === "healthy" || status === "unhealthy") return this.upstream;
+      if (status === "cooldown" || status === "stopped" || Date.now() > deadline) return undefined;
+      await sleep(50);
+    }
+  }
+
   versions(): z.output<typeof versionsData> {
     const pinned: Record<string, string> = {};
     for (const [name, entry] of Object.entries(this.runtime.json.sidecars)) pinned[name] = entry.version;
@@ -482,14 +499,28 @@ export class ServerApp {
           200: { description: "the engine's answer, as is", raw: true },
           502: { description: "the engine did not answer" },
         },
-        handle: ({ req, res, requestId, url }) => {
+        handle: async ({ req, res, requestId, url }) => {
           const target = `${url.pathname.slice("/opencode".length) || "/"}${url.search}`;
+          const upstream = await this.readyUpstream();
+          if (!upstream) {
+            throw new HttpError(
+              503,
+              "engine_unavailable",
+              `the engine is ${this.engine.status}; try again shortly`,
+              {
+                status: this.engine.status,
+              },
+            );
+          }
+          const bodyless =
+            req.headers["content-length"] === undefined && req.headers["transfer-encoding"] === undefined;
           proxyRequest(req, res, {
-            upstream: this.upstream,
+            upstream,
             target,
             workspace: this.env.OPENWORK_WORKSPACE,
             requestId,
             onError: (status, code, message) => sendError(res, requestId, status, code, message),
+            retry: bodyless ? () => this.readyUpstream(true) : undefined,
           });
         },
       },

@@ -27,6 +27,10 @@ export function httpGet(
         clearTimeout(timer);
         resolve({ status: res.statusCode ?? 0, text: Buffer.concat(chunks).toString("utf8") });
       });
+      res.on("close", () => {
+        clearTimeout(timer);
+        if (!res.complete) reject(new Error("the connection closed before the answer was complete"));
+      });
       res.on("error", (error) => {
         clearTimeout(timer);
         reject(error);

@@ -37,6 +37,12 @@ export interface ProxyOptions {
   workspace: string;
   requestId: string;
   onError: (status: number, code: string, message: string) => void;
+  /**
+   * For requests without a body: called when the engine refused the connection
+   * (it never saw the request, so resending is safe), to wait for a healthy
+   * engine — the same one restarted, or the new one after a switch.
+   */
+  retry?: (() => Promise<Upstream | undefined>) | undefined;
 }
 
 /**
@@ -49,13 +55,10 @@ export function proxyRequest(
   res: http.ServerResponse,
   options: ProxyOptions,
 ): void {
-  const { upstream } = options;
   const headers: http.OutgoingHttpHeaders = {};
   for (const [name, value] of Object.entries(req.headers)) {
     if (!DROP.has(name) && value !== undefined) headers[name] = value;
   }
-  headers.host = `127.0.0.1:${upstream.port}`;
-  headers.authorization = upstream.authorization;
   headers["x-request-id"] = options.requestId;
   // The engine is not started inside the workspace: tell it which directory a request is about,
   // unless the client said so itself.
@@ -63,50 +66,67 @@ export function proxyRequest(
   if (!hasDirectory && headers["x-opencode-directory"] === undefined)
     headers["x-opencode-directory"] = options.workspace;
 
-  upstream.inflight.add(res);
-  const done = () => {
-    upstream.inflight.delete(res);
-    upstream.streams.delete(res);
-  };
-  res.on("close", done);
-
-  const outgoing = http.request({
-    host: "127.0.0.1",
-    port: upstream.port,
-    method: req.method,
-    path: options.target,
-    headers,
-    agent: false,
-  });
-  outgoing.on("response", (incoming) => {
-    const type = String(incoming.headers["content-type"] ?? "");
-    if (type.startsWith("text/event-stream")) upstream.streams.add(res);
-    const out: http.OutgoingHttpHeaders = {};
-    for (const [name, value] of Object.entries(incoming.headers)) {
-      if (!DROP.has(name) && name !== "www-authenticate" && value !== undefined) out[name] = value;
-    }
-    out["x-request-id"] = options.requestId;
-    res.writeHead(incoming.statusCode ?? 502, incoming.statusMessage, out);
-    res.flushHeaders();
-    incoming.pipe(res);
-    incoming.on("error", () => res.destroy());
-  });
-  outgoing.on("error", (error) => {
-    if (res.headersSent) {
-      res.destroy();
-      return;
-    }
-    options.onError(
-      502,
-      "engine_unavailable",
-      `the engine did not answer: ${(error as { code?: string }).code ?? error.message}`,
-    );
-  });
-  req.on("aborted", () => outgoing.destroy());
+  let current: http.ClientRequest | undefined;
   res.on("close", () => {
-    if (!res.writableFinished) outgoing.destroy();
+    if (!res.writableFinished) current?.destroy();
   });
-  req.pipe(outgoing);
+  req.on("aborted", () => current?.destroy());
+
+  const send = (upstream: Upstream, retry: ProxyOptions["retry"]): void => {
+    upstream.inflight.add(res);
+    const done = () => {
+      upstream.inflight.delete(res);
+      upstream.streams.delete(res);
+    };
+    res.once("close", done);
+    const outgoing = http.request({
+      host: "127.0.0.1",
+      port: upstream.port,
+      method: req.method,
+      path: options.target,
+      headers: { ...headers, host: `127.0.0.1:${upstream.port}`, authorization: upstream.authorization },
+      agent: false,
+    });
+    current = outgoing;
+    outgoing.on("response", (incoming) => {
+      const type = String(incoming.headers["content-type"] ?? "");
+      if (type.startsWith("text/event-stream")) upstream.streams.add(res);
+      const out: http.OutgoingHttpHeaders = {};
+      for (const [name, value] of Object.entries(incoming.headers)) {
+        if (!DROP.has(name) && name !== "www-authenticate" && value !== undefined) out[name] = value;
+      }
+      out["x-request-id"] = options.requestId;
+      res.writeHead(incoming.statusCode ?? 502, incoming.statusMessage, out);
+      res.flushHeaders();
+      incoming.pipe(res);
+      incoming.on("error", () => res.destroy());
+    });
+    outgoing.on("error", (error) => {
+      const code = (error as { code?: string }).code;
+      if (res.headersSent) {
+        res.destroy();
+        return;
+      }
+      if (code === "ECONNREFUSED" && retry && !res.destroyed) {
+        done();
+        res.removeListener("close", done);
+        void retry().then((next) => {
+          if (next) send(next, undefined);
+          else
+            options.onError(
+              503,
+              "engine_unavailable",
+              "the engine is restarting and was not healthy in time",
+            );
+        });
+        return;
+      }
+      options.onError(502, "engine_unavailable", `the engine did not answer: ${code ?? error.message}`);
+    });
+    if (retry) outgoing.end();
+    else req.pipe(outgoing);
+  };
+  send(options.upstream, options.retry);
 }
 
 /**
