@@ -82,7 +82,11 @@ export function parseServeEnv(source: NodeJS.ProcessEnv | Record<string, string 
   const name = String(issue?.path[0] ?? "environment");
   const missing = source[name] === undefined || source[name] === "";
   throw new UsageError(
-    missing && issue?.code !== "custom" ? `${name} is not set` : `${name}: ${issue?.message ?? "invalid"}`,
+    missing && issue?.code !== "custom"
+      ? `${name} is not set`
+      : issue?.code === "custom"
+        ? `${name} ${issue.message}`
+        : `${name}: ${issue?.message ?? "invalid"}`,
     "openwork-server serve is started by the runtime's entrypoint, which sets this environment (docs/architecture.md)",
   );
 }

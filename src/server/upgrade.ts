@@ -182,6 +182,21 @@ export class UpgradeRunner {
       }
       entry.file = path.basename(entry.file);
     }
+    // What the manifest does not name is carried over from the running runtime, so the
+    // recorded runtime is complete for the next start.
+    const current = this.app.runtime;
+    for (const [name, entry] of Object.entries(current.json.sidecars)) {
+      if (loose.json.sidecars[name]) continue;
+      const source = sidecarPath(current, name) as string;
+      const dest = path.join(stagedDir, path.basename(entry.file));
+      try {
+        linkSync(source, dest);
+      } catch {
+        copyFileSync(source, dest);
+      }
+      loose.json.sidecars[name] = { ...entry, file: path.basename(entry.file) };
+    }
+    loose.json.runtimeVersion = current.json.runtimeVersion;
     writeFileAtomic(path.join(stagedDir, "runtime.json"), `${JSON.stringify(loose.json, null, 2)}\n`);
     return readRuntime(persist, id);
   }

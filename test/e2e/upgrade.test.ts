@@ -1,9 +1,10 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { pidState } from "../../src/server/proc.js";
+import { sha256File } from "../../src/sidecars/hash.js";
 import { closedLoop } from "../helpers/load.js";
 import { waitFor } from "../helpers/net.js";
 import { PREVIOUS_OPENCODE, previousOpencode } from "../helpers/npm-binary.js";
@@ -216,8 +217,29 @@ test("two concurrent upgrades → one 202, one 409; the upgrade succeeds: versio
   const result = await load.stop();
   assert.equal(result.failed, 0, result.failures.join("\n"));
   assert.ok((result.byPath["/opencode/global/health"] ?? 0) > 50, JSON.stringify(result));
-  // a later upgrade back is accepted by the new generation (the lock was released)
-  const again = await upgrade({ runtimeId: goodRuntime, components: ["opencode-router"] });
+  // A later upgrade is accepted by the new generation (the lock was released), here from a manifest
+  // the server verifies itself; only what changed (the router) is replaced.
+  const manifestDir = path.join(persist, "manifest-files");
+  const router3 = routerWrapper(manifestDir, { version: "0.3.0-double" });
+  const digest = await sha256File(router3.path);
+  const manifest = path.join(manifestDir, "manifest.json");
+  writeFileSync(
+    manifest,
+    JSON.stringify({
+      sidecars: {
+        "opencode-router": {
+          version: "0.3.0-double",
+          targets: { [`${process.platform}-${process.arch}`]: { file: path.basename(router3.path), ...digest } },
+        },
+      },
+    }),
+  );
+  const again = await upgrade({ manifest });
   assert.equal(again.status, 202, JSON.stringify(again.body));
-  assert.equal((await finished(again.body.data.operationId)).state, "succeeded");
+  const third = await finished(again.body.data.operationId);
+  assert.equal(third.state, "succeeded", JSON.stringify(third, null, 2));
+  assert.deepEqual(third.components, ["opencode-router"]);
+  const final = (await rt.call("GET", "/system/runtime/versions")).body.data;
+  assert.equal(final.active["opencode-router"], "0.3.0-double");
+  assert.equal(final.active.opencode, "1.18.34");
 });
