@@ -229,7 +229,9 @@ test("two concurrent upgrades → one 202, one 409; the upgrade succeeds: versio
       sidecars: {
         "opencode-router": {
           version: "0.3.0-double",
-          targets: { [`${process.platform}-${process.arch}`]: { file: path.basename(router3.path), ...digest } },
+          targets: {
+            [`${process.platform}-${process.arch}`]: { file: path.basename(router3.path), ...digest },
+          },
         },
       },
     }),

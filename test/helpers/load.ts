@@ -11,7 +11,12 @@ export function closedLoop(
   baseUrl: string,
   token: string,
   paths: string[],
-  options: { workers?: number; check?: (path: string, status: number, body: string) => boolean } = {},
+  options: {
+    workers?: number;
+    check?: (path: string, status: number, body: string) => boolean;
+    /** a steady loop: each worker starts a request at most this often (0: back to back) */
+    intervalMs?: number;
+  } = {},
 ): { stop(): Promise<LoadResult> } {
   let running = true;
   const result: LoadResult = { total: 0, failed: 0, failures: [], byPath: {} };
@@ -19,6 +24,7 @@ export function closedLoop(
   const worker = async (offset: number) => {
     let i = offset;
     while (running) {
+      const startedAt = Date.now();
       const path = paths[i++ % paths.length] as string;
       result.total++;
       try {
@@ -41,6 +47,8 @@ export function closedLoop(
             `${path}: ${String(error)} ${String((error as { cause?: unknown }).cause ?? "")}`,
           );
       }
+      const wait = (options.intervalMs ?? 0) - (Date.now() - startedAt);
+      if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
     }
   };
   const workers = Array.from({ length: options.workers ?? 2 }, (_, n) => worker(n));

@@ -205,6 +205,7 @@ export interface RunningRuntime {
   hostToken: string;
   enginePassword: string;
   serverLog: string;
+  ports: { server: number; engine: number; router: number };
   process: ChildProcess;
   /** GET/POST on the server with a token (client by default); returns status and parsed body */
   call(
@@ -223,15 +224,20 @@ export interface StartOptions {
   node?: string;
   healthDeadlineS?: number;
   env?: NodeJS.ProcessEnv;
+  /** reuse ports and tokens (a stop-then-start comparison keeps clients pointed at the same URL) */
+  same?: RunningRuntime | undefined;
 }
 
 /** Start a runtime as the entrypoint would and wait until the server answers. */
 export async function startRuntime(options: StartOptions): Promise<RunningRuntime> {
-  const workspace = mkdtempSync(path.join(os.tmpdir(), "openwork-ws-"));
-  const [serverPort, enginePort, routerPort] = [await freePort(), await freePort(), await freePort()];
-  const clientToken = `owc_${randomBytes(18).toString("base64url")}`;
-  const hostToken = `owh_${randomBytes(18).toString("base64url")}`;
-  const enginePassword = randomBytes(18).toString("base64url");
+  const same = options.same;
+  const workspace = same?.workspace ?? mkdtempSync(path.join(os.tmpdir(), "openwork-ws-"));
+  const [serverPort, enginePort, routerPort] = same
+    ? [same.ports.server, same.ports.engine, same.ports.router]
+    : [await freePort(), await freePort(), await freePort()];
+  const clientToken = same?.clientToken ?? `owc_${randomBytes(18).toString("base64url")}`;
+  const hostToken = same?.hostToken ?? `owh_${randomBytes(18).toString("base64url")}`;
+  const enginePassword = same?.enginePassword ?? randomBytes(18).toString("base64url");
   const logs = path.join(options.persist, "logs");
   mkdirSync(logs, { recursive: true });
   const entrypoint = path.join(options.persist, "runtimes", options.runtimeId, "entrypoint.sh");
@@ -338,6 +344,7 @@ export async function startRuntime(options: StartOptions): Promise<RunningRuntim
     hostToken,
     enginePassword,
     serverLog,
+    ports: { server: serverPort, engine: enginePort, router: routerPort },
     process: child,
     call,
     stop,
