@@ -178,6 +178,8 @@ export class ServerApp {
   async shutdown(reason: string): Promise<void> {
     await this.router?.stop(reason);
     await this.engine.stop(reason);
+    this.engine.tail.stop();
+    this.router?.tail.stop();
   }
 
   readonly handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {

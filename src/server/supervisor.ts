@@ -209,14 +209,26 @@ export class Supervised {
     const how = await terminate(this.handle, this.policy.stopGraceMs);
     this.status = "stopped";
     this.event("stopped", `${reason} (${how})`);
-    this.tail.stop();
+    // The tail is not stopped here: after an upgrade the next process of this component shares it.
     await this.tail.poll();
   }
 
   private checkPid(): void {
     if (!this.watching || this.restarting) return;
-    if (this.handle.exited || pidState(this.handle.pid) !== "alive") this.onDeath();
+    if (this.handle.exited) {
+      this.onDeath();
+      return;
+    }
+    if (pidState(this.handle.pid) === "alive") {
+      this.deadSince = undefined;
+      return;
+    }
+    // Our own child: its exit status is about to arrive; wait for it (briefly) so lastExit carries it.
+    this.deadSince ??= Date.now();
+    if (this.handle.adopted || Date.now() - this.deadSince > 1000) this.onDeath();
   }
+
+  private deadSince: number | undefined;
 
   private async liveness(): Promise<void> {
     if (!this.watching || this.restarting || this.probing) return;
@@ -248,6 +260,7 @@ export class Supervised {
   }
 
   private onDeath(): void {
+    this.deadSince = undefined;
     const exited = this.handle.exited;
     this.lastExit = {
       pid: this.handle.pid,

@@ -127,6 +127,13 @@ export class UpgradeRunner {
         },
       );
     }
+    if (this.app.engine.status !== "healthy") {
+      throw new HttpError(
+        409,
+        "runtime_unhealthy",
+        `the engine is ${this.app.engine.status}: upgrade a healthy runtime, so that a failed gate has something to roll back to`,
+      );
+    }
     // Claim the lock before any await: a second request in the same tick must see it.
     let record: OperationRecord | undefined;
     setLock({ operationId: "pending", record: () => record as OperationRecord });

@@ -10,6 +10,7 @@ import { waitFor } from "../helpers/net.js";
 import { PREVIOUS_OPENCODE, previousOpencode } from "../helpers/npm-binary.js";
 import {
   BUNDLED_OPENCODE,
+  builtServerVersion,
   neverHealthyEngine,
   type RunningRuntime,
   routerWrapper,
@@ -149,6 +150,25 @@ test("the router's gate fails → the proxy switches back to the old engine and 
     "rollback:stop-new-engine",
   ])
     assert.ok(names.includes(name), `${name} in ${names.join(", ")}`);
+});
+
+test("the new server reports another version than runtime.json pins → failed at load-server; the old server keeps answering", async () => {
+  const runtimeId = await stageRuntime({
+    persist,
+    runtimeId: "server-wrong-version",
+    opencode: oldEngine,
+    router: routerWrapper(path.join(persist, "fixtures")),
+    server: { path: newServer.path, version: "9.9.9" },
+  });
+  const started = await upgrade({ runtimeId, components: ["openwork-server"] });
+  assert.equal(started.status, 202, JSON.stringify(started.body));
+  const operation = await finished(started.body.data.operationId);
+  assert.equal(operation.state, "failed");
+  assert.equal(operation.error.step, "load-server");
+  assert.match(operation.error.message, /reports version 0\.1\.1-upgrade, runtime\.json pins 9\.9\.9/);
+  const versions = (await rt.call("GET", "/system/runtime/versions")).body.data;
+  assert.equal(versions.active["openwork-server"], builtServerVersion());
+  await assertOldStillServing();
 });
 
 test("two concurrent upgrades → one 202, one 409; the upgrade succeeds: versions.active changes, zero failed requests", async () => {

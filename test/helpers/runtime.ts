@@ -121,6 +121,11 @@ export async function stageRuntime(options: StageOptions): Promise<string> {
   return runtimeId;
 }
 
+/** The version the built server bundle reports (what a runtime staged from it runs). */
+export function builtServerVersion(): string {
+  return serverVersionOf(SERVER_BUNDLE);
+}
+
 function serverVersionOf(bundle: string): string {
   return execFileSync(process.execPath, [bundle, "--version"], { encoding: "utf8" }).trim();
 }
