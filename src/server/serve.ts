@@ -42,6 +42,9 @@ export async function serveMain(): Promise<number> {
   const env = parseServeEnv(process.env);
   registerEnvSecrets(env);
   const log = serverLogger();
+  // The server is the runtime's main process (in a container, the one the init waits on):
+  // a stray rejection is logged, not allowed to take the engine and router down with it.
+  process.on("unhandledRejection", (reason) => log.error({ err: reason }, "unhandled rejection"));
   const server = http.createServer();
   // Long-lived event streams must not be cut by the server's own timeouts.
   server.requestTimeout = 0;
