@@ -1,4 +1,5 @@
-import type http from "node:http";
+import http from "node:http";
+import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { z } from "zod";
 import { errorMessage, OpenworkError } from "../errors/errors.js";
@@ -7,7 +8,7 @@ import { routerEnabled, type ServeEnv } from "./env.js";
 import { HttpError, parseBody, readJsonBody, requestIdOf, sendError, sendOk } from "./http.js";
 import { openApiDocument, type RouteSpec } from "./openapi.js";
 import { adopt, sleep } from "./proc.js";
-import { createUpstream, proxyRequest, type Upstream } from "./proxy.js";
+import { createUpstream, proxyRequest, proxyUpgrade, type Upstream } from "./proxy.js";
 import { readRuntime, type StagedRuntime, sidecarPath } from "./runtime-files.js";
 import { StateDir } from "./state.js";
 import { defaultPolicy, Supervised, type SupervisionPolicy } from "./supervisor.js";
@@ -185,6 +186,33 @@ export class ServerApp {
   readonly handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
     void this.handle(req, res);
   };
+
+  /** HTTP upgrades (WebSockets): only under /opencode/, with a client token, proxied to the engine. */
+  readonly upgradeHandler = (req: http.IncomingMessage, socket: Duplex, head: Buffer): void => {
+    void this.handleUpgrade(req, socket, head);
+  };
+
+  private async handleUpgrade(req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> {
+    const requestId = requestIdOf(req);
+    const refuse = (status: number, reason: string) => {
+      const body = JSON.stringify({ ok: false, error: { code: reason, message: reason, requestId } });
+      socket.end(
+        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\nx-request-id: ${requestId}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+      );
+    };
+    const url = new URL(req.url ?? "/", "http://openwork.invalid");
+    if (url.pathname !== "/opencode" && !url.pathname.startsWith("/opencode/"))
+      return refuse(404, "not_found");
+    if (this.tokens.authenticate(req) === undefined) return refuse(401, "unauthorized");
+    const upstream = await this.readyUpstream();
+    if (!upstream) return refuse(503, "engine_unavailable");
+    proxyUpgrade(req, socket, head, {
+      upstream,
+      target: `${url.pathname.slice("/opencode".length) || "/"}${url.search}`,
+      workspace: this.env.OPENWORK_WORKSPACE,
+      requestId,
+    });
+  }
 
   private async handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     const requestId = requestIdOf(req);

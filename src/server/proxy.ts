@@ -1,4 +1,5 @@
 import http from "node:http";
+import type { Duplex } from "node:stream";
 import { sleep } from "./proc.js";
 
 /** Where proxied requests go. Replaced atomically on an upgrade; the old one drains. */
@@ -9,10 +10,12 @@ export interface Upstream {
   /** requests in flight on this upstream, and which of them are long-lived streams */
   inflight: Set<http.ServerResponse>;
   streams: Set<http.ServerResponse>;
+  /** upgraded connections (WebSockets, e.g. the engine's PTY sessions): closed when the upstream is retired */
+  sockets: Set<Duplex>;
 }
 
 export function createUpstream(id: string, port: number, authorization: string): Upstream {
-  return { id, port, authorization, inflight: new Set(), streams: new Set() };
+  return { id, port, authorization, inflight: new Set(), streams: new Set(), sockets: new Set() };
 }
 
 // Hop-by-hop headers (RFC 9110 §7.6.1) and the client's own credentials never cross the proxy.
@@ -144,5 +147,87 @@ export async function drain(
   const closedStreams = upstream.streams.size;
   for (const res of upstream.streams) res.end();
   for (const res of upstream.inflight) res.destroy();
-  return { finished: start, closedStreams };
+  const closedSockets = upstream.sockets.size;
+  for (const socket of upstream.sockets) socket.destroy();
+  return { finished: start, closedStreams: closedStreams + closedSockets };
+}
+
+function rawHead(statusLine: string, rawHeaders: string[], skip: Set<string> = new Set()): string {
+  let head = `${statusLine}\r\n`;
+  for (let i = 0; i + 1 < rawHeaders.length; i += 2) {
+    const name = rawHeaders[i] as string;
+    if (!skip.has(name.toLowerCase())) head += `${name}: ${rawHeaders[i + 1]}\r\n`;
+  }
+  return `${head}\r\n`;
+}
+
+/**
+ * Proxy an HTTP upgrade (a WebSocket) to the engine: the handshake is
+ * forwarded with the engine's credentials instead of the client's, then bytes
+ * flow both ways until either side closes.
+ */
+export function proxyUpgrade(
+  req: http.IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  options: { upstream: Upstream; target: string; workspace: string; requestId: string },
+): void {
+  const { upstream } = options;
+  const headers: http.OutgoingHttpHeaders = {};
+  for (const [name, value] of Object.entries(req.headers)) {
+    if (
+      name !== "authorization" &&
+      name !== "x-openwork-host-token" &&
+      name !== "host" &&
+      value !== undefined
+    )
+      headers[name] = value;
+  }
+  const hasDirectory = new URL(options.target, "http://x").searchParams.has("directory");
+  if (!hasDirectory && headers["x-opencode-directory"] === undefined)
+    headers["x-opencode-directory"] = options.workspace;
+  headers.host = `127.0.0.1:${upstream.port}`;
+  headers.authorization = upstream.authorization;
+  headers["x-request-id"] = options.requestId;
+  const outgoing = http.request({
+    host: "127.0.0.1",
+    port: upstream.port,
+    method: req.method,
+    path: options.target,
+    headers,
+    agent: false,
+  });
+  socket.on("error", () => outgoing.destroy());
+  outgoing.on("upgrade", (res, engineSocket, engineHead) => {
+    socket.write(rawHead(`HTTP/1.1 ${res.statusCode} ${res.statusMessage}`, res.rawHeaders));
+    if (engineHead.length > 0) socket.write(engineHead);
+    if (head.length > 0) engineSocket.write(head);
+    upstream.sockets.add(socket);
+    const close = () => {
+      upstream.sockets.delete(socket);
+      socket.destroy();
+      engineSocket.destroy();
+    };
+    engineSocket.on("error", close);
+    socket.on("error", close);
+    engineSocket.on("close", close);
+    socket.on("close", close);
+    engineSocket.pipe(socket).pipe(engineSocket);
+  });
+  outgoing.on("response", (res) => {
+    // the engine declined the upgrade: relay its answer and close
+    socket.write(
+      rawHead(
+        `HTTP/1.1 ${res.statusCode} ${res.statusMessage}`,
+        res.rawHeaders,
+        new Set(["www-authenticate", "connection", "transfer-encoding"]),
+      ).replace(/\r\n\r\n$/, "\r\nconnection: close\r\n\r\n"),
+    );
+    res.pipe(socket);
+  });
+  outgoing.on("error", () => {
+    if (socket.writable)
+      socket.end("HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+  });
+  outgoing.end();
 }

@@ -1,4 +1,5 @@
 import http from "node:http";
+import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import { OpenworkError } from "../errors/errors.js";
 import { createLogger } from "../logging/logger.js";
@@ -51,6 +52,7 @@ export async function serveMain(): Promise<number> {
   server.headersTimeout = 60_000;
   const app = await ServerApp.create({ env, log, server });
   server.on("request", app.handler);
+  server.on("upgrade", app.upgradeHandler);
   const shutdown = makeShutdown(server, log);
   setCurrentGeneration({ app, shutdown });
   await new Promise<void>((resolve, reject) => {
@@ -77,7 +79,8 @@ export async function serveMain(): Promise<number> {
       features: nodeFeatures(),
       url: `http://${env.OPENWORK_SERVER_HOST}:${env.OPENWORK_SERVER_PORT}`,
     },
-    "openwork-server listening",
+    // Replacing the server during an upgrade swaps handlers on this listener: no reusePort or execve needed.
+    "openwork-server listening (upgrades replace it in place by handler swap)",
   );
   await new Promise<void>((resolve) => {
     const onSignal = (signal: NodeJS.Signals) => {
@@ -102,6 +105,7 @@ export async function takeOver(input: {
 }): Promise<{
   version: string;
   handler: http.RequestListener;
+  upgradeHandler: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
   activate(): void;
   abandon(): void;
 }> {
@@ -117,6 +121,7 @@ export async function takeOver(input: {
   return {
     version: SERVER_VERSION,
     handler: app.handler,
+    upgradeHandler: app.upgradeHandler,
     activate() {
       app.watch();
       setCurrentGeneration({ app, shutdown: makeShutdown(input.server, log) });

@@ -63,6 +63,12 @@ export interface HandoffModule {
   }): Promise<{
     version: string;
     handler: (req: import("node:http").IncomingMessage, res: import("node:http").ServerResponse) => void;
+    /** absent in bundles older than WebSocket proxying */
+    upgradeHandler?: (
+      req: import("node:http").IncomingMessage,
+      socket: import("node:stream").Duplex,
+      head: Buffer,
+    ) => void;
     activate(): void;
     abandon(): void;
   }>;

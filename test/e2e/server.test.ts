@@ -94,6 +94,50 @@ test("the proxy serves /opencode/global/health and an event stream, with the eng
   assert.equal(payload.payload.type, "server.connected");
 });
 
+test("WebSockets are proxied too: a PTY session of the engine, in the workspace", async () => {
+  const pty = await rt.call("POST", "/opencode/pty", { body: { command: "/bin/sh" } });
+  assert.equal(pty.status, 200, JSON.stringify(pty.body));
+  assert.equal(pty.body.cwd, rt.workspace);
+  const connect = (token: string | undefined) =>
+    new Promise<{ status: number; output?: string }>((resolve, reject) => {
+      const req = http.request(`${rt.url}/opencode/pty/${pty.body.id}/connect`, {
+        headers: {
+          ...(token ? { authorization: `Bearer ${token}` } : {}),
+          connection: "Upgrade",
+          upgrade: "websocket",
+          "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+          "sec-websocket-version": "13",
+        },
+      });
+      req.on("upgrade", (res, socket) => {
+        let output = "";
+        socket.on("data", (data: Buffer) => {
+          output += data.toString("latin1");
+          if (output.includes("openwork-echo-ok")) {
+            socket.destroy();
+            resolve({ status: res.statusCode ?? 0, output });
+          }
+        });
+        // one masked text frame: "echo openwork-echo-ok\n"
+        const text = Buffer.from("echo openwork-echo-ok\n");
+        const mask = Buffer.from([1, 2, 3, 4]);
+        const masked = Buffer.from(text.map((byte, i) => byte ^ (mask[i % 4] as number)));
+        socket.write(Buffer.concat([Buffer.from([0x81, 0x80 | text.length]), mask, masked]));
+      });
+      req.on("response", (res) => {
+        res.resume();
+        resolve({ status: res.statusCode ?? 0 });
+      });
+      req.on("error", reject);
+      req.setTimeout(10_000, () => req.destroy(new Error("no answer within 10 s")));
+      req.end();
+    });
+  const opened = await connect(rt.clientToken);
+  assert.equal(opened.status, 101);
+  assert.match(opened.output ?? "", /openwork-echo-ok/);
+  assert.equal((await connect(undefined)).status, 401);
+});
+
 test("tokens: missing or wrong → 401, client token on upgrade → 403, host mints owner tokens", async () => {
   for (const token of [null, "wrong-token-0123456789"]) {
     for (const route of ["/system/runtime/summary", "/system/runtime/versions", "/opencode/global/health"]) {
