@@ -7,7 +7,7 @@ import { engineAuthorization, engineDefinition, routerDefinition } from "./compo
 import { routerEnabled, type ServeEnv } from "./env.js";
 import { HttpError, parseBody, readJsonBody, requestIdOf, sendError, sendOk } from "./http.js";
 import { openApiDocument, type RouteSpec } from "./openapi.js";
-import { adopt, sleep } from "./proc.js";
+import { adopt, reapStaleChildren, sleep, useChildLedger } from "./proc.js";
 import { createUpstream, proxyRequest, proxyUpgrade, type Upstream } from "./proxy.js";
 import { readRuntime, type StagedRuntime, sidecarPath } from "./runtime-files.js";
 import { StateDir } from "./state.js";
@@ -97,6 +97,13 @@ export class ServerApp {
   /** Adopt the processes the environment names (started by the entrypoint, or by the previous server generation). */
   static async create(options: AppOptions): Promise<ServerApp> {
     const { env, log } = options;
+    const state = new StateDir(env.OPENWORK_PERSIST);
+    if (!options.handoff) {
+      const reaped = reapStaleChildren(state.childrenFile);
+      if (reaped.length > 0)
+        log.warn({ processes: reaped }, "stopped processes a previous server had started and left behind");
+    }
+    useChildLedger(state.childrenFile);
     const policy = defaultPolicy(env.OPENWORK_HEALTH_DEADLINE_S * 1000);
     const engineRuntime = readRuntime(
       env.OPENWORK_PERSIST,

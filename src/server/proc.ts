@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import path from "node:path";
 
 export type PidState = "alive" | "zombie" | "gone";
@@ -70,6 +70,97 @@ export interface ProcHandle {
   exited?: ExitInfo | undefined;
 }
 
+/**
+ * What makes a pid this process and not a later one that reused the number:
+ * its start time (Linux: /proc/<pid>/stat field 22; elsewhere `ps -o lstart=`).
+ */
+export function processIdentity(pid: number): string | undefined {
+  try {
+    if (process.platform === "linux") {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+    }
+    return execFileSync("ps", ["-o", "lstart=", "-p", String(pid)], { encoding: "utf8" }).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+interface LedgerEntry {
+  pid: number;
+  identity: string;
+  command: string;
+  startedAt: string;
+}
+
+// The ledger of processes the server spawned (own process groups): a server that dies hard
+// (SIGKILL, OOM) cannot stop them, so the next server start does. Kept on globalThis so that
+// every server generation in this process writes the same file.
+const LEDGER = Symbol.for("openwork.server.child-ledger");
+
+export function useChildLedger(file: string): void {
+  (globalThis as Record<symbol, unknown>)[LEDGER] = file;
+}
+
+function ledgerFile(): string | undefined {
+  return (globalThis as Record<symbol, string | undefined>)[LEDGER];
+}
+
+function readLedger(file: string): LedgerEntry[] {
+  try {
+    return JSON.parse(readFileSync(file, "utf8")) as LedgerEntry[];
+  } catch {
+    return [];
+  }
+}
+
+function writeLedger(file: string, entries: LedgerEntry[]): void {
+  mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(entries));
+  renameSync(tmp, file);
+}
+
+function ledgerAdd(pid: number, command: string): void {
+  const file = ledgerFile();
+  const identity = processIdentity(pid);
+  if (!file || identity === undefined) return;
+  writeLedger(file, [
+    ...readLedger(file).filter((e) => e.pid !== pid),
+    { pid, identity, command, startedAt: new Date().toISOString() },
+  ]);
+}
+
+function ledgerRemove(pid: number): void {
+  const file = ledgerFile();
+  if (!file) return;
+  const entries = readLedger(file);
+  if (entries.some((e) => e.pid === pid))
+    writeLedger(
+      file,
+      entries.filter((e) => e.pid !== pid),
+    );
+}
+
+/**
+ * At a cold start: SIGKILL the process group of every process a previous
+ * server spawned that still runs (same pid and same start time), then forget them.
+ */
+export function reapStaleChildren(file: string): LedgerEntry[] {
+  const reaped: LedgerEntry[] = [];
+  for (const entry of readLedger(file)) {
+    if (processIdentity(entry.pid) !== entry.identity) continue;
+    try {
+      process.kill(-entry.pid, "SIGKILL");
+      reaped.push(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  writeLedger(file, []);
+  return reaped;
+}
+
 export function adopt(pid: number): ProcHandle {
   return { pid, ownGroup: false, adopted: true, startedAt: new Date().toISOString() };
 }
@@ -110,7 +201,9 @@ export function spawnComponent(spec: LaunchSpec): ProcHandle {
   });
   child.on("exit", (code, signal) => {
     handle.exited = { code, signal, at: new Date().toISOString(), statusKnown: true };
+    ledgerRemove(handle.pid);
   });
+  if (child.pid !== undefined) ledgerAdd(child.pid, spec.command);
   if (handle.pid === -1)
     handle.exited = { code: null, signal: null, at: handle.startedAt, statusKnown: false };
   return handle;

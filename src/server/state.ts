@@ -57,6 +57,11 @@ export class StateDir {
     }
   }
 
+  /** processes the server spawned (pid + start time), so a later start can stop what a killed server left */
+  get childrenFile(): string {
+    return path.join(this.dir, "children.json");
+  }
+
   get tokensFile(): string {
     return path.join(this.dir, "tokens.json");
   }

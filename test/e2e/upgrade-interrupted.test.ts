@@ -53,8 +53,14 @@ test("an upgrade cut short by the server's death is reported interrupted after t
     timeoutMs: 5000,
     what: "the server to die",
   });
+  assert.equal(pidState(newEnginePid), "alive", "a hard-killed server cannot stop what it spawned");
   const second = await startRuntime({ persist, runtimeId });
   t.after(() => second.stop());
+  // …so the next server start does
+  await waitFor(async () => (pidState(newEnginePid) === "alive" ? undefined : true), {
+    timeoutMs: 5000,
+    what: "the left-behind engine to be stopped",
+  });
   const op = await second.call("GET", `/system/runtime/upgrade/${operationId}`);
   assert.equal(op.status, 200);
   assert.equal(op.body.data.state, "interrupted");
