@@ -5,7 +5,7 @@ import { execFileSync } from "node:child_process";
 import { chmodSync, mkdirSync, readFileSync, rmSync } from "node:fs";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { build } from "esbuild";
+import { bundleServer } from "./bundle-server.mjs";
 
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..");
 rmSync(path.join(root, "dist"), { recursive: true, force: true });
@@ -22,21 +22,7 @@ const { version: packageVersion } = JSON.parse(readFileSync(path.join(root, "pac
 // OPENWORK_SERVER_VERSION builds a server artefact stamped with another version (upgrade tests, releases).
 const serverVersion = process.env.OPENWORK_SERVER_VERSION ?? packageVersion;
 const out = path.join(root, "dist", "sidecars", "openwork-server.mjs");
-await build({
-  entryPoints: [path.join(root, "dist", "entrypoints", "openwork-server.js")],
-  outfile: out,
-  bundle: true,
-  platform: "node",
-  format: "esm",
-  target: "node20",
-  // A fixed banner and no timestamps: the same source gives the same bytes (and hash).
-  banner: {
-    js: "import { createRequire as __owCreateRequire } from 'node:module'; const require = __owCreateRequire(import.meta.url);",
-  },
-  legalComments: "none",
-  define: { __OPENWORK_SERVER_VERSION__: JSON.stringify(serverVersion) },
-  logLevel: "warning",
-});
-chmodSync(out, 0o755);
+await bundleServer({ root, outfile: out, version: serverVersion });
+chmodSync(path.join(root, "dist", "test", "fixtures", "router-double.js"), 0o755);
 for (const bin of ["openwork.js", "openwork-server.js"])
   chmodSync(path.join(root, "dist", "entrypoints", bin), 0o755);

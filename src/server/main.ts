@@ -1,20 +1,52 @@
-import { packageVersion } from "../config/package-root.js";
+import { errorMessage, OpenworkError } from "../errors/errors.js";
+import { redactText } from "../logging/redact.js";
+import { probeMain } from "./probe.js";
+import { serveMain } from "./serve.js";
+import { SERVER_VERSION } from "./version.js";
 
-declare const __OPENWORK_SERVER_VERSION__: string | undefined;
+export { SERVER_VERSION } from "./version.js";
 
-/**
- * The server's version: stamped into the bundle at build time (the bundle
- * runs with no package.json beside it), read from package.json when run from dist/.
- */
-export const SERVER_VERSION: string =
-  typeof __OPENWORK_SERVER_VERSION__ === "string" ? __OPENWORK_SERVER_VERSION__ : packageVersion();
+const USAGE = [
+  'usage: openwork-server serve                       (environment: docs/architecture.md, "Entrypoint environment")',
+  "       openwork-server probe --url URL [--timeout-ms N] [--basic-auth-env VAR] [--user-env VAR]",
+  "       openwork-server --version",
+].join("\n");
 
 /** openwork-server's command line. */
 export async function serverMain(args: string[]): Promise<number> {
-  if (args[0] === "--version" || args[0] === "-V") {
-    process.stdout.write(`${SERVER_VERSION}\n`);
-    return 0;
+  const [command, ...rest] = args;
+  try {
+    switch (command) {
+      case "--version":
+      case "-V":
+        process.stdout.write(`${SERVER_VERSION}\n`);
+        return 0;
+      case "--help":
+      case "-h":
+        process.stdout.write(`${USAGE}\n`);
+        return 0;
+      case "serve":
+        if (rest.length > 0) {
+          process.stderr.write(
+            `openwork-server: serve takes no arguments (got "${rest.join(" ")}"); it reads its environment\n`,
+          );
+          return 2;
+        }
+        return await serveMain();
+      case "probe":
+        return await probeMain(rest);
+      default:
+        process.stderr.write(
+          `openwork-server: ${command === undefined ? "no command" : `unknown command "${command}"`}\n${USAGE}\n`,
+        );
+        return 2;
+    }
+  } catch (error) {
+    if (error instanceof OpenworkError) {
+      process.stderr.write(`openwork-server: ${redactText(error.oneLine())}\n`);
+      return error.exitCode;
+    }
+    process.stderr.write(`openwork-server: ${redactText(errorMessage(error))}\n`);
+    return 1;
   }
-  process.stderr.write("openwork-server: usage: openwork-server --version\n");
-  return 2;
 }

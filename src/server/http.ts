@@ -1,0 +1,77 @@
+import { randomUUID } from "node:crypto";
+import type http from "node:http";
+import type { z } from "zod";
+
+export const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+/** The client's X-Request-Id when it is sane, else a fresh one. */
+export function requestIdOf(req: http.IncomingMessage): string {
+  const given = req.headers["x-request-id"];
+  return typeof given === "string" && REQUEST_ID.test(given) ? given : randomUUID();
+}
+
+export function sendOk(res: http.ServerResponse, requestId: string, status: number, data: unknown): void {
+  send(res, requestId, status, { ok: true, data, meta: { requestId } });
+}
+
+export function sendError(
+  res: http.ServerResponse,
+  requestId: string,
+  status: number,
+  code: string,
+  message: string,
+  extra: Record<string, unknown> = {},
+): void {
+  send(res, requestId, status, { ok: false, error: { code, message, requestId, ...extra } });
+}
+
+function send(res: http.ServerResponse, requestId: string, status: number, body: unknown): void {
+  if (res.headersSent) {
+    res.destroy();
+    return;
+  }
+  const text = JSON.stringify(body);
+  res.writeHead(status, {
+    "content-type": "application/json; charset=utf-8",
+    "content-length": Buffer.byteLength(text),
+    "x-request-id": requestId,
+    "cache-control": "no-store",
+  });
+  res.end(text);
+}
+
+export class HttpError extends Error {
+  constructor(
+    readonly status: number,
+    readonly code: string,
+    message: string,
+    readonly extra: Record<string, unknown> = {},
+  ) {
+    super(message);
+  }
+}
+
+/** Read a JSON body with a size limit. */
+export async function readJsonBody(req: http.IncomingMessage, limit = 64 * 1024): Promise<unknown> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req) {
+    size += (chunk as Buffer).length;
+    if (size > limit) throw new HttpError(413, "body_too_large", `the request body exceeds ${limit} bytes`);
+    chunks.push(chunk as Buffer);
+  }
+  if (size === 0) return undefined;
+  try {
+    return JSON.parse(Buffer.concat(chunks).toString("utf8"));
+  } catch {
+    throw new HttpError(400, "invalid_json", "the request body is not valid JSON");
+  }
+}
+
+export function parseBody<T extends z.ZodType>(schema: T, body: unknown): z.output<T> {
+  const result = schema.safeParse(body ?? {});
+  if (result.success) return result.data;
+  const issue = result.error.issues[0];
+  const where = issue?.path.length ? `${issue.path.join(".")}: ` : "";
+  throw new HttpError(400, "invalid_request", `${where}${issue?.message ?? "invalid body"}`);
+}

@@ -1,0 +1,113 @@
+import { z } from "zod";
+
+export type Auth = "none" | "client" | "host";
+
+/** A route as data: the router dispatches on it and the OpenAPI document is generated from it. */
+export interface RouteSpec {
+  method: "GET" | "POST" | "ALL";
+  /** `:name` marks a path parameter */
+  path: string;
+  auth: Auth;
+  summary: string;
+  description?: string;
+  body?: z.ZodType;
+  /** the `data` of a success envelope (per status) */
+  responses: Record<number, { description: string; data?: z.ZodType; raw?: boolean }>;
+}
+
+const envelopeError = z.object({
+  ok: z.literal(false),
+  error: z.object({ code: z.string(), message: z.string(), requestId: z.string() }).loose(),
+});
+
+function schemaOf(type: z.ZodType): unknown {
+  return z.toJSONSchema(type, { io: "output", unrepresentable: "any" });
+}
+
+export function openApiDocument(routes: readonly RouteSpec[], version: string): Record<string, unknown> {
+  const paths: Record<string, Record<string, unknown>> = {};
+  for (const route of routes) {
+    const path = route.path.replace(/:([A-Za-z]+)/g, "{$1}").replace(/\*$/, "{path}");
+    const params = [...route.path.matchAll(/:([A-Za-z]+)/g)].map((m) => ({
+      name: m[1],
+      in: "path",
+      required: true,
+      schema: { type: "string" },
+    }));
+    if (route.path.endsWith("*"))
+      params.push({ name: "path", in: "path", required: true, schema: { type: "string" } });
+    const responses: Record<string, unknown> = {};
+    for (const [status, response] of Object.entries(route.responses)) {
+      responses[status] = response.raw
+        ? { description: response.description }
+        : {
+            description: response.description,
+            content: {
+              "application/json": {
+                schema: {
+                  type: "object",
+                  required: ["ok", "data", "meta"],
+                  properties: {
+                    ok: { const: true },
+                    data: response.data ? schemaOf(response.data) : {},
+                    meta: { type: "object", properties: { requestId: { type: "string" } } },
+                  },
+                },
+              },
+            },
+          };
+    }
+    const errorContent = { "application/json": { schema: schemaOf(envelopeError) } };
+    if (route.auth !== "none") {
+      responses["401"] = { description: "missing or wrong token", content: errorContent };
+      if (route.auth === "host")
+        responses["403"] = { description: "a valid token without host scope", content: errorContent };
+    }
+    responses.default = { description: "error envelope", content: errorContent };
+    const operation: Record<string, unknown> = {
+      summary: route.summary,
+      ...(route.description ? { description: route.description } : {}),
+      parameters: [
+        ...params,
+        { name: "X-Request-Id", in: "header", required: false, schema: { type: "string" } },
+      ],
+      security:
+        route.auth === "none"
+          ? []
+          : route.auth === "host"
+            ? [{ hostToken: [] }, { hostBearer: [] }]
+            : [{ bearer: [] }, { hostToken: [] }],
+      responses,
+    };
+    if (route.body) {
+      operation.requestBody = {
+        required: true,
+        content: { "application/json": { schema: schemaOf(route.body) } },
+      };
+    }
+    const methods =
+      route.method === "ALL" ? ["get", "post", "put", "patch", "delete"] : [route.method.toLowerCase()];
+    paths[path] ??= {};
+    for (const method of methods) (paths[path] as Record<string, unknown>)[method] = operation;
+  }
+  return {
+    openapi: "3.1.0",
+    info: {
+      title: "openwork-server",
+      version,
+      description: "The OpenWork runtime server: /system/* and the engine proxy.",
+    },
+    components: {
+      securitySchemes: {
+        bearer: {
+          type: "http",
+          scheme: "bearer",
+          description: "client token (OPENWORK_TOKEN) or an owner token",
+        },
+        hostBearer: { type: "http", scheme: "bearer", description: "host token (OPENWORK_HOST_TOKEN)" },
+        hostToken: { type: "apiKey", in: "header", name: "X-OpenWork-Host-Token" },
+      },
+    },
+    paths,
+  };
+}

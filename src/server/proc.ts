@@ -1,0 +1,257 @@
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { closeSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import path from "node:path";
+
+export type PidState = "alive" | "zombie" | "gone";
+
+/**
+ * Whether a process is alive. Adopted processes are not our children in
+ * libuv's sense (they were children of the shell that exec'd into node), so
+ * their exit is never reported to us: we read their state instead. A zombie
+ * has exited; it only waits for a parent that may never reap it.
+ */
+export function pidState(pid: number): PidState {
+  if (process.platform === "linux") {
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+    } catch {
+      return "gone";
+    }
+    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
+    return state === "Z" || state === "X" ? "zombie" : "alive";
+  }
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    return (error as { code?: string }).code === "EPERM" ? "alive" : "gone";
+  }
+  try {
+    const stat = execFileSync("ps", ["-o", "stat=", "-p", String(pid)], { encoding: "utf8" }).trim();
+    if (stat.length === 0) return "gone";
+    return stat.startsWith("Z") ? "zombie" : "alive";
+  } catch {
+    return "gone";
+  }
+}
+
+/** The process group of `pid` (Linux: from /proc; elsewhere `ps`), or undefined when it is gone. */
+export function processGroupOf(pid: number): number | undefined {
+  try {
+    if (process.platform === "linux") {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+      return Number(fields[2]);
+    }
+    const out = execFileSync("ps", ["-o", "pgid=", "-p", String(pid)], { encoding: "utf8" }).trim();
+    return out ? Number(out) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+export interface ExitInfo {
+  code: number | null;
+  signal: string | null;
+  at: string;
+  /** false for adopted processes: nobody told us how they ended */
+  statusKnown: boolean;
+}
+
+/** A running component process: one we adopted (pid only) or one we spawned (a real child). */
+export interface ProcHandle {
+  pid: number;
+  /** spawned by us into its own process group: signals go to the whole group */
+  ownGroup: boolean;
+  adopted: boolean;
+  startedAt: string;
+  child?: ChildProcess | undefined;
+  /** set when a spawned child exits (adopted processes are watched through pidState) */
+  exited?: ExitInfo | undefined;
+}
+
+/**
+ * What makes a pid this process and not a later one that reused the number:
+ * its start time (Linux: /proc/<pid>/stat field 22; elsewhere `ps -o lstart=`).
+ */
+export function processIdentity(pid: number): string | undefined {
+  try {
+    if (process.platform === "linux") {
+      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
+      return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
+    }
+    return execFileSync("ps", ["-o", "lstart=", "-p", String(pid)], { encoding: "utf8" }).trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+interface LedgerEntry {
+  pid: number;
+  identity: string;
+  command: string;
+  startedAt: string;
+}
+
+// The ledger of processes the server spawned (own process groups): a server that dies hard
+// (SIGKILL, OOM) cannot stop them, so the next server start does. Kept on globalThis so that
+// every server generation in this process writes the same file.
+const LEDGER = Symbol.for("openwork.server.child-ledger");
+
+export function useChildLedger(file: string): void {
+  (globalThis as Record<symbol, unknown>)[LEDGER] = file;
+}
+
+function ledgerFile(): string | undefined {
+  return (globalThis as Record<symbol, string | undefined>)[LEDGER];
+}
+
+function readLedger(file: string): LedgerEntry[] {
+  try {
+    return JSON.parse(readFileSync(file, "utf8")) as LedgerEntry[];
+  } catch {
+    return [];
+  }
+}
+
+function writeLedger(file: string, entries: LedgerEntry[]): void {
+  mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.tmp`;
+  writeFileSync(tmp, JSON.stringify(entries));
+  renameSync(tmp, file);
+}
+
+function ledgerAdd(pid: number, command: string): void {
+  const file = ledgerFile();
+  const identity = processIdentity(pid);
+  if (!file || identity === undefined) return;
+  writeLedger(file, [
+    ...readLedger(file).filter((e) => e.pid !== pid),
+    { pid, identity, command, startedAt: new Date().toISOString() },
+  ]);
+}
+
+function ledgerRemove(pid: number): void {
+  const file = ledgerFile();
+  if (!file) return;
+  const entries = readLedger(file);
+  if (entries.some((e) => e.pid === pid))
+    writeLedger(
+      file,
+      entries.filter((e) => e.pid !== pid),
+    );
+}
+
+/**
+ * At a cold start: SIGKILL the process group of every process a previous
+ * server spawned that still runs (same pid and same start time), then forget them.
+ */
+export function reapStaleChildren(file: string): LedgerEntry[] {
+  const reaped: LedgerEntry[] = [];
+  for (const entry of readLedger(file)) {
+    if (processIdentity(entry.pid) !== entry.identity) continue;
+    try {
+      process.kill(-entry.pid, "SIGKILL");
+      reaped.push(entry);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  writeLedger(file, []);
+  return reaped;
+}
+
+export function adopt(pid: number): ProcHandle {
+  return { pid, ownGroup: false, adopted: true, startedAt: new Date().toISOString() };
+}
+
+export interface LaunchSpec {
+  command: string;
+  args: string[];
+  env: NodeJS.ProcessEnv;
+  cwd: string;
+  /** stdout and stderr are appended here (the same file the entrypoint used), so the tail sees one history */
+  logFile: string;
+}
+
+/** Spawn a component in its own process group, its output appended to its log file. */
+export function spawnComponent(spec: LaunchSpec): ProcHandle {
+  mkdirSync(path.dirname(spec.logFile), { recursive: true });
+  const fd = openSync(spec.logFile, "a");
+  let child: ChildProcess;
+  try {
+    child = spawn(spec.command, spec.args, {
+      cwd: spec.cwd,
+      env: spec.env,
+      detached: true,
+      stdio: ["ignore", fd, fd],
+    });
+  } finally {
+    closeSync(fd);
+  }
+  const handle: ProcHandle = {
+    pid: child.pid ?? -1,
+    ownGroup: true,
+    adopted: false,
+    startedAt: new Date().toISOString(),
+    child,
+  };
+  child.on("error", () => {
+    handle.exited ??= { code: null, signal: null, at: new Date().toISOString(), statusKnown: false };
+  });
+  child.on("exit", (code, signal) => {
+    handle.exited = { code, signal, at: new Date().toISOString(), statusKnown: true };
+    ledgerRemove(handle.pid);
+  });
+  if (child.pid !== undefined) ledgerAdd(child.pid, spec.command);
+  if (handle.pid === -1)
+    handle.exited = { code: null, signal: null, at: handle.startedAt, statusKnown: false };
+  return handle;
+}
+
+export function isRunning(handle: ProcHandle): boolean {
+  if (handle.exited) return false;
+  return pidState(handle.pid) === "alive";
+}
+
+function signal(handle: ProcHandle, sig: NodeJS.Signals): void {
+  // An adopted process shares the process group of the shell that started it,
+  // which is ours: signalling that group would signal the server itself.
+  const group = handle.ownGroup ? handle.pid : processGroupOf(handle.pid);
+  const target =
+    group !== undefined && group !== process.pid && group !== getOwnGroup() ? -group : handle.pid;
+  try {
+    process.kill(target, sig);
+  } catch {
+    // already gone
+  }
+}
+
+let ownGroup: number | undefined;
+function getOwnGroup(): number | undefined {
+  ownGroup ??= processGroupOf(process.pid);
+  return ownGroup;
+}
+
+/** SIGTERM, wait up to `graceMs`, then SIGKILL (on the process group when the process has its own). */
+export async function terminate(handle: ProcHandle, graceMs: number): Promise<"exited" | "killed"> {
+  if (!isRunning(handle)) return "exited";
+  signal(handle, "SIGTERM");
+  const deadline = Date.now() + graceMs;
+  while (Date.now() < deadline) {
+    await sleep(50);
+    if (!isRunning(handle)) {
+      // The leader is gone; make sure nothing it started lives on in its group.
+      if (handle.ownGroup) signal(handle, "SIGKILL");
+      return "exited";
+    }
+  }
+  signal(handle, "SIGKILL");
+  const killDeadline = Date.now() + 5000;
+  while (Date.now() < killDeadline && isRunning(handle)) await sleep(50);
+  return "killed";
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

@@ -1,0 +1,137 @@
+import http from "node:http";
+import type { Duplex } from "node:stream";
+import type { Logger } from "pino";
+import { OpenworkError } from "../errors/errors.js";
+import { createLogger } from "../logging/logger.js";
+import { registerSecret } from "../logging/redact.js";
+import { ServerApp } from "./app.js";
+import { parseServeEnv, type ServeEnv } from "./env.js";
+import { currentGeneration, setCurrentGeneration } from "./generation.js";
+import { nodeFeatures, SERVER_VERSION } from "./version.js";
+
+function serverLogger(): Logger {
+  return createLogger({ format: "json", name: "openwork-server" });
+}
+
+function registerEnvSecrets(env: ServeEnv): void {
+  registerSecret(env.OPENWORK_TOKEN);
+  registerSecret(env.OPENWORK_HOST_TOKEN);
+  registerSecret(env.OPENCODE_SERVER_PASSWORD);
+}
+
+function makeShutdown(server: http.Server, log: Logger): (reason: string) => Promise<void> {
+  let stopping: Promise<void> | undefined;
+  return (reason) => {
+    stopping ??= (async () => {
+      log.info({ reason }, "shutting down");
+      server.close();
+      server.closeIdleConnections();
+      const app = currentGeneration()?.app;
+      await app?.shutdown(reason);
+      server.closeAllConnections();
+    })();
+    return stopping;
+  };
+}
+
+/**
+ * `openwork-server serve`: adopt the engine (and router) the entrypoint
+ * started, listen, supervise. Runs until SIGTERM/SIGINT, then stops the
+ * router and the engine (SIGTERM, deadline, SIGKILL) and exits 0.
+ */
+export async function serveMain(): Promise<number> {
+  const env = parseServeEnv(process.env);
+  registerEnvSecrets(env);
+  const log = serverLogger();
+  // The server is the runtime's main process (in a container, the one the init waits on):
+  // a stray rejection is logged, not allowed to take the engine and router down with it.
+  process.on("unhandledRejection", (reason) => log.error({ err: reason }, "unhandled rejection"));
+  const server = http.createServer();
+  // Long-lived event streams must not be cut by the server's own timeouts.
+  server.requestTimeout = 0;
+  server.headersTimeout = 60_000;
+  const app = await ServerApp.create({ env, log, server });
+  server.on("request", app.handler);
+  server.on("upgrade", app.upgradeHandler);
+  const shutdown = makeShutdown(server, log);
+  setCurrentGeneration({ app, shutdown });
+  await new Promise<void>((resolve, reject) => {
+    server.once("error", (error) =>
+      reject(
+        new OpenworkError(
+          `cannot listen on ${env.OPENWORK_SERVER_HOST}:${env.OPENWORK_SERVER_PORT}: ${error.message}`,
+          {
+            code: "listen_failed",
+            hint: "another process holds the port; pick another OPENWORK_SERVER_PORT",
+          },
+        ),
+      ),
+    );
+    server.listen(env.OPENWORK_SERVER_PORT, env.OPENWORK_SERVER_HOST, () => resolve());
+  }).catch(async (error) => {
+    await app.shutdown("the server could not listen");
+    throw error;
+  });
+  log.info(
+    {
+      version: SERVER_VERSION,
+      node: process.versions.node,
+      features: nodeFeatures(),
+      url: `http://${env.OPENWORK_SERVER_HOST}:${env.OPENWORK_SERVER_PORT}`,
+    },
+    // Replacing the server during an upgrade swaps handlers on this listener: no reusePort or execve needed.
+    "openwork-server listening (upgrades replace it in place by handler swap)",
+  );
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: NodeJS.Signals) => {
+      const slot = currentGeneration();
+      void (slot?.shutdown ?? shutdown)(`received ${signal}`).then(resolve, resolve);
+    };
+    process.once("SIGTERM", onSignal);
+    process.once("SIGINT", onSignal);
+  });
+  return 0;
+}
+
+/**
+ * Called in a running server, from the new bundle, during an upgrade: build a
+ * generation that adopts the processes named in `env` on the existing
+ * listener. It answers requests only once activated (the caller swaps handlers).
+ */
+export async function takeOver(input: {
+  env: Record<string, string>;
+  server: http.Server;
+  operationId: string;
+}): Promise<{
+  version: string;
+  handler: http.RequestListener;
+  upgradeHandler: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
+  activate(): void;
+  abandon(): void;
+}> {
+  const env = parseServeEnv(input.env);
+  registerEnvSecrets(env);
+  const log = serverLogger();
+  const app = await ServerApp.create({
+    env,
+    log,
+    server: input.server,
+    handoff: { operationId: input.operationId },
+  });
+  return {
+    version: SERVER_VERSION,
+    handler: app.handler,
+    upgradeHandler: app.upgradeHandler,
+    activate() {
+      app.watch();
+      setCurrentGeneration({ app, shutdown: makeShutdown(input.server, log) });
+      log.info(
+        { version: SERVER_VERSION, operationId: input.operationId },
+        "this server generation now answers requests",
+      );
+    },
+    abandon() {
+      app.detach();
+    },
+  };
+}

@@ -1,0 +1,68 @@
+import { randomBytes } from "node:crypto";
+import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import path from "node:path";
+
+/** Write a file atomically: a temporary sibling, then rename (readers see the old or the new, never half). */
+export function writeFileAtomic(file: string, content: string, mode = 0o644): void {
+  mkdirSync(path.dirname(file), { recursive: true });
+  const tmp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
+  writeFileSync(tmp, content, { mode });
+  renameSync(tmp, file);
+}
+
+export function readJson<T>(file: string): T | undefined {
+  try {
+    return JSON.parse(readFileSync(file, "utf8")) as T;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The server's state under `<persist>/state`. */
+export class StateDir {
+  constructor(readonly persist: string) {}
+
+  get dir(): string {
+    return path.join(this.persist, "state");
+  }
+
+  upgradeFile(operationId: string): string {
+    return path.join(this.dir, "upgrades", `${operationId}.json`);
+  }
+
+  listUpgrades(): string[] {
+    try {
+      return readdirSync(path.join(this.dir, "upgrades"))
+        .filter((name) => name.endsWith(".json"))
+        .map((name) => name.slice(0, -".json".length));
+    } catch {
+      return [];
+    }
+  }
+
+  /** The runtime the next start uses (written after a successful upgrade). */
+  get currentRuntimeFile(): string {
+    return path.join(this.dir, "current-runtime");
+  }
+
+  writeCurrentRuntime(runtimeId: string): void {
+    writeFileAtomic(this.currentRuntimeFile, `${runtimeId}\n`);
+  }
+
+  readCurrentRuntime(): string | undefined {
+    try {
+      return readFileSync(this.currentRuntimeFile, "utf8").trim() || undefined;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** processes the server spawned (pid + start time), so a later start can stop what a killed server left */
+  get childrenFile(): string {
+    return path.join(this.dir, "children.json");
+  }
+
+  get tokensFile(): string {
+    return path.join(this.dir, "tokens.json");
+  }
+}

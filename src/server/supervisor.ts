@@ -1,0 +1,368 @@
+import type { Logger } from "pino";
+import { OpenworkError } from "../errors/errors.js";
+import { LogTail } from "./logtail.js";
+import {
+  type ExitInfo,
+  isRunning,
+  type LaunchSpec,
+  type ProcHandle,
+  pidState,
+  sleep,
+  spawnComponent,
+  terminate,
+} from "./proc.js";
+
+export type ComponentName = "opencode" | "opencode-router";
+export type ComponentStatus = "starting" | "healthy" | "unhealthy" | "restarting" | "cooldown" | "stopped";
+
+export interface ProbeResult {
+  ok: boolean;
+  version?: string | undefined;
+  detail: string;
+}
+
+/** What the supervisor needs to know about one component: how to start it and how to ask it whether it is well. */
+export interface ComponentDefinition {
+  name: ComponentName;
+  runtimeId: string;
+  /** the version runtime.json pins (a started process must report it) */
+  pinnedVersion: string | undefined;
+  /** the URL clients see in the summary (engine base URL, router health URL) */
+  url: string;
+  port: number;
+  logFile: string;
+  launch(): LaunchSpec;
+  probe(timeoutMs: number): Promise<ProbeResult>;
+}
+
+export interface SupervisionPolicy {
+  /** how often a pid is checked (cheap: one /proc read) */
+  pidPollMs: number;
+  /** how often the HTTP liveness probe runs */
+  probeIntervalMs: number;
+  probeTimeoutMs: number;
+  /** consecutive failed probes before a running process is declared hung and restarted */
+  failureThreshold: number;
+  /** how long a (re)started process has to become healthy */
+  startDeadlineMs: number;
+  backoffBaseMs: number;
+  backoffMaxMs: number;
+  /** restarts allowed inside `windowMs`; past it the component cools down, then the budget is renewed */
+  budget: number;
+  windowMs: number;
+  cooldownMs: number;
+  stopGraceMs: number;
+}
+
+export function defaultPolicy(startDeadlineMs: number): SupervisionPolicy {
+  return {
+    pidPollMs: 200,
+    probeIntervalMs: 2000,
+    probeTimeoutMs: 2000,
+    failureThreshold: 3,
+    startDeadlineMs,
+    backoffBaseMs: 200,
+    backoffMaxMs: 15_000,
+    budget: 5,
+    windowMs: 5 * 60_000,
+    cooldownMs: 60_000,
+    stopGraceMs: 5000,
+  };
+}
+
+export interface ComponentEvent {
+  at: string;
+  type:
+    | "adopted"
+    | "started"
+    | "healthy"
+    | "exited"
+    | "hung"
+    | "restart-scheduled"
+    | "cooldown"
+    | "stopped"
+    | "start-failed";
+  detail: string;
+}
+
+export interface LastExit extends ExitInfo {
+  pid: number;
+  reason: string;
+}
+
+/**
+ * One supervised component. Liveness is the pid (alive and not a zombie) and
+ * an HTTP probe on an interval; a dead or hung process is restarted with
+ * exponential backoff and jitter inside a budget, and after the budget is
+ * spent the component cools down and is tried again (never a permanent stop).
+ */
+export class Supervised {
+  status: ComponentStatus = "starting";
+  version: string | undefined;
+  lastExit: LastExit | undefined;
+  lastProbe: { at: string; ok: boolean; detail: string } | undefined;
+  restartsTotal = 0;
+  private restartTimes: number[] = [];
+  private consecutiveFailures = 0;
+  private readonly events: ComponentEvent[] = [];
+  private pidTimer: NodeJS.Timeout | undefined;
+  private probeTimer: NodeJS.Timeout | undefined;
+  private restartTimer: NodeJS.Timeout | undefined;
+  private restarting = false;
+  private watching = false;
+  private probing = false;
+  cooldownUntil: number | undefined;
+  readonly tail: LogTail;
+
+  constructor(
+    public definition: ComponentDefinition,
+    public handle: ProcHandle,
+    private readonly policy: SupervisionPolicy,
+    private readonly log: Logger,
+    tail?: LogTail,
+  ) {
+    this.tail = tail ?? new LogTail(definition.logFile).start();
+    this.event(handle.adopted ? "adopted" : "started", `pid ${handle.pid}`);
+  }
+
+  /** Spawn a new process for `definition` (not yet watched). */
+  static spawn(
+    definition: ComponentDefinition,
+    policy: SupervisionPolicy,
+    log: Logger,
+    tail?: LogTail,
+  ): Supervised {
+    return new Supervised(definition, spawnComponent(definition.launch()), policy, log, tail);
+  }
+
+  get name(): ComponentName {
+    return this.definition.name;
+  }
+
+  /**
+   * Poll until the process answers healthy (and reports the pinned version),
+   * it exits, or the deadline passes. Throws with the reason and its last output.
+   */
+  async waitHealthy(deadlineMs = this.policy.startDeadlineMs): Promise<ProbeResult> {
+    const deadline = Date.now() + deadlineMs;
+    let last: ProbeResult = { ok: false, detail: "not probed yet" };
+    while (Date.now() < deadline) {
+      if (!isRunning(this.handle)) {
+        await this.tail.poll();
+        throw new OpenworkError(
+          `${this.name} (pid ${this.handle.pid}) exited before it was healthy${describeExit(this.handle.exited)}`,
+          { code: "start_failed", details: { recentOutput: this.tail.recent(10) } },
+        );
+      }
+      last = await this.definition.probe(
+        Math.min(this.policy.probeTimeoutMs, Math.max(200, deadline - Date.now())),
+      );
+      this.recordProbe(last);
+      if (last.ok) {
+        const pinned = this.definition.pinnedVersion;
+        if (pinned !== undefined && last.version !== undefined && last.version !== pinned) {
+          throw new OpenworkError(
+            `${this.name} reports version ${last.version}, runtime.json pins ${pinned}`,
+            {
+              code: "wrong_version",
+            },
+          );
+        }
+        this.version = last.version ?? pinned;
+        this.status = "healthy";
+        this.event("healthy", last.version ? `version ${last.version}` : last.detail);
+        return last;
+      }
+      await sleep(150);
+    }
+    await this.tail.poll();
+    throw new OpenworkError(
+      `${this.name} (pid ${this.handle.pid}) was not healthy within ${deadlineMs} ms: ${last.detail}`,
+      {
+        code: "health_timeout",
+        details: { recentOutput: this.tail.recent(10) },
+      },
+    );
+  }
+
+  /** Start watching: pid polling and the liveness probe. */
+  watch(): void {
+    if (this.watching) return;
+    this.watching = true;
+    this.pidTimer = setInterval(() => this.checkPid(), this.policy.pidPollMs);
+    this.probeTimer = setInterval(() => void this.liveness(), this.policy.probeIntervalMs);
+    this.pidTimer.unref();
+    this.probeTimer.unref();
+  }
+
+  /** Stop watching without touching the process (it is handed to another supervisor or about to be retired). */
+  unwatch(): void {
+    this.watching = false;
+    clearInterval(this.pidTimer);
+    clearInterval(this.probeTimer);
+    clearTimeout(this.restartTimer);
+  }
+
+  /** Stop watching and end the process: SIGTERM, deadline, SIGKILL. */
+  async stop(reason: string): Promise<void> {
+    this.unwatch();
+    const how = await terminate(this.handle, this.policy.stopGraceMs);
+    this.status = "stopped";
+    this.event("stopped", `${reason} (${how})`);
+    // The tail is not stopped here: after an upgrade the next process of this component shares it.
+    await this.tail.poll();
+  }
+
+  private checkPid(): void {
+    if (!this.watching || this.restarting) return;
+    if (this.handle.exited) {
+      this.onDeath();
+      return;
+    }
+    if (pidState(this.handle.pid) === "alive") {
+      this.deadSince = undefined;
+      return;
+    }
+    // Our own child: its exit status is about to arrive; wait for it (briefly) so lastExit carries it.
+    this.deadSince ??= Date.now();
+    if (this.handle.adopted || Date.now() - this.deadSince > 1000) this.onDeath();
+  }
+
+  private deadSince: number | undefined;
+
+  private async liveness(): Promise<void> {
+    if (!this.watching || this.restarting || this.probing) return;
+    this.probing = true;
+    try {
+      const result = await this.definition.probe(this.policy.probeTimeoutMs);
+      if (!this.watching || this.restarting) return;
+      this.recordProbe(result);
+      if (result.ok) {
+        this.consecutiveFailures = 0;
+        if (result.version) this.version = result.version;
+        if (this.status !== "healthy") this.event("healthy", result.detail);
+        this.status = "healthy";
+        return;
+      }
+      this.consecutiveFailures++;
+      this.status = "unhealthy";
+      if (this.consecutiveFailures >= this.policy.failureThreshold && isRunning(this.handle)) {
+        this.event("hung", `${this.consecutiveFailures} failed probes: ${result.detail}`);
+        this.log.warn(
+          { component: this.name, pid: this.handle.pid },
+          "liveness probe failed repeatedly; restarting",
+        );
+        this.scheduleRestart(`hung: ${result.detail}`, true);
+      }
+    } finally {
+      this.probing = false;
+    }
+  }
+
+  private onDeath(): void {
+    this.deadSince = undefined;
+    const exited = this.handle.exited;
+    this.lastExit = {
+      pid: this.handle.pid,
+      code: exited?.code ?? null,
+      signal: exited?.signal ?? null,
+      at: exited?.at ?? new Date().toISOString(),
+      statusKnown: exited?.statusKnown ?? false,
+      reason: `exited unexpectedly${describeExit(exited)}`,
+    };
+    this.event("exited", this.lastExit.reason);
+    this.log.warn({ component: this.name, pid: this.handle.pid, exit: this.lastExit }, "component exited");
+    this.scheduleRestart(this.lastExit.reason, false);
+  }
+
+  private scheduleRestart(reason: string, killFirst: boolean): void {
+    this.restarting = true;
+    this.status = "restarting";
+    const now = Date.now();
+    this.restartTimes = this.restartTimes.filter((at) => now - at < this.policy.windowMs);
+    let delay: number;
+    if (this.restartTimes.length >= this.policy.budget) {
+      delay = this.policy.cooldownMs;
+      this.status = "cooldown";
+      this.cooldownUntil = now + delay;
+      this.restartTimes = [];
+      this.event(
+        "cooldown",
+        `restart budget of ${this.policy.budget} per ${this.policy.windowMs} ms spent; next try in ${delay} ms`,
+      );
+    } else {
+      const exp = Math.min(
+        this.policy.backoffMaxMs,
+        this.policy.backoffBaseMs * 2 ** this.restartTimes.length,
+      );
+      // "equal jitter": never sooner than half the backoff, spread over the rest
+      delay = Math.round(exp / 2 + Math.random() * (exp / 2));
+      this.event("restart-scheduled", `${reason}; restarting in ${delay} ms`);
+    }
+    this.restartTimer = setTimeout(() => void this.restart(killFirst), delay);
+    this.restartTimer.unref();
+  }
+
+  private async restart(killFirst: boolean): Promise<void> {
+    if (!this.watching) return;
+    if (killFirst) await terminate(this.handle, this.policy.stopGraceMs);
+    this.cooldownUntil = undefined;
+    this.restartTimes.push(Date.now());
+    this.restartsTotal++;
+    this.status = "starting";
+    try {
+      this.handle = spawnComponent(this.definition.launch());
+      this.event("started", `pid ${this.handle.pid} (restart ${this.restartsTotal})`);
+      this.log.info({ component: this.name, pid: this.handle.pid }, "component restarted");
+      await this.waitHealthy();
+      this.consecutiveFailures = 0;
+      this.restarting = false;
+    } catch (error) {
+      this.event("start-failed", (error as Error).message);
+      this.log.error({ component: this.name, err: error }, "restart failed");
+      if (!this.watching) return;
+      await terminate(this.handle, this.policy.stopGraceMs);
+      this.scheduleRestart((error as Error).message, false);
+    }
+  }
+
+  private recordProbe(result: ProbeResult): void {
+    this.lastProbe = { at: new Date().toISOString(), ok: result.ok, detail: result.detail };
+  }
+
+  private event(type: ComponentEvent["type"], detail: string): void {
+    this.events.push({ at: new Date().toISOString(), type, detail });
+    if (this.events.length > 50) this.events.splice(0, this.events.length - 50);
+  }
+
+  summary(): Record<string, unknown> {
+    return {
+      status: this.status,
+      pid: this.handle.pid,
+      adopted: this.handle.adopted,
+      startedAt: this.handle.startedAt,
+      url: this.definition.url,
+      runtimeId: this.definition.runtimeId,
+      version: this.version ?? null,
+      pinnedVersion: this.definition.pinnedVersion ?? null,
+      lastExit: this.lastExit ?? null,
+      lastProbe: this.lastProbe ?? null,
+      restarts: {
+        total: this.restartsTotal,
+        inWindow: this.restartTimes.length,
+        budget: this.policy.budget,
+        windowMs: this.policy.windowMs,
+        cooldownUntil: this.cooldownUntil ? new Date(this.cooldownUntil).toISOString() : null,
+      },
+      events: [...this.events],
+      log: { file: this.definition.logFile, rotations: this.tail.rotations },
+      recentOutput: this.tail.recent(50),
+    };
+  }
+}
+
+function describeExit(exit: ExitInfo | undefined): string {
+  if (!exit) return " (not our child: exit status unknown)";
+  if (!exit.statusKnown) return " (exit status unknown)";
+  return exit.signal ? ` (signal ${exit.signal})` : ` (exit code ${exit.code})`;
+}

@@ -1,0 +1,98 @@
+import { createHash, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
+import type http from "node:http";
+import { registerSecret } from "../logging/redact.js";
+import { readJson, type StateDir, writeFileAtomic } from "./state.js";
+
+export type Scope = "host" | "owner" | "client";
+
+interface OwnerToken {
+  id: string;
+  label: string | undefined;
+  sha256: string;
+  createdAt: string;
+}
+
+function digest(value: string): Buffer {
+  return createHash("sha256").update(value).digest();
+}
+
+/** Compare through fixed-length digests: constant time whatever the lengths. */
+function sameSecret(a: Buffer, b: string): boolean {
+  return timingSafeEqual(a, digest(b));
+}
+
+/**
+ * Client, host and owner tokens. Owner tokens are minted by the host and kept
+ * (hashed only) in state/tokens.json so that they survive a server replacement.
+ */
+export class TokenStore {
+  private readonly client: Buffer;
+  private readonly host: Buffer;
+
+  constructor(
+    clientToken: string,
+    hostToken: string,
+    private readonly state: StateDir,
+  ) {
+    this.client = digest(clientToken);
+    this.host = digest(hostToken);
+    registerSecret(clientToken);
+    registerSecret(hostToken);
+  }
+
+  private owners(): OwnerToken[] {
+    return readJson<{ owners?: OwnerToken[] }>(this.state.tokensFile)?.owners ?? [];
+  }
+
+  /** The scope a request's credentials grant, or undefined (none or wrong). Every candidate is compared. */
+  authenticate(req: http.IncomingMessage): Scope | undefined {
+    const candidates: string[] = [];
+    const hostHeader = req.headers["x-openwork-host-token"];
+    if (typeof hostHeader === "string" && hostHeader.length > 0) candidates.push(hostHeader);
+    const auth = req.headers.authorization;
+    if (typeof auth === "string") {
+      const match = /^Bearer\s+(\S+)\s*$/i.exec(auth);
+      if (match?.[1]) candidates.push(match[1]);
+    }
+    let scope: Scope | undefined;
+    const owners = this.owners();
+    for (const candidate of candidates) {
+      const isHost = sameSecret(this.host, candidate);
+      const isClient = sameSecret(this.client, candidate);
+      let isOwner = false;
+      for (const owner of owners) if (sameSecret(Buffer.from(owner.sha256, "hex"), candidate)) isOwner = true;
+      if (isHost) scope = "host";
+      else if (isOwner && scope !== "host") scope = "owner";
+      else if (isClient && scope === undefined) scope = "client";
+    }
+    return scope;
+  }
+
+  mintOwner(label: string | undefined): {
+    id: string;
+    token: string;
+    scope: "owner";
+    label: string | null;
+    createdAt: string;
+  } {
+    const token = `owt_${randomBytes(24).toString("base64url")}`;
+    registerSecret(token);
+    const record: OwnerToken = {
+      id: randomUUID(),
+      label,
+      sha256: createHash("sha256").update(token).digest("hex"),
+      createdAt: new Date().toISOString(),
+    };
+    writeFileAtomic(
+      this.state.tokensFile,
+      `${JSON.stringify({ owners: [...this.owners(), record] }, null, 2)}\n`,
+      0o600,
+    );
+    return { id: record.id, token, scope: "owner", label: label ?? null, createdAt: record.createdAt };
+  }
+}
+
+export function allows(scope: Scope | undefined, needed: "client" | "host"): boolean {
+  if (scope === undefined) return false;
+  return needed === "client" ? true : scope === "host";
+}

@@ -1,0 +1,306 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import os from "node:os";
+import path from "node:path";
+import { test } from "node:test";
+import { UsageError } from "../../src/errors/errors.js";
+import { createLogger } from "../../src/logging/logger.js";
+import { forgetSecrets, registerSecret } from "../../src/logging/redact.js";
+import { parseServeEnv } from "../../src/server/env.js";
+import { LogTail } from "../../src/server/logtail.js";
+import { parseProbeArgs, probeOnce } from "../../src/server/probe.js";
+import { pidState, spawnComponent, terminate } from "../../src/server/proc.js";
+import { readRuntime, runtimeFromManifest, verifyRuntime } from "../../src/server/runtime-files.js";
+import { StateDir } from "../../src/server/state.js";
+import { defaultPolicy, Supervised } from "../../src/server/supervisor.js";
+import { OperationStore } from "../../src/server/upgrade-record.js";
+import { sha256File } from "../../src/sidecars/hash.js";
+import { freePort, waitFor } from "../helpers/net.js";
+
+const tmp = () => mkdtempSync(path.join(os.tmpdir(), "openwork-unit-"));
+
+function validEnv(): Record<string, string> {
+  return {
+    OPENWORK_PERSIST: "/persist",
+    OPENWORK_RUNTIME_ID: "abc123",
+    OPENWORK_WORKSPACE: "/workspace",
+    OPENWORK_SERVER_PORT: "8787",
+    OPENWORK_ENGINE_PID: "1234",
+    OPENWORK_ENGINE_PORT: "4096",
+    OPENWORK_ENGINE_LOG: "/persist/logs/engine.log",
+    OPENWORK_TOKEN: "client-token-0123456789",
+    OPENWORK_HOST_TOKEN: "host-token-0123456789",
+    OPENCODE_SERVER_PASSWORD: "engine-password-123",
+  };
+}
+
+function usageMessage(fn: () => unknown): string {
+  try {
+    fn();
+  } catch (error) {
+    assert.ok(error instanceof UsageError, String(error));
+    assert.equal(error.exitCode, 2);
+    return error.message;
+  }
+  assert.fail("expected a UsageError");
+}
+
+test("serve environment: valid input parses; each bad variable is named, secrets never echoed", () => {
+  const env = parseServeEnv(validEnv());
+  assert.equal(env.OPENWORK_ENGINE_PORT, 4096);
+  assert.equal(env.OPENWORK_SERVER_HOST, "127.0.0.1");
+  assert.equal(env.OPENCODE_SERVER_USERNAME, "opencode");
+  assert.equal(
+    usageMessage(() => parseServeEnv({ ...validEnv(), OPENWORK_ENGINE_PID: undefined })),
+    "OPENWORK_ENGINE_PID is not set",
+  );
+  assert.match(
+    usageMessage(() => parseServeEnv({ ...validEnv(), OPENWORK_ENGINE_PORT: "70000" })),
+    /^OPENWORK_ENGINE_PORT: /,
+  );
+  assert.match(
+    usageMessage(() => parseServeEnv({ ...validEnv(), OPENWORK_PERSIST: "relative" })),
+    /OPENWORK_PERSIST: must be an absolute path/,
+  );
+  const short = usageMessage(() => parseServeEnv({ ...validEnv(), OPENWORK_TOKEN: "short-secret" }));
+  assert.match(short, /^OPENWORK_TOKEN: /);
+  assert.doesNotMatch(short, /short-secret/);
+  assert.match(
+    usageMessage(() =>
+      parseServeEnv({ ...validEnv(), OPENWORK_HOST_TOKEN: validEnv().OPENWORK_TOKEN as string }),
+    ),
+    /OPENWORK_HOST_TOKEN must differ/,
+  );
+  assert.match(
+    usageMessage(() => parseServeEnv({ ...validEnv(), OPENWORK_ROUTER_ENABLED: "1" })),
+    /OPENWORK_ROUTER_PID is required when the router is enabled/,
+  );
+});
+
+test("probe arguments: secrets only by variable name, strict flags", () => {
+  const args = parseProbeArgs(
+    ["--url", "http://127.0.0.1:1/global/health", "--basic-auth-env", "PW", "--timeout-ms=500"],
+    { PW: "secret-pw" },
+  );
+  assert.equal(args.password, "secret-pw");
+  assert.equal(args.user, "opencode");
+  assert.equal(args.timeoutMs, 500);
+  assert.match(
+    usageMessage(() => parseProbeArgs(["--url", "http://a:b@127.0.0.1/"], {})),
+    /must not carry credentials/,
+  );
+  assert.match(
+    usageMessage(() => parseProbeArgs(["--url", "http://127.0.0.1/", "--password", "x"], {})),
+    /unknown argument "--password"/,
+  );
+  assert.match(
+    usageMessage(() => parseProbeArgs(["--url", "http://127.0.0.1/", "--basic-auth-env", "NOPE"], {})),
+    /NOPE, which is not set/,
+  );
+  assert.match(
+    usageMessage(() => parseProbeArgs([], {})),
+    /--url is required/,
+  );
+});
+
+test("probe: 2xx, a healthy body for /global/health, HTTP errors and timeouts", async (t) => {
+  let mode = "healthy";
+  const server = http.createServer((req, res) => {
+    if (mode === "slow") return;
+    if (req.headers.authorization !== `Basic ${Buffer.from("opencode:pw-12345678").toString("base64")}`) {
+      res.writeHead(401).end();
+      return;
+    }
+    res.writeHead(mode === "error" ? 500 : 200, { "content-type": "application/json" });
+    res.end(JSON.stringify({ healthy: mode === "healthy", version: "1.2.3" }));
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.after(() => server.closeAllConnections());
+  t.after(() => server.close());
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/global/health`;
+  const withAuth = parseProbeArgs(["--url", url, "--basic-auth-env", "PW", "--timeout-ms", "300"], {
+    PW: "pw-12345678",
+  });
+  assert.deepEqual(await probeOnce(withAuth), { ok: true, detail: "healthy 1.2.3" });
+  assert.deepEqual(await probeOnce(parseProbeArgs(["--url", url], {})), { ok: false, reason: "HTTP 401" });
+  mode = "unhealthy";
+  const unhealthy = await probeOnce(withAuth);
+  assert.equal(unhealthy.ok, false);
+  assert.match(unhealthy.ok ? "" : unhealthy.reason, /^not healthy: /);
+  mode = "error";
+  assert.deepEqual(await probeOnce(withAuth), { ok: false, reason: "HTTP 500" });
+  mode = "slow";
+  assert.deepEqual(await probeOnce(withAuth), { ok: false, reason: "no answer within 300 ms" });
+});
+
+test("log tail: bounded ring buffer, redacted lines, rotation by copy-then-truncate", async () => {
+  const dir = tmp();
+  const file = path.join(dir, "engine.log");
+  registerSecret("super-secret-value-42");
+  const tail = new LogTail(file, { maxLines: 5, rotateBytes: 400 });
+  writeFileSync(file, Array.from({ length: 8 }, (_, i) => `line ${i}\n`).join(""));
+  await tail.poll();
+  assert.deepEqual(tail.recent(), ["line 3", "line 4", "line 5", "line 6", "line 7"]);
+  writeFileSync(file, "token super-secret-value-42 here\npartial", { flag: "a" });
+  await tail.poll();
+  assert.equal(tail.recent().at(-1), "token [REDACTED] here");
+  writeFileSync(file, ` end\n${"x".repeat(500)}\n`, { flag: "a" });
+  await tail.poll();
+  assert.equal(tail.recent().at(-2), "partial end");
+  assert.equal(tail.rotations, 1);
+  assert.equal(statSync(file).size, 0);
+  assert.match(readFileSync(`${file}.1`, "utf8"), /line 0/);
+  writeFileSync(file, "after rotation\n", { flag: "a" });
+  await tail.poll();
+  assert.equal(tail.recent().at(-1), "after rotation");
+  forgetSecrets();
+});
+
+test("staged runtime verification: size and sha256 against runtime.json; a manifest is checked the same way", async () => {
+  const persist = tmp();
+  const dir = path.join(persist, "runtimes", "rt1");
+  const { mkdirSync } = await import("node:fs");
+  mkdirSync(dir, { recursive: true });
+  writeFileSync(path.join(dir, "opencode"), "engine bytes");
+  const digest = await sha256File(path.join(dir, "opencode"));
+  const json = {
+    runtimeId: "rt1",
+    target: "linux-x64",
+    sidecars: { opencode: { file: "opencode", ...digest, version: "1.0.0" } },
+  };
+  writeFileSync(path.join(dir, "runtime.json"), JSON.stringify(json));
+  const runtime = readRuntime(persist, "rt1");
+  await verifyRuntime(runtime, ["opencode"]);
+  writeFileSync(path.join(dir, "opencode"), "engine bytez");
+  await assert.rejects(verifyRuntime(runtime, ["opencode"]), /sha256 [0-9a-f]{64}, runtime.json expects/);
+  writeFileSync(path.join(dir, "opencode"), "engine bytes!");
+  await assert.rejects(verifyRuntime(runtime, ["opencode"]), /size 13 bytes, runtime.json expects 12/);
+  await assert.rejects(verifyRuntime(runtime, ["opencode-router"]), /has no opencode-router sidecar/);
+  writeFileSync(
+    path.join(dir, "runtime.json"),
+    JSON.stringify({ ...json, sidecars: { opencode: { ...json.sidecars.opencode, file: "../x" } } }),
+  );
+  await assert.rejects(
+    verifyRuntime(readRuntime(persist, "rt1"), ["opencode"]),
+    /points outside its runtime directory/,
+  );
+  assert.throws(() => readRuntime(persist, "missing"), /has no .*runtime\.json/);
+  const manifest = path.join(persist, "manifest.json");
+  writeFileSync(
+    manifest,
+    JSON.stringify({
+      sidecars: { opencode: { version: "1.0.0", targets: { "linux-x64": { file: "opencode", ...digest } } } },
+    }),
+  );
+  const fromManifest = runtimeFromManifest(manifest, dir, "linux-x64", "m-1");
+  writeFileSync(path.join(dir, "opencode"), "engine bytes");
+  await verifyRuntime(fromManifest, ["opencode"]);
+  writeFileSync(
+    manifest,
+    JSON.stringify({
+      sidecars: { opencode: { version: "1.0.0", targets: { "linux-x64": { sha256: "nothex" } } } },
+    }),
+  );
+  assert.throws(() => runtimeFromManifest(manifest, dir, "linux-x64", "m-1"), /manifest .*sha256/);
+});
+
+test("an upgrade left running when the server stopped is reported interrupted on the next start", () => {
+  const store = new OperationStore(new StateDir(tmp()));
+  const op = store.create({
+    request: { runtimeId: "b" },
+    from: { runtimeId: "a", versions: {} },
+    to: { runtimeId: "b", versions: {} },
+    components: ["opencode"],
+  });
+  op.step = "gate-engine";
+  store.save(op);
+  const done = store.create({ request: { runtimeId: "c" }, from: op.from, to: op.to, components: [] });
+  done.state = "succeeded";
+  store.save(done);
+  assert.deepEqual(store.markInterrupted(), [op.operationId]);
+  const after = store.get(op.operationId);
+  assert.equal(after?.state, "interrupted");
+  assert.equal(after?.error?.step, "gate-engine");
+  assert.equal(store.get(done.operationId)?.state, "succeeded");
+  assert.equal(store.get("../../etc/passwd"), undefined);
+});
+
+test("terminate: SIGTERM, then SIGKILL on the whole process group after the deadline", async () => {
+  const dir = tmp();
+  const handle = spawnComponent({
+    command: "/bin/sh",
+    args: ["-c", 'trap "" TERM; sleep 60 & echo $! > child.pid; wait; wait'],
+    env: process.env,
+    cwd: dir,
+    logFile: path.join(dir, "out.log"),
+  });
+  const grandchild = await waitFor(
+    async () => {
+      const text = readFileSync(path.join(dir, "child.pid"), "utf8").trim();
+      return text ? Number(text) : undefined;
+    },
+    { timeoutMs: 5000, what: "the grandchild to start" },
+  );
+  const started = Date.now();
+  assert.equal(await terminate(handle, 300), "killed");
+  assert.ok(Date.now() - started >= 300);
+  await waitFor(async () => (pidState(grandchild) === "alive" ? undefined : true), {
+    timeoutMs: 3000,
+    what: "the group to die",
+  });
+  assert.notEqual(pidState(handle.pid), "alive");
+});
+
+test("supervision: restarts with backoff inside a budget, then cools down and tries again", async () => {
+  const dir = tmp();
+  const port = await freePort();
+  // A component that is healthy for 300 ms, then crashes.
+  const script = `require("http").createServer((q, s) => s.end("ok")).listen(${port}, "127.0.0.1"); setTimeout(() => process.exit(3), 300);`;
+  const policy = {
+    ...defaultPolicy(3000),
+    pidPollMs: 50,
+    probeIntervalMs: 100,
+    backoffBaseMs: 50,
+    budget: 2,
+    windowMs: 60_000,
+    cooldownMs: 800,
+  };
+  const definition = {
+    name: "opencode" as const,
+    runtimeId: "unit",
+    pinnedVersion: undefined,
+    url: `http://127.0.0.1:${port}`,
+    port,
+    logFile: path.join(dir, "c.log"),
+    launch: () => ({
+      command: process.execPath,
+      args: ["-e", script],
+      env: process.env,
+      cwd: dir,
+      logFile: path.join(dir, "c.log"),
+    }),
+    probe: async () => {
+      const ok = await fetch(`http://127.0.0.1:${port}/`).then(
+        (r) => r.ok,
+        () => false,
+      );
+      return { ok, detail: ok ? "ok" : "down" };
+    },
+  };
+  const component = Supervised.spawn(definition, policy, createLogger({ level: "silent" }));
+  await component.waitHealthy();
+  component.watch();
+  const summary = await waitFor(
+    async () => {
+      const s = component.summary() as { restarts: { total: number }; events: Array<{ type: string }> };
+      return s.restarts.total >= 3 ? s : undefined;
+    },
+    { timeoutMs: 15_000, what: "three restarts, one after a cool-down" },
+  );
+  await component.stop("test over");
+  const types = summary.events.map((e) => e.type);
+  assert.ok(types.includes("cooldown"), types.join(","));
+  assert.ok(types.indexOf("cooldown") < types.lastIndexOf("started"), "tried again after the cool-down");
+  assert.equal((component.summary().lastExit as { code: number }).code, 3);
+});
