@@ -63,24 +63,28 @@ probe() {
   "$RUNTIME_DIR/node" "$RUNTIME_DIR/openwork-server.mjs" probe --url "$url" --timeout-ms 2000 "$@"
 }
 
-# wait_healthy NAME PID URL LOG [probe flags]: until healthy, the process exits, or the deadline passes.
+# The size of a log before a component starts: on failure only what this start wrote is shown.
+log_size() { if [ -f "$1" ]; then wc -c <"$1" | tr -d ' '; else echo 0; fi; }
+last_output() { tail -c +"$(($2 + 1))" "$1" 2>/dev/null | tail -n 20 >&2; }
+
+# wait_healthy NAME PID URL LOG OFFSET [probe flags]: until healthy, the process exits, or the deadline passes.
 wait_healthy() {
-  name=$1 pid=$2 url=$3 file=$4
-  shift 4
+  name=$1 pid=$2 url=$3 file=$4 offset=$5
+  shift 5
   started=$(date +%s)
   while :; do
     if ! kill -0 "$pid" 2>/dev/null; then
       wait "$pid" 2>/dev/null
       code=$?
       log "$name exited with code $code before it was healthy; its last output:"
-      tail -n 20 "$file" >&2 2>/dev/null
+      last_output "$file" "$offset"
       stop_children
       exit 1
     fi
     if probe "$url" "$@" >/dev/null 2>&1; then return 0; fi
     if [ $(($(date +%s) - started)) -ge "$OPENWORK_HEALTH_DEADLINE_S" ]; then
       log "$name was not healthy within ${OPENWORK_HEALTH_DEADLINE_S}s ($url); its last output:"
-      tail -n 20 "$file" >&2 2>/dev/null
+      last_output "$file" "$offset"
       probe "$url" "$@" >&2
       stop_children
       exit 1
@@ -90,9 +94,10 @@ wait_healthy() {
 }
 
 log "starting the engine on 127.0.0.1:$OPENWORK_ENGINE_PORT (runtime $OPENWORK_RUNTIME_ID)"
+offset=$(log_size "$OPENWORK_ENGINE_LOG")
 "$RUNTIME_DIR/opencode" serve --hostname 127.0.0.1 --port "$OPENWORK_ENGINE_PORT" >>"$OPENWORK_ENGINE_LOG" 2>&1 </dev/null &
 ENGINE_PID=$!
-wait_healthy engine "$ENGINE_PID" "http://127.0.0.1:$OPENWORK_ENGINE_PORT/global/health" "$OPENWORK_ENGINE_LOG" \
+wait_healthy engine "$ENGINE_PID" "http://127.0.0.1:$OPENWORK_ENGINE_PORT/global/health" "$OPENWORK_ENGINE_LOG" "$offset" \
   --basic-auth-env OPENCODE_SERVER_PASSWORD --user-env OPENCODE_SERVER_USERNAME
 log "engine healthy (pid $ENGINE_PID)"
 OPENWORK_ENGINE_PID=$ENGINE_PID
@@ -101,10 +106,11 @@ export OPENWORK_ENGINE_PID
 if [ "$OPENWORK_ROUTER_ENABLED" = 1 ]; then
   if [ ! -x "$RUNTIME_DIR/opencode-router" ]; then log "the router is enabled but $RUNTIME_DIR/opencode-router is missing"; stop_children; exit 1; fi
   log "starting the router (health on 127.0.0.1:$OPENWORK_ROUTER_HEALTH_PORT)"
+  offset=$(log_size "$OPENWORK_ROUTER_LOG")
   OPENCODE_URL="http://127.0.0.1:$OPENWORK_ENGINE_PORT" OPENCODE_ROUTER_HEALTH_PORT=$OPENWORK_ROUTER_HEALTH_PORT \
     "$RUNTIME_DIR/opencode-router" serve "$OPENWORK_WORKSPACE" >>"$OPENWORK_ROUTER_LOG" 2>&1 </dev/null &
   ROUTER_PID=$!
-  wait_healthy router "$ROUTER_PID" "http://127.0.0.1:$OPENWORK_ROUTER_HEALTH_PORT/health" "$OPENWORK_ROUTER_LOG"
+  wait_healthy router "$ROUTER_PID" "http://127.0.0.1:$OPENWORK_ROUTER_HEALTH_PORT/health" "$OPENWORK_ROUTER_LOG" "$offset"
   log "router healthy (pid $ROUTER_PID)"
   OPENWORK_ROUTER_PID=$ROUTER_PID
   OPENWORK_ROUTER_LOG=$OPENWORK_ROUTER_LOG

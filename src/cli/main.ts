@@ -33,6 +33,17 @@ export function reportError(error: unknown, verbose: boolean): number {
     return ExitCode.usage;
   }
   if (error instanceof OpenworkError) {
+    const lastLines = error.details?.lastLines;
+    if (Array.isArray(lastLines)) {
+      // A failed start: the message, then what the failing component printed last.
+      process.stderr.write(`openwork: ${redactText(error.message)}\n`);
+      if (lastLines.length > 0) {
+        process.stderr.write(
+          `its last output:\n${lastLines.map((line) => `  ${redactText(String(line))}`).join("\n")}\n`,
+        );
+      }
+      return error.exitCode;
+    }
     process.stderr.write(`openwork: ${redactText(error.oneLine())}\n`);
     if (verbose && error.stack) process.stderr.write(`${redactText(error.stack)}\n`);
     return error.exitCode;

@@ -65,7 +65,7 @@ async function startFailure(options: WaitOptions, what: string): Promise<Openwor
     `${component} failed to start: ${componentReason(lines) ?? `the runtime ${what}`}`,
     {
       code: "start_failed",
-      hint: tail.length > 0 ? `last output:\n  ${tail.join("\n  ")}` : "no output was captured",
+      hint: tail.length > 0 ? undefined : "no output was captured",
       details: { component, lastLines: tail },
     },
   );

@@ -49,7 +49,7 @@ function fakeRuntime(options: { engine?: string; probe?: string } = {}) {
   writeFileSync(
     path.join(runtimeDir, "opencode"),
     options.engine ??
-      `#!/bin/sh\n{ echo "engine-pwd=$(pwd)"; echo "engine-args=$*"; echo "engine-home=$HOME"; } >> ${shellQuote(report)}\necho "engine says hello"\nexec sleep 30\n`,
+      `#!/bin/sh\n{ echo "engine-pid=$$"; echo "engine-pwd=$(pwd)"; echo "engine-args=$*"; echo "engine-home=$HOME"; } >> ${shellQuote(report)}\necho "engine says hello"\nexec sleep 30\n`,
     { mode: 0o755 },
   );
   writeFileSync(
@@ -165,10 +165,9 @@ test("an engine that never becomes healthy: the deadline names it, and the engin
   });
   assert.equal(result.exitCode, 1);
   assert.match(result.stderr, /engine was not healthy within 1s/);
-  const pid = /engine-pwd/.test(readFileSync(rt.report, "utf8"));
-  assert.ok(pid);
-  const { stdout } = await execa("sh", ["-c", `ps -eo args | grep -c '[s]leep 30' || true`]);
-  assert.equal(stdout.trim(), "0", "the engine was stopped");
+  const pid = Number(/engine-pid=(\d+)/.exec(readFileSync(rt.report, "utf8"))?.[1]);
+  assert.ok(pid > 0);
+  assert.throws(() => process.kill(pid, 0), /ESRCH/, "the engine was stopped");
 });
 
 test("the rendered script is valid sh", async () => {

@@ -88,7 +88,9 @@ export class HostBackend implements SandboxBackend {
       throw new OpenworkError(`the entrypoint (pid ${pid}) exited at once; see ${spec.logFile}`, {
         code: "launch_failed",
       });
-    return { kind: "none", id: formatProcessId({ pid, startTime: info.startTime }), exited };
+    const id = formatProcessId({ pid, startTime: info.startTime });
+    this.logFiles.set(id, spec.logFile);
+    return { kind: "none", id, exited };
   }
 
   async status(handle: SandboxHandle): Promise<SandboxStatus> {
@@ -116,7 +118,7 @@ export class HostBackend implements SandboxBackend {
     else for (const line of await tailFile(file, options.tail)) onLine("stdout", line);
   }
 
-  /** Where a process's output goes: from its environment while it runs. Callers that recorded it pass it via logFileFor. */
+  /** Where a process's output goes: known from the launch in this process, else from its environment while it runs. */
   private async logFileOf(handle: SandboxHandle): Promise<string | undefined> {
     const known = this.logFiles.get(handle.id);
     if (known) return known;
@@ -125,11 +127,6 @@ export class HostBackend implements SandboxBackend {
   }
 
   private readonly logFiles = new Map<string, string>();
-
-  /** Tell the backend where a recorded run's log file is (for runs that have already ended). */
-  logFileFor(handle: SandboxHandle, file: string): void {
-    this.logFiles.set(handle.id, file);
-  }
 
   async stop(handle: SandboxHandle, graceMs: number): Promise<void> {
     const identity = parseProcessId(handle.id);
