@@ -436,25 +436,39 @@ export class UpgradeRunner {
           () => `server ${next.version} answers requests`,
         );
       }
+      // Past this point every gate has passed and the new runtime serves: what follows is
+      // clean-up, and a failure there is reported on the operation, never rolled back.
+      const afterCommit = async (fn: () => Promise<unknown>) => {
+        try {
+          await fn();
+        } catch (error) {
+          record.notes.push(`after the switch, step ${record.step} failed: ${errorMessage(error)}`);
+          log.error({ step: record.step, err: error }, "clean-up after the upgrade failed");
+        }
+      };
       if (proxySwitched) {
-        await step(
-          "retire-engine",
-          async () => {
-            const drained = await drain(oldUpstream, 30_000);
-            await oldEngine.stop("retired after upgrade");
-            return drained;
-          },
-          (drained) =>
-            `old engine pid ${oldEngine.handle.pid} stopped; ${drained.finished} request(s) drained, ${drained.closedStreams} stream(s) closed`,
+        await afterCommit(() =>
+          step(
+            "retire-engine",
+            async () => {
+              const drained = await drain(oldUpstream, 30_000);
+              await oldEngine.stop("retired after upgrade");
+              return drained;
+            },
+            (drained) =>
+              `old engine pid ${oldEngine.handle.pid} stopped; ${drained.finished} request(s) drained, ${drained.closedStreams} stream(s) closed`,
+          ),
         );
       }
-      await step(
-        "record",
-        () => {
-          app.state.writeCurrentRuntime(target.json.runtimeId);
-          if (!app.retired) app.runtime = target;
-        },
-        () => `state/current-runtime = ${target.json.runtimeId}`,
+      await afterCommit(() =>
+        step(
+          "record",
+          () => {
+            app.state.writeCurrentRuntime(target.json.runtimeId);
+            if (!app.retired) app.runtime = target;
+          },
+          () => `state/current-runtime = ${target.json.runtimeId}`,
+        ),
       );
       record.state = "succeeded";
       record.step = null;

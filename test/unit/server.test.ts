@@ -304,3 +304,59 @@ test("supervision: restarts with backoff inside a budget, then cools down and tr
   assert.ok(types.indexOf("cooldown") < types.lastIndexOf("started"), "tried again after the cool-down");
   assert.equal((component.summary().lastExit as { code: number }).code, 3);
 });
+
+test("supervision: a process that stops answering (SIGSTOP) is declared hung and replaced", async () => {
+  const dir = tmp();
+  const port = await freePort();
+  const script = `require("http").createServer((q, s) => s.end("ok")).listen(${port}, "127.0.0.1");`;
+  const policy = {
+    ...defaultPolicy(3000),
+    pidPollMs: 50,
+    probeIntervalMs: 100,
+    probeTimeoutMs: 200,
+    failureThreshold: 3,
+    backoffBaseMs: 50,
+    stopGraceMs: 300,
+  };
+  const definition = {
+    name: "opencode" as const,
+    runtimeId: "unit",
+    pinnedVersion: undefined,
+    url: `http://127.0.0.1:${port}`,
+    port,
+    logFile: path.join(dir, "c.log"),
+    launch: () => ({
+      command: process.execPath,
+      args: ["-e", script],
+      env: process.env,
+      cwd: dir,
+      logFile: path.join(dir, "c.log"),
+    }),
+    probe: async (timeoutMs: number) => {
+      const ok = await fetch(`http://127.0.0.1:${port}/`, { signal: AbortSignal.timeout(timeoutMs) }).then(
+        (r) => r.ok,
+        () => false,
+      );
+      return { ok, detail: ok ? "ok" : "no answer" };
+    },
+  };
+  const component = Supervised.spawn(definition, policy, createLogger({ level: "silent" }));
+  await component.waitHealthy();
+  component.watch();
+  const frozen = component.handle.pid;
+  process.kill(frozen, "SIGSTOP");
+  const summary = await waitFor(
+    async () => {
+      const s = component.summary() as { pid: number; status: string; events: Array<{ type: string }> };
+      return s.pid !== frozen && s.status === "healthy" ? s : undefined;
+    },
+    { timeoutMs: 15_000, what: "the hung process to be replaced" },
+  );
+  await component.stop("test over");
+  assert.ok(summary.events.some((e) => e.type === "hung"));
+  assert.notEqual(
+    pidState(frozen),
+    "alive",
+    "the frozen process was killed (SIGKILL reaches a stopped process)",
+  );
+});
