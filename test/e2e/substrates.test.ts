@@ -60,7 +60,7 @@ async function flow(sandbox: "none" | "docker" | "container", env: Record<string
     for (const name of ["opencode", "opencode-router"]) {
       assert.equal(
         body.data.components[name]?.status,
-        "running",
+        "healthy",
         `${name}: ${JSON.stringify(body.data.components[name])}`,
       );
     }
