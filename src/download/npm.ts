@@ -7,7 +7,7 @@ import tar from "tar-stream";
 import type { Dispatcher } from "undici";
 import { OpenworkError, systemErrorCode } from "../errors/errors.js";
 import { type Logger, silentLogger } from "../logging/logger.js";
-import { fetchPackument, packumentVersion } from "../npm/registry.js";
+import { fetchPackument, npmAuthHeaders, packumentVersion } from "../npm/registry.js";
 import { type BlobStore, checkExpected } from "../store/store.js";
 import { createDispatcher, type DownloadResult, type HttpOptions, openBody } from "./http.js";
 import { createProgress } from "./progress.js";
@@ -130,7 +130,7 @@ export async function fetchNpmBinary(options: NpmBinaryDownload): Promise<NpmDow
         );
         return { ...blob, bytesDownloaded: received, attempts, integrity };
       } finally {
-        await dispatcher.close().catch(() => {});
+        await dispatcher.destroy().catch(() => {});
       }
     },
     () => log.info(`${options.what}: another process is fetching it; waiting for its lock`),
@@ -176,7 +176,7 @@ async function extractFromTarball(
   temp: string,
   log: Logger,
 ): Promise<Extracted> {
-  const { body, contentLength } = await openBody(tarball, dispatcher);
+  const { body, contentLength } = await openBody(tarball, dispatcher, npmAuthHeaders(tarball), options);
   const tarHash = createHash("sha512");
   let tarballBytes = 0;
   const progress = createProgress({ label: options.what, total: contentLength, log, mode: options.progress });
