@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { open, rm } from "node:fs/promises";
-import { Agent, type Dispatcher, interceptors, request } from "undici";
+import { Agent, type Dispatcher, EnvHttpProxyAgent, interceptors, request } from "undici";
 import { OpenworkError } from "../errors/errors.js";
 import { type Logger, silentLogger } from "../logging/logger.js";
 import { type BlobStore, checkExpected, type StoredBlob } from "../store/store.js";
@@ -23,13 +23,21 @@ export interface DownloadResult extends StoredBlob {
   attempts: number;
 }
 
-/** An undici agent with our timeouts that follows redirects (registries send tarballs to CDNs). */
-export function createDispatcher(options: HttpOptions = {}): Agent {
-  return new Agent({
+/**
+ * An undici dispatcher with our timeouts (redirects are followed per request).
+ * Where HTTP(S)_PROXY is set, requests go through it, honouring NO_PROXY.
+ */
+export function createDispatcher(
+  options: HttpOptions = {},
+  env: NodeJS.ProcessEnv = process.env,
+): Dispatcher {
+  const timeouts = {
     connectTimeout: options.connectTimeoutMs ?? 15_000,
     headersTimeout: options.readTimeoutMs ?? 30_000,
     bodyTimeout: options.readTimeoutMs ?? 30_000,
-  });
+  };
+  const proxied = ["HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy"].some((name) => env[name]);
+  return proxied ? new EnvHttpProxyAgent(timeouts) : new Agent(timeouts);
 }
 
 export interface OpenedBody {
@@ -45,9 +53,32 @@ export async function openBody(
   url: string,
   dispatcher: Dispatcher,
   headers: Record<string, string> = {},
+  options: HttpOptions = {},
 ): Promise<OpenedBody> {
   const composed = dispatcher.compose(interceptors.redirect({ maxRedirections: 5 }));
-  const response = await request(url, { method: "GET", dispatcher: composed, headers });
+  // A watchdog until the headers arrive: undici's timeouts do not cover every
+  // stage (e.g. a proxy that accepts the connection and never answers CONNECT).
+  const deadlineMs = (options.connectTimeoutMs ?? 15_000) + (options.readTimeoutMs ?? 30_000);
+  const controller = new AbortController();
+  let watchdog: NodeJS.Timeout | undefined;
+  const expired = new Promise<never>((_resolve, reject) => {
+    watchdog = setTimeout(() => {
+      controller.abort();
+      reject(new TransientError(`GET ${url}: no response within ${deadlineMs} ms`));
+    }, deadlineMs);
+  });
+  const pending = request(url, { method: "GET", dispatcher: composed, headers, signal: controller.signal });
+  // when the watchdog wins, the request may still settle later: its outcome is moot
+  pending.then(
+    (late) => (controller.signal.aborted ? late.body.destroy() : undefined),
+    () => {},
+  );
+  let response: Dispatcher.ResponseData;
+  try {
+    response = await Promise.race([pending, expired]);
+  } finally {
+    clearTimeout(watchdog);
+  }
   const { statusCode } = response;
   if (statusCode >= 200 && statusCode < 300) {
     const length = Number(response.headers["content-length"]);
@@ -80,7 +111,7 @@ export async function fetchText(
     return await withRetries(
       `GET ${url}`,
       async () => {
-        const { body } = await openBody(url, dispatcher, options.headers);
+        const { body } = await openBody(url, dispatcher, options.headers, options);
         const chunks: Buffer[] = [];
         let size = 0;
         for await (const chunk of body) {
@@ -98,7 +129,7 @@ export async function fetchText(
       { ...options.retry, log: options.log },
     );
   } finally {
-    await dispatcher.close().catch(() => {});
+    await dispatcher.destroy().catch(() => {});
   }
 }
 
@@ -173,7 +204,7 @@ export async function downloadToStore(options: UrlDownload): Promise<DownloadRes
         log.info({ blob: blob.path, bytes: blob.size, attempts }, `${options.what}: downloaded and verified`);
         return { ...blob, bytesDownloaded: received, attempts };
       } finally {
-        await dispatcher.close().catch(() => {});
+        await dispatcher.destroy().catch(() => {});
       }
     },
     () => log.info(`${options.what}: another process is downloading it; waiting for its lock`),
@@ -186,7 +217,7 @@ async function streamToFile(
   temp: string,
   log: Logger,
 ): Promise<{ sha256: string; size: number }> {
-  const { body, contentLength } = await openBody(options.url, dispatcher);
+  const { body, contentLength } = await openBody(options.url, dispatcher, {}, options);
   if (contentLength !== undefined && contentLength !== options.size) {
     body.destroy();
     throw new OpenworkError(

@@ -7,7 +7,7 @@ import tar from "tar-stream";
 import type { Dispatcher } from "undici";
 import { OpenworkError, systemErrorCode } from "../errors/errors.js";
 import { type Logger, silentLogger } from "../logging/logger.js";
-import { fetchPackument, packumentVersion } from "../npm/registry.js";
+import { fetchPackument, npmAuthHeaders, packumentVersion } from "../npm/registry.js";
 import { type BlobStore, checkExpected } from "../store/store.js";
 import { createDispatcher, type DownloadResult, type HttpOptions, openBody } from "./http.js";
 import { createProgress } from "./progress.js";
@@ -130,7 +130,7 @@ export async function fetchNpmBinary(options: NpmBinaryDownload): Promise<NpmDow
         );
         return { ...blob, bytesDownloaded: received, attempts, integrity };
       } finally {
-        await dispatcher.close().catch(() => {});
+        await dispatcher.destroy().catch(() => {});
       }
     },
     () => log.info(`${options.what}: another process is fetching it; waiting for its lock`),
@@ -176,7 +176,7 @@ async function extractFromTarball(
   temp: string,
   log: Logger,
 ): Promise<Extracted> {
-  const { body, contentLength } = await openBody(tarball, dispatcher);
+  const { body, contentLength } = await openBody(tarball, dispatcher, npmAuthHeaders(tarball), options);
   const tarHash = createHash("sha512");
   let tarballBytes = 0;
   const progress = createProgress({ label: options.what, total: contentLength, log, mode: options.progress });
@@ -205,6 +205,8 @@ async function extractFromTarball(
         entry.resume();
         await new Promise<void>((resolve, reject) => {
           entry.on("end", resolve);
+          // a destroyed entry (the download failed) ends with close, not end
+          entry.on("close", resolve);
           entry.on("error", reject);
         });
         continue;
@@ -218,23 +220,33 @@ async function extractFromTarball(
       found = await writeEntry(entry as unknown as AsyncIterable<Buffer>, temp);
     }
   })();
-  try {
-    await Promise.all([
-      feeding,
-      consuming.catch((error: unknown) => {
-        abort.abort();
-        throw error;
-      }),
-    ]);
-  } catch (error) {
-    // the consumer's reason beats the AbortError it caused in the pipeline
-    const consumerError = await consuming.then(
+  const [feedError, consumeError] = await Promise.all([
+    feeding.then(
       () => undefined,
-      (e: unknown) => e,
-    );
-    throw corruptTarball(consumerError ?? error, options, tarball);
-  } finally {
-    progress.stop();
+      (error: unknown) => error ?? new Error("the tarball stream failed"),
+    ),
+    consuming.then(
+      () => undefined,
+      (error: unknown) => {
+        abort.abort();
+        return error ?? new Error("reading the tarball failed");
+      },
+    ),
+  ]);
+  progress.stop();
+  if (feedError || consumeError) {
+    // Our own verdicts (size) beat everything; a network or gzip failure beats
+    // the "stream destroyed" it causes in the reader; a local failure of the
+    // reader (disk full) beats the AbortError it causes in the pipeline.
+    const feedAborted =
+      systemErrorCode(feedError) === "ABORT_ERR" || (feedError as Error | undefined)?.name === "AbortError";
+    const error =
+      consumeError instanceof OpenworkError
+        ? consumeError
+        : feedError && !feedAborted
+          ? feedError
+          : (consumeError ?? feedError);
+    throw corruptTarball(error, options, tarball);
   }
   if (!found) {
     throw new OpenworkError(`${options.what}: ${options.package}@${options.version} has no file ${wanted}`, {

@@ -5,6 +5,7 @@ import { execa } from "execa";
 import semver from "semver";
 import { fetchJson, type HttpOptions } from "../download/http.js";
 import { OpenworkError } from "../errors/errors.js";
+import { registerSecret } from "../logging/redact.js";
 
 let cached: string | undefined;
 
@@ -48,6 +49,45 @@ export async function npmRegistry(env: NodeJS.ProcessEnv = process.env): Promise
   );
 }
 
+/**
+ * The Authorization header npm would send to `url`: the `//host/path/:_authToken`
+ * (or `:_auth`) entry of the npmrc files whose path is the longest prefix of
+ * the URL, as npm matches them. The value is registered for redaction.
+ */
+export function npmAuthHeaders(url: string, env: NodeJS.ProcessEnv = process.env): Record<string, string> {
+  let target: string;
+  try {
+    const parsed = new URL(url);
+    target = `//${parsed.host}${parsed.pathname}`;
+  } catch {
+    return {};
+  }
+  let best: { key: string; header: string } | undefined;
+  for (const file of npmrcFiles(env)) {
+    let text: string;
+    try {
+      text = readFileSync(file, "utf8");
+    } catch {
+      continue;
+    }
+    for (const raw of text.split(/\r?\n/)) {
+      const match = /^\s*(\/\/[^\s=]+?):(_authToken|_auth)\s*=\s*(.+?)\s*$/.exec(raw);
+      if (!match?.[1] || !match[3]) continue;
+      const key = match[1].endsWith("/") ? match[1] : `${match[1]}/`;
+      if (!target.startsWith(key) || (best && best.key.length >= key.length)) continue;
+      const value = expand(match[3].replace(/^["']|["']$/g, ""), env);
+      if (!value) continue;
+      registerSecret(value);
+      best = { key, header: match[2] === "_authToken" ? `Bearer ${value}` : `Basic ${value}` };
+    }
+  }
+  return best ? { authorization: best.header } : {};
+}
+
+function expand(value: string, env: NodeJS.ProcessEnv): string {
+  return value.replace(/\$\{([^}]+)\}/g, (_m, name: string) => env[name] ?? "");
+}
+
 function npmrcFiles(env: NodeJS.ProcessEnv): string[] {
   const user = env.npm_config_userconfig ?? env.NPM_CONFIG_USERCONFIG ?? path.join(os.homedir(), ".npmrc");
   const prefix = env.npm_config_prefix ?? env.PREFIX ?? path.dirname(path.dirname(process.execPath));
@@ -67,9 +107,7 @@ function readRegistryFrom(file: string, env: NodeJS.ProcessEnv): string | undefi
   for (const raw of text.split(/\r?\n/)) {
     const match = /^\s*registry\s*=\s*(.+?)\s*$/.exec(raw);
     if (match?.[1]) {
-      const value = match[1]
-        .replace(/^["']|["']$/g, "")
-        .replace(/\$\{([^}]+)\}/g, (_m, name: string) => env[name] ?? "");
+      const value = expand(match[1].replace(/^["']|["']$/g, ""), env);
       if (/^https?:\/\//.test(value)) return value;
     }
   }
@@ -100,7 +138,10 @@ export async function fetchPackument(
   const url = `${registry}${name.startsWith("@") ? `@${encodeURIComponent(name.slice(1))}` : encodeURIComponent(name)}`;
   const doc = (await fetchJson(url, {
     ...options,
-    headers: { accept: "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8" },
+    headers: {
+      accept: "application/vnd.npm.install-v1+json; q=1.0, application/json; q=0.8",
+      ...npmAuthHeaders(url),
+    },
   })) as Partial<Packument> | null;
   if (!doc || typeof doc !== "object" || typeof doc.versions !== "object" || doc.versions === null) {
     throw new OpenworkError(`the registry's document for ${name} has no versions`, {

@@ -96,7 +96,7 @@ export async function resolveSidecar(
     }
     options.log.info(
       { sidecar: name, target, reason: bundled.reason },
-      `${what}: not bundled (${bundled.reason}); downloading (${entry.source.type})`,
+      `${what}: not bundled (${bundled.reason}); using the manifest's ${entry.source.type} source`,
     );
   }
   const source = entry.source;

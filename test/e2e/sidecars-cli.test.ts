@@ -58,7 +58,7 @@ test("fetch --manifest downloads from the npm registry npm is configured with an
     ],
   );
   assert.ok(rows.every((r) => r.path?.startsWith(path.join(dir, "store", "blobs"))));
-  assert.match(fetched.stderr, /not bundled .* downloading \(npm\)/);
+  assert.match(fetched.stderr, /not bundled .* using the manifest's npm source/);
 
   const verified = await runCli(["--json", "sidecars", "verify", "--manifest", manifestFile], {
     home: dir,

@@ -106,6 +106,13 @@ export class Mirror {
     return { integrity, tarballUrl, tarballPath };
   }
 
+  private token: string | undefined;
+
+  /** Make the registry imitation (packuments and tarballs) demand `Authorization: Bearer <token>`, as a private registry does. */
+  requireToken(token: string | undefined): void {
+    this.token = token;
+  }
+
   fault(urlPath: string, fault: Fault, times = Number.POSITIVE_INFINITY): void {
     this.faults.set(urlPath.replace(/^\//, ""), { fault, times });
   }
@@ -126,6 +133,11 @@ export class Mirror {
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     const path = decodeURIComponent((req.url ?? "/").split("?")[0]!.replace(/^\//, ""));
     this.requests.set(path, (this.requests.get(path) ?? 0) + 1);
+    if (this.token && path.startsWith("npm/") && req.headers.authorization !== `Bearer ${this.token}`) {
+      return void res
+        .writeHead(401, { "content-type": "application/json" })
+        .end('{"error":"authentication required"}');
+    }
     if (path.startsWith("npm/") && !path.includes("/-/")) {
       const packument = this.packuments.get(path.slice("npm/".length));
       if (!packument)

@@ -10,6 +10,8 @@ import {
   utimesSync,
   writeFileSync,
 } from "node:fs";
+import http from "node:http";
+import net, { type AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { after, before, beforeEach, test } from "node:test";
@@ -463,4 +465,114 @@ test("temporary files of a dead process are swept; progress log lines report byt
     messages().some((m) => /^opencode test: 0\.3\/0\.3 MiB at [\d.]+ MiB\/s \(done\)$/.test(m)),
     messages().join("\n"),
   );
+});
+
+test("npm source: a private registry gets the token npm's configuration holds for it", async (t) => {
+  const token = `tok_${randomBytes(12).toString("hex")}`;
+  const npmrc = path.join(root, "npmrc");
+  writeFileSync(npmrc, `${mirror.registry.replace(/^http:/, "")}:_authToken=\${TEST_NPM_TOKEN}\n`);
+  const saved = { userconfig: process.env.npm_config_userconfig, token: process.env.TEST_NPM_TOKEN };
+  process.env.npm_config_userconfig = npmrc;
+  mirror.requireToken(token);
+  t.after(() => {
+    mirror.requireToken(undefined);
+    process.env.npm_config_userconfig = saved.userconfig;
+    process.env.TEST_NPM_TOKEN = saved.token;
+    if (saved.userconfig === undefined) delete process.env.npm_config_userconfig;
+    if (saved.token === undefined) delete process.env.TEST_NPM_TOKEN;
+  });
+  const binary = randomBytes(50 * 1024);
+  const pkg = `opencode-private-${++counter}`;
+  const published = await mirror.addNpmPackage(pkg, "1.0.0", { "bin/opencode": binary });
+  const request = {
+    ...fast,
+    store,
+    registry: mirror.registry,
+    package: pkg,
+    version: "1.0.0",
+    path: "bin/opencode",
+    what: "opencode private",
+  };
+  process.env.TEST_NPM_TOKEN = "wrong-token-value";
+  await rejectsWith(fetchNpmBinary(request), "http_error", /HTTP 401/);
+  process.env.TEST_NPM_TOKEN = token;
+  const { log, messages } = captureLogger();
+  const blob = await fetchNpmBinary({ ...request, log });
+  assert.equal(blob.sha256, createHash("sha256").update(binary).digest("hex"));
+  assert.equal(mirror.count(published.tarballPath), 1);
+  assert.ok(
+    messages().every((m) => !m.includes(token)),
+    "the token never reaches a log line",
+  );
+});
+
+test("downloads go through HTTP_PROXY when it is set", async (t) => {
+  const seen: string[] = [];
+  const proxy = http.createServer((req, res) => {
+    seen.push(req.url ?? "");
+    // a forward proxy receives the absolute URL and relays it
+    const upstream = http.request(req.url ?? "", { method: req.method, headers: req.headers }, (answer) => {
+      res.writeHead(answer.statusCode ?? 502, answer.headers);
+      answer.pipe(res);
+    });
+    upstream.on("error", () => res.destroy());
+    req.pipe(upstream);
+  });
+  // https and (with undici) http requests are tunnelled: CONNECT host:port, then raw bytes
+  const sockets = new Set<net.Socket>();
+  proxy.on("connection", (socket: net.Socket) => {
+    sockets.add(socket);
+    socket.on("close", () => sockets.delete(socket));
+  });
+  let blackhole = false;
+  proxy.on("connect", (req, client, head) => {
+    seen.push(`CONNECT ${req.url}`);
+    if (blackhole) return; // accepts the connection, never answers
+    const [host, port] = (req.url ?? "").split(":");
+    const upstream = net.connect(Number(port), host ?? "127.0.0.1", () => {
+      client.write("HTTP/1.1 200 Connection Established\r\n\r\n");
+      upstream.write(head);
+      upstream.pipe(client);
+      client.pipe(upstream);
+    });
+    upstream.on("error", () => client.destroy());
+    client.on("error", () => upstream.destroy());
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  const saved = process.env.HTTP_PROXY;
+  process.env.HTTP_PROXY = `http://127.0.0.1:${(proxy.address() as AddressInfo).port}`;
+  t.after(async () => {
+    if (saved === undefined) delete process.env.HTTP_PROXY;
+    else process.env.HTTP_PROXY = saved;
+    for (const socket of sockets) socket.destroy();
+    await new Promise<void>((resolve) => proxy.close(() => resolve()));
+  });
+  const { url } = serve();
+  const blob = await downloadToStore({ ...fast, store, url, sha256, size, what: "opencode via proxy" });
+  assert.equal(blob.sha256, sha256);
+  const { host } = new URL(url);
+  assert.ok(
+    seen.includes(url) || seen.includes(`CONNECT ${host}`),
+    `the proxy saw the request: ${seen.join(", ")}`,
+  );
+
+  // a proxy that never answers must not hang the download: the watchdog gives up, retries, then fails
+  blackhole = true;
+  rmSync(path.join(root, "store"), { recursive: true });
+  const other = serve();
+  await rejectsWith(
+    downloadToStore({
+      ...fast,
+      connectTimeoutMs: 300,
+      retry: { ...fast.retry, attempts: 2 },
+      store,
+      url: other.url,
+      sha256,
+      size,
+      what: "opencode via a dead proxy",
+    }),
+    "download_failed",
+    /no response within 1300 ms/,
+  );
+  assertNothingLeft();
 });

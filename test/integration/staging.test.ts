@@ -333,7 +333,7 @@ test("a target this host cannot run is fetched for that target, never replaced b
   assert.equal(resolved.source, "npm");
   assert.equal(resolved.sha256, createHash("sha256").update(bytes.opencode).digest("hex"));
   assert.ok(
-    messages().some((m) => /not bundled .* downloading \(npm\)/.test(m)),
+    messages().some((m) => /not bundled .* using the manifest's npm source/.test(m)),
     messages().join("\n"),
   );
 });
