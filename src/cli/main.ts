@@ -28,7 +28,7 @@ export function reportError(error: unknown, verbose: boolean): number {
       return ExitCode.ok;
     }
     if (error.code === "commander.help") return ExitCode.ok;
-    const message = error.message.replace(/^error:\s*/, "");
+    const message = error.message.replace(/^error:\s*/, "").replace(/\s*\n\s*/g, " ");
     process.stderr.write(`openwork: ${message} (see "openwork --help")\n`);
     return ExitCode.usage;
   }

@@ -1,6 +1,6 @@
 import { errorMessage, OpenworkError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
-import { LABEL_MANAGED, LABEL_RUN, type ListedSandbox } from "../sandbox/backend.js";
+import { LABEL_HOME, LABEL_MANAGED, LABEL_RUN, type ListedSandbox } from "../sandbox/backend.js";
 import { readProcess } from "../sandbox/host/process.js";
 import { backendFor, registeredBackends } from "../sandbox/select.js";
 import { isLive, type RunRecord } from "./record.js";
@@ -165,7 +165,8 @@ export async function reconcileAll(
         const probe = await backend.probe();
         if (!probe.ok) continue;
       }
-      for (const found of await backend.list({ [LABEL_MANAGED]: "1" }).catch(() => [])) {
+      const ours = { [LABEL_MANAGED]: "1", [LABEL_HOME]: registry.homeId() };
+      for (const found of await backend.list(ours).catch(() => [])) {
         const runId = found.labels[LABEL_RUN];
         const record = runId ? known.get(runId) : undefined;
         // A failed run keeps its stopped sandbox (its logs) until `stop`; anything else without a live record is an orphan.

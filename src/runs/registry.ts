@@ -30,6 +30,11 @@ export class RunRegistry {
     return createHash("sha256").update(realPath).digest("hex").slice(0, 16);
   }
 
+  /** A short, stable name for this OPENWORK_HOME (the value of the openwork.home label). */
+  homeId(): string {
+    return createHash("sha256").update(this.paths.home).digest("hex").slice(0, 16);
+  }
+
   runDir(runId: string): string {
     return path.join(this.paths.runs, runId);
   }

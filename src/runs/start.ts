@@ -10,6 +10,7 @@ import { withLock } from "../locks/lock.js";
 import type { Logger } from "../logging/logger.js";
 import { registerSecret } from "../logging/redact.js";
 import {
+  LABEL_HOME,
   LABEL_MANAGED,
   LABEL_RUN,
   LABEL_RUNTIME,
@@ -225,6 +226,7 @@ async function launchNew(
     const entrypoint = await writeEntrypoint(runtime.dir, config);
     const labels = {
       [LABEL_MANAGED]: "1",
+      [LABEL_HOME]: registry.homeId(),
       [LABEL_RUN]: runId,
       [LABEL_WORKSPACE]: workspaceId,
       [LABEL_RUNTIME]: runtime.runtimeId,

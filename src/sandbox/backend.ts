@@ -84,3 +84,5 @@ export const LABEL_RUN = "openwork.run";
 export const LABEL_WORKSPACE = "openwork.workspace";
 export const LABEL_RUNTIME = "openwork.runtime";
 export const LABEL_MANAGED = "openwork.managed";
+/** Which OPENWORK_HOME made the sandbox: another home's sandboxes are never this one's orphans. */
+export const LABEL_HOME = "openwork.home";

@@ -116,8 +116,17 @@ test("reconcile: a start whose process died is torn down and marked failed; a va
     state: "running",
   });
   const gone = record(reg, { workspace: "/ws/b", handle: { kind: "docker", id: "c-gone" } });
-  const orphanLabels = { "openwork.managed": "1", "openwork.run": "20990101000000-deadbeef" };
+  const orphanLabels = {
+    "openwork.managed": "1",
+    "openwork.home": reg.homeId(),
+    "openwork.run": "20990101000000-deadbeef",
+  };
   backend.boxes.set("c-orphan", { labels: orphanLabels, state: "running" });
+  // Another OPENWORK_HOME's sandbox is not this home's orphan.
+  backend.boxes.set("c-other-home", {
+    labels: { ...orphanLabels, "openwork.home": "0123456789abcdef" },
+    state: "running",
+  });
   await reg.write(dead);
   await reg.write(gone);
   const { records, orphans } = await reconcileAll(reg, silentLogger());

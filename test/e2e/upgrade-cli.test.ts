@@ -1,0 +1,111 @@
+import assert from "node:assert/strict";
+import { mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { test } from "node:test";
+import { fetchPackument } from "../../src/npm/registry.js";
+import { runCli } from "../helpers/cli.js";
+import { dockerOrSkip, sharedSandboxImage } from "../helpers/docker.js";
+import { closedLoop } from "../helpers/load.js";
+
+/**
+ * `openwork runtime upgrade` end to end: a runtime started on opencode 1.18.33
+ * (fetched from the npm registry npm is configured with) is upgraded from the
+ * CLI to the bundled 1.18.34 while a closed loop of requests runs against it.
+ */
+const home = mkdtempSync(path.join(os.tmpdir(), "openwork-e2e-upgrade-"));
+const env = { OPENWORK_LABELS: "openwork.test=1" };
+
+interface Manifest {
+  sidecars: Record<string, { targets: Record<string, Record<string, unknown>> }>;
+}
+
+async function manifests(): Promise<{ oldFile: string; newFile: string }> {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "openwork-manifests-"));
+  const printed = await runCli(["--json", "sidecars", "manifest", "--target", "linux-x64"], { home, env });
+  assert.equal(printed.exitCode, 0, printed.stderr);
+  const current = JSON.parse(printed.stdout) as Manifest;
+  const packument = await fetchPackument("opencode-linux-x64");
+  const integrity = packument.versions["1.18.33"]?.dist.integrity;
+  assert.ok(integrity, "the registry has opencode-linux-x64@1.18.33");
+  const old = structuredClone(current);
+  const sidecar = old.sidecars.opencode;
+  assert.ok(sidecar);
+  sidecar.targets["linux-x64"] = {
+    version: "1.18.33",
+    file: "opencode",
+    sha256: null,
+    size: null,
+    source: {
+      type: "npm",
+      package: "opencode-linux-x64",
+      version: "1.18.33",
+      integrity,
+      path: "bin/opencode",
+    },
+  };
+  const oldFile = path.join(dir, "old.json");
+  const newFile = path.join(dir, "new.json");
+  writeFileSync(oldFile, JSON.stringify(old, null, 2));
+  writeFileSync(newFile, JSON.stringify(current, null, 2));
+  return { oldFile, newFile };
+}
+
+async function upgradeFlow(sandbox: "none" | "docker"): Promise<void> {
+  const { oldFile, newFile } = await manifests();
+  const workspace = mkdtempSync(path.join(os.tmpdir(), `openwork-ws-upgrade-${sandbox}-`));
+  const started = await runCli(
+    ["--json", "start", "--detach", "--sandbox", sandbox, "--workspace", workspace, "--manifest", oldFile],
+    {
+      home,
+      env,
+      timeoutMs: 300_000,
+    },
+  );
+  assert.equal(started.exitCode, 0, started.stderr);
+  const doc = JSON.parse(started.stdout) as {
+    runId: string;
+    url: string;
+    versions: { opencode: string };
+    tokens: { client: string };
+  };
+  try {
+    assert.equal(doc.versions.opencode, "1.18.33");
+    const loop = closedLoop(doc.url, doc.tokens.client, ["/system/health", "/opencode/global/health"], {
+      workers: 2,
+      intervalMs: 20,
+    });
+    const upgraded = await runCli(["--json", "runtime", "upgrade", doc.runId, "--manifest", newFile], {
+      home,
+      env,
+      timeoutMs: 300_000,
+    });
+    const load = await loop.stop();
+    assert.equal(upgraded.exitCode, 0, `${upgraded.stdout}\n${upgraded.stderr}`);
+    assert.equal((JSON.parse(upgraded.stdout) as { state: string }).state, "succeeded");
+    assert.equal(load.failed, 0, load.failures.slice(0, 5).join("\n"));
+    assert.ok(load.total > 20, `the loop ran throughout (${load.total} requests)`);
+    const versions = await runCli(["--json", "runtime", "versions", doc.runId], { home, env });
+    assert.equal(versions.exitCode, 0, versions.stderr);
+    const active = (JSON.parse(versions.stdout) as { active: Record<string, unknown> }).active;
+    const opencode = active.opencode as { version?: string } | string;
+    assert.equal(typeof opencode === "string" ? opencode : opencode.version, "1.18.34");
+    const status = JSON.parse((await runCli(["--json", "status", doc.runId], { home, env })).stdout) as {
+      versions: { opencode: string };
+    };
+    assert.equal(status.versions.opencode, "1.18.34", "the run record follows the upgrade");
+  } finally {
+    assert.equal((await runCli(["stop", doc.runId], { home, env })).exitCode, 0);
+  }
+}
+
+test("runtime upgrade from the CLI on the host: versions change, no failed request meanwhile", async () => {
+  await upgradeFlow("none");
+});
+
+test("runtime upgrade from the CLI in Docker: versions change, no failed request meanwhile", async (t) => {
+  const docker = await dockerOrSkip(t);
+  if (!docker) return;
+  await sharedSandboxImage(docker);
+  await upgradeFlow("docker");
+});
