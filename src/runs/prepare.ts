@@ -1,3 +1,5 @@
+import { mkdir, readFile } from "node:fs/promises";
+import path from "node:path";
 import { OpenworkError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
 import { defaultManifest, loadManifest, sidecarsFor } from "../manifest/index.js";
@@ -6,6 +8,7 @@ import { hostTarget, sandboxTarget, type Target } from "../sidecars/platform.js"
 import type { SourcePolicy } from "../sources/resolve.js";
 import { gcRuntimes, stageRuntime, verifyStagedRuntime } from "../staging/index.js";
 import type { RunRecord } from "./record.js";
+import { atomicWrite } from "./registry.js";
 
 /** What the user asked of the runtime's sidecars: a manifest, and where sidecars may come from. */
 export interface RuntimeRequest {
@@ -62,6 +65,7 @@ export async function prepareRuntime(
     only: wanted,
   });
   await verifyStagedRuntime(staged.dir);
+  await noteCurrentRuntime(request.persistDir, staged.runtimeId, request.log);
   await gcRuntimes(request.persistDir, [staged.runtimeId, ...(request.inUse ?? [])], {
     log: request.log,
   }).catch((error: unknown) => request.log.warn({ err: error }, "could not garbage-collect old runtimes"));
@@ -81,4 +85,25 @@ export async function prepareRuntime(
       server: staged.sidecars["openwork-server"]?.version ?? null,
     },
   };
+}
+
+/**
+ * state/current-runtime names the runtime that runs in this workspace: the
+ * server writes it after an upgrade, a start writes what it starts. A start
+ * runs what it was asked for (a manifest, or this openwork's pins), so when
+ * that differs from what the last upgrade left, say so out loud.
+ */
+async function noteCurrentRuntime(persistDir: string, runtimeId: string, log: Logger): Promise<void> {
+  const file = path.join(persistDir, "state", "current-runtime");
+  const previous = (await readFile(file, "utf8").catch(() => "")).trim();
+  if (previous && previous !== runtimeId) {
+    log.warn(
+      { previous, starting: runtimeId },
+      "this workspace last ran another runtime (e.g. after `openwork runtime upgrade`); starting the one asked for — pass --manifest to choose",
+    );
+  }
+  if (previous !== runtimeId) {
+    await mkdir(path.dirname(file), { recursive: true });
+    await atomicWrite(file, `${runtimeId}\n`, 0o644);
+  }
 }

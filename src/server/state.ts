@@ -40,7 +40,7 @@ export class StateDir {
     }
   }
 
-  /** The runtime the next start uses (written after a successful upgrade). */
+  /** The runtime that runs in this workspace: written after a successful upgrade (and by the CLI at each start). */
   get currentRuntimeFile(): string {
     return path.join(this.dir, "current-runtime");
   }
