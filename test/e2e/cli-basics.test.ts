@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { execa } from "execa";
@@ -80,4 +81,29 @@ test("sidecars list --json: one JSON document on stdout; the opencode row report
   assert.ok((opencode.size ?? 0) > 1_000_000);
   const server = doc.sidecars.find((row) => row.name === "openwork-server");
   assert.equal(server?.status, "ok");
+});
+
+test("--json on every command that has no run to act on: stdout is exactly one JSON document", async () => {
+  const home = (await import("node:fs")).mkdtempSync(
+    path.join((await import("node:os")).tmpdir(), "openwork-json-"),
+  );
+  const cases: string[][] = [
+    ["--json", "status", "--all"],
+    ["--json", "status", "--workspace", home],
+    ["--json", "stop", "--all"],
+    ["--json", "stop", "--orphans"],
+    ["--json", "sidecars", "list"],
+    ["--json", "sidecars", "manifest"],
+  ];
+  for (const args of cases) {
+    const result = await runCli(args, { home });
+    assert.ok([0, 3].includes(result.exitCode), `${args.join(" ")}: ${result.stderr}`);
+    assert.doesNotThrow(
+      () => JSON.parse(result.stdout),
+      `${args.join(" ")} printed: ${result.stdout.slice(0, 200)}`,
+    );
+  }
+  const missing = await runCli(["--json", "check", "--workspace", home], { home });
+  assert.equal(missing.exitCode, 3);
+  assert.equal(missing.stdout, "", "an error prints nothing on stdout");
 });
