@@ -1,6 +1,7 @@
 /**
  * Lifecycle benchmark (not a test): time-to-healthy of `openwork start --detach`
- * on the host and in Docker, over raw `opencode serve` time-to-healthy measured
+ * on the host, in Docker and in an (emulated) Apple container, over raw
+ * `opencode serve` time-to-healthy measured
  * on the same machine in the same run; and `status --all` latency with 20
  * recorded runs over the CLI's bare start-up (`openwork --version`).
  *
@@ -16,6 +17,7 @@ import { openworkPaths } from "../src/config/paths.js";
 import { RunRegistry } from "../src/runs/registry.js";
 import { findBundled } from "../src/sidecars/bundled.js";
 import { hostTarget } from "../src/sidecars/platform.js";
+import { emulatorEnv } from "../test/helpers/apple-emulator.js";
 import { CLI } from "../test/helpers/cli.js";
 import { freePort } from "../test/helpers/net.js";
 
@@ -58,9 +60,13 @@ async function rawOpencode(): Promise<number> {
   }
 }
 
-async function openworkStart(sandbox: "none" | "docker", home: string): Promise<number> {
+async function openworkStart(sandbox: "none" | "docker" | "container", home: string): Promise<number> {
   const workspace = mkdtempSync(path.join(os.tmpdir(), "bench-ws-"));
-  const env = { OPENWORK_HOME: home, OPENWORK_LABELS: "openwork.test=1" };
+  const env = {
+    OPENWORK_HOME: home,
+    OPENWORK_LABELS: "openwork.test=1",
+    ...(sandbox === "container" ? { ...emulatorEnv(), OPENWORK_TEST_RUN: "1" } : {}),
+  };
   const started = performance.now();
   const result = await execa(
     process.execPath,
@@ -88,14 +94,21 @@ async function main(): Promise<void> {
   const raw: number[] = [];
   const host: number[] = [];
   const docker: number[] = [];
+  const apple: number[] = [];
   const home = mkdtempSync(path.join(os.tmpdir(), "bench-home-"));
   // Warm-up: the first start stages sidecars (and builds the image); measure warm starts, as users see them.
   await openworkStart("none", home);
-  if (withDocker) await openworkStart("docker", home);
+  if (withDocker) {
+    await openworkStart("docker", home);
+    await openworkStart("container", home);
+  }
   for (let round = 0; round < rounds; round++) {
     raw.push(await rawOpencode());
     host.push(await openworkStart("none", home));
-    if (withDocker) docker.push(await openworkStart("docker", home));
+    if (withDocker) {
+      docker.push(await openworkStart("docker", home));
+      apple.push(await openworkStart("container", home));
+    }
   }
   const rawMedian = median(raw);
   rows.push({ what: "raw opencode serve → /global/health", medianMs: rawMedian, baseline: "-", ratio: 1 });
@@ -154,7 +167,7 @@ async function main(): Promise<void> {
     ratio: median(status) / median(version),
   });
 
-  console.log(JSON.stringify({ rounds, raw, host, docker, version, status }, null, 2));
+  console.log(JSON.stringify({ rounds, raw, host, docker, apple, version, status }, null, 2));
   console.log("\n| measurement | median | ratio |\n| --- | --- | --- |");
   for (const row of rows)
     console.log(
