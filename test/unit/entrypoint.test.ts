@@ -54,7 +54,7 @@ function fakeRuntime(options: { engine?: string; probe?: string } = {}) {
   );
   writeFileSync(
     path.join(runtimeDir, "node"),
-    `#!/bin/sh\ncase "$2" in\n  probe) ${options.probe ?? "exit 0"} ;;\n  serve) { echo "server-workspace=$OPENWORK_WORKSPACE"; echo "server-engine-pid=$OPENWORK_ENGINE_PID"; echo "server-path=$PATH"; echo "server-token=$OPENWORK_TOKEN"; } >> ${shellQuote(report)}; kill "$OPENWORK_ENGINE_PID"; exit 0 ;;\nesac\nexit 9\n`,
+    `#!/bin/sh\ncase "$2" in\n  probe) ${options.probe ?? `exec grep -q engine-home= ${shellQuote(report)}`} ;;\n  serve) { echo "server-workspace=$OPENWORK_WORKSPACE"; echo "server-engine-pid=$OPENWORK_ENGINE_PID"; echo "server-path=$PATH"; echo "server-token=$OPENWORK_TOKEN"; } >> ${shellQuote(report)}; kill "$OPENWORK_ENGINE_PID"; exit 0 ;;\nesac\nexit 9\n`,
     { mode: 0o755 },
   );
   writeFileSync(path.join(runtimeDir, "openwork-server.mjs"), "// fake\n");
