@@ -1,0 +1,58 @@
+import assert from "node:assert/strict";
+import { createHash } from "node:crypto";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { test } from "node:test";
+import { resolveDockerEndpoint } from "../../src/docker/client.js";
+
+function dockerConfig(current: string | undefined, contexts: Record<string, string>): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "openwork-docker-config-"));
+  if (current) writeFileSync(path.join(dir, "config.json"), JSON.stringify({ currentContext: current }));
+  for (const [name, host] of Object.entries(contexts)) {
+    const meta = path.join(dir, "contexts", "meta", createHash("sha256").update(name).digest("hex"));
+    mkdirSync(meta, { recursive: true });
+    writeFileSync(
+      path.join(meta, "meta.json"),
+      JSON.stringify({ Name: name, Endpoints: { docker: { Host: host } } }),
+    );
+  }
+  return dir;
+}
+
+test("DOCKER_HOST wins, in every scheme", () => {
+  for (const host of ["unix:///run/user/1000/docker.sock", "tcp://10.0.0.5:2376", "ssh://me@build-host"]) {
+    assert.deepEqual(resolveDockerEndpoint({ DOCKER_HOST: host, DOCKER_CONTEXT: "other" }), {
+      source: "DOCKER_HOST",
+      host,
+    });
+  }
+});
+
+test("the current docker context is honoured, from DOCKER_CONTEXT or the config's currentContext", () => {
+  const config = dockerConfig("remote", {
+    remote: "ssh://me@remote",
+    colima: "unix:///Users/me/.colima/docker.sock",
+  });
+  assert.deepEqual(resolveDockerEndpoint({ DOCKER_CONFIG: config }), {
+    source: 'docker context "remote"',
+    host: "ssh://me@remote",
+  });
+  assert.deepEqual(resolveDockerEndpoint({ DOCKER_CONFIG: config, DOCKER_CONTEXT: "colima" }), {
+    source: 'docker context "colima"',
+    host: "unix:///Users/me/.colima/docker.sock",
+  });
+});
+
+test("no context (or the default one) means the default socket; an unreadable context is an error naming it", () => {
+  const config = dockerConfig(undefined, {});
+  assert.equal(resolveDockerEndpoint({ DOCKER_CONFIG: config }).source, "default socket");
+  assert.equal(
+    resolveDockerEndpoint({ DOCKER_CONFIG: config, DOCKER_CONTEXT: "default" }).source,
+    "default socket",
+  );
+  assert.throws(
+    () => resolveDockerEndpoint({ DOCKER_CONFIG: config, DOCKER_CONTEXT: "gone" }),
+    /docker context "gone" cannot be read/,
+  );
+});
