@@ -1,19 +1,5 @@
-import net from "node:net";
-
-/** A free TCP port on 127.0.0.1 (asked of the kernel, then released). */
-export function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
-      );
-    });
-  });
-}
+/** A free TCP port on 127.0.0.1 (asked of the kernel, then released): the product's own helper. */
+export { freeLoopbackPort as freePort } from "../../src/runs/ports.js";
 
 /** Poll `probe` until it returns a value or the deadline passes. */
 export async function waitFor<T>(

@@ -10,6 +10,7 @@ import type { ListedSandbox } from "../../sandbox/backend.js";
 import { followFile, tailFile } from "../../sandbox/host/log-file.js";
 import { contextFrom, renderTable } from "../context.js";
 import { holdSignals, shutdown } from "../signals.js";
+import { runningRun } from "./runtime.js";
 import { renderChecks } from "./start.js";
 
 interface SelectFlags {
@@ -285,26 +286,7 @@ export function registerRuns(program: Command): void {
     false,
   ).action(
     async (run: string | undefined, flags: SelectFlags & { checkEvents?: boolean }, command: Command) => {
-      const ctx = contextFrom(command);
-      const registry = new RunRegistry();
-      const { records } = await reconcileAll(registry, ctx.log, { orphans: false });
-      const [record] = await selectRuns(records, { run, workspace: flags.workspace });
-      if (record?.state !== "running") {
-        throw new OpenworkError(
-          record ? `run ${record.runId} is ${record.state}` : "no run is recorded for this workspace",
-          {
-            code: "not_running",
-            exitCode: ExitCode.notRunning,
-            hint: "start one with `openwork start --detach`",
-          },
-        );
-      }
-      const secrets = await registry.readSecrets(record.runId);
-      if (!secrets)
-        throw new OpenworkError(
-          `the secrets of run ${record.runId} are missing (${registry.secretsFile(record.runId)})`,
-          { code: "secrets_missing" },
-        );
+      const { ctx, record, secrets } = await runningRun(command, run, flags.workspace);
       const checks = await runChecks(record, secrets, { events: flags.checkEvents === true });
       const passed = checks.every((check) => check.ok);
       ctx.output({ runId: record.runId, passed, checks }, () => renderChecks(checks));

@@ -8,7 +8,8 @@ import { type UpgradeOperation, upgradeRun } from "../../runs/upgrade.js";
 import { contextFrom, renderTable } from "../context.js";
 import { holdSignals, shutdown } from "../signals.js";
 
-async function runningRun(command: Command, run: string | undefined, workspace: string | undefined) {
+/** The running run a command acts on, with its secrets: exit 3 when there is none. */
+export async function runningRun(command: Command, run: string | undefined, workspace: string | undefined) {
   const ctx = contextFrom(command);
   const registry = new RunRegistry();
   const { records } = await reconcileAll(registry, ctx.log, { orphans: false });
@@ -24,8 +25,12 @@ async function runningRun(command: Command, run: string | undefined, workspace: 
     );
   }
   const secrets = await registry.readSecrets(record.runId);
-  if (!secrets)
-    throw new OpenworkError(`the secrets of run ${record.runId} are missing`, { code: "secrets_missing" });
+  if (!secrets) {
+    throw new OpenworkError(
+      `the secrets of run ${record.runId} are missing (${registry.secretsFile(record.runId)})`,
+      { code: "secrets_missing" },
+    );
+  }
   return { ctx, registry, record, secrets };
 }
 
