@@ -1,5 +1,6 @@
 import assert from "node:assert/strict";
-import { readFileSync } from "node:fs";
+import { mkdtempSync, readFileSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { execa } from "execa";
@@ -83,9 +84,7 @@ test("sidecars list --json: one JSON document on stdout; the opencode row report
 });
 
 test("--json on every command that has no run to act on: stdout is exactly one JSON document", async () => {
-  const home = (await import("node:fs")).mkdtempSync(
-    path.join((await import("node:os")).tmpdir(), "openwork-json-"),
-  );
+  const home = mkdtempSync(path.join(os.tmpdir(), "openwork-json-"));
   const cases: string[][] = [
     ["--json", "status", "--all"],
     ["--json", "status", "--workspace", home],
