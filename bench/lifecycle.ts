@@ -125,6 +125,12 @@ async function main(): Promise<void> {
       baseline: "raw",
       ratio: median(docker) / rawMedian,
     });
+    rows.push({
+      what: "openwork start --detach --sandbox container (emulated Apple CLI on Docker)",
+      medianMs: median(apple),
+      baseline: "raw",
+      ratio: median(apple) / rawMedian,
+    });
   }
 
   // status --all with 20 recorded runs (stopped ones: reconcile reads and checks each record).
