@@ -2,7 +2,7 @@ import { randomBytes } from "node:crypto";
 import { mkdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { openworkPaths } from "../config/paths.js";
-import { createDockerClient } from "../docker/client.js";
+import { probeDocker } from "../docker/client.js";
 import { type EntrypointConfig, writeEntrypoint } from "../entrypoint/write.js";
 import { errorMessage, OpenworkError, UsageError } from "../errors/errors.js";
 import { ensureSandboxImage } from "../image/build.js";
@@ -209,7 +209,7 @@ async function launchNew(
 
     let image: string | undefined;
     if (sandboxed) {
-      image = options.image ?? (await ensureImage(log));
+      image = options.image ?? (await ensureImage(backend.kind, log));
       record = { ...record, image };
       checkSignal();
     }
@@ -328,11 +328,22 @@ function activeVersions(
  * Apple's backend is driven here through an emulator that shares the Docker
  * engine's image store; see docs/substrates.md for a real Apple host.
  */
-async function ensureImage(log: Logger): Promise<string> {
+async function ensureImage(kind: SandboxBackend["kind"], log: Logger): Promise<string> {
   const paths = openworkPaths();
   log.info("checking the sandbox image");
+  const probe = await probeDocker(3000);
+  if (!probe.ok) {
+    // Only reachable for Apple's backend: the Docker backend was probed before.
+    throw new OpenworkError(
+      `--sandbox ${kind} needs the sandbox image, which openwork builds with a Docker engine, and none answers (${probe.reason})`,
+      {
+        code: "image_missing",
+        hint: "pass --image REF naming an image Apple's container has (e.g. built from images/sandbox with `container build`), or start a Docker engine once",
+      },
+    );
+  }
   const image = await ensureSandboxImage({
-    docker: createDockerClient(),
+    docker: probe.docker,
     log,
     workDir: paths.cache,
     lockDir: paths.locks,
