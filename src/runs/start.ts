@@ -85,6 +85,12 @@ export async function startRun(options: StartOptions): Promise<StartResult> {
   }
   // Validate everything the user typed before anything is started.
   const mounts = validateRunMounts(options.sandbox, options.mounts, workspace);
+  if (options.image && options.sandbox === "none") {
+    throw new UsageError(
+      "--image applies to a sandbox, and --sandbox none runs host processes",
+      "drop --image, or choose --sandbox docker, container or auto",
+    );
+  }
   const backend = await selectBackend(options.sandbox);
   log.debug({ sandbox: backend.kind }, "sandbox selected");
 
@@ -217,7 +223,8 @@ async function launchNew(
       persist: sandboxed ? "/persist" : persistDir,
       runtimeId: runtime.runtimeId,
       workspace: sandboxed ? "/workspace" : workspace,
-      serverHost: sandboxed ? "0.0.0.0" : "127.0.0.1",
+      // In a sandbox the server listens on all of the sandbox's interfaces and the port is published on hostIp.
+      serverHost: sandboxed ? "0.0.0.0" : hostIp,
       serverPort: sandboxed ? CONTAINER_SERVER_PORT : ports.server,
       enginePort: ports.engine,
       router: { enabled: options.router, healthPort: ports.routerHealth },

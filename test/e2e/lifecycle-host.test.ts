@@ -1,12 +1,13 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { execa } from "execa";
 import { parseProcessId } from "../../src/sandbox/host/process.js";
 import { CLI, runCli } from "../helpers/cli.js";
+import { waitFor } from "../helpers/net.js";
 
 /** One OPENWORK_HOME for the file: staged sidecars are shared (hard links), as for a real user. */
 const home = mkdtempSync(path.join(os.tmpdir(), "openwork-e2e-host-"));
@@ -85,6 +86,31 @@ test("detach, then status, logs, check and stop from new processes; stop twice; 
   const engineLogs = await runCli(["--json", "logs", doc.runId, "--component", "engine"], { home, env });
   assert.equal(engineLogs.exitCode, 0, engineLogs.stderr);
   assert.ok(Array.isArray((JSON.parse(engineLogs.stdout) as { lines: string[] }).lines));
+
+  // logs --follow prints what is appended, until Ctrl-C.
+  const follower = spawn(
+    process.execPath,
+    [CLI, "logs", doc.runId, "--follow", "--tail", "0", "--component", "engine"],
+    {
+      env: { ...process.env, OPENWORK_HOME: home, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    },
+  );
+  let followed = "";
+  follower.stdout.on("data", (chunk: Buffer) => {
+    followed += chunk.toString();
+  });
+  await new Promise((resolve) => setTimeout(resolve, 1500));
+  const runRecord = JSON.parse(readFileSync(path.join(home, "runs", doc.runId, "run.json"), "utf8")) as {
+    persistDir: string;
+  };
+  appendFileSync(path.join(runRecord.persistDir, "logs", "engine.log"), "a line appended by the test\n");
+  await waitFor(async () => (followed.includes("a line appended by the test") ? true : undefined), {
+    timeoutMs: 10_000,
+    what: "logs --follow printing an appended line",
+  });
+  follower.kill("SIGINT");
+  assert.equal(await new Promise((resolve) => follower.once("exit", resolve)), 0);
 
   const check = await runCli(["--json", "check", doc.runId, "--check-events"], { home, env });
   const checkDoc = JSON.parse(check.stdout) as {

@@ -251,6 +251,8 @@ export function registerRuns(program: Command): void {
         else process.stdout.write(`${line}\n`);
       };
       const signal = flags.follow ? shutdown.signal : undefined;
+      // Ctrl-C is how a follow ends: finish the output and exit 0, not 130.
+      const release = flags.follow ? holdSignals() : () => {};
       if (flags.component !== "runtime") {
         const file = `${record.persistDir}/logs/${flags.component}.log`;
         if (flags.follow) await followFile(file, { tail, signal }, emit);
@@ -273,6 +275,8 @@ export function registerRuns(program: Command): void {
         );
       }
       if (ctx.json) ctx.output({ runId: record.runId, component: flags.component, lines }, () => "");
+      if (shutdown.signal.aborted) process.exitCode = 0;
+      release();
     },
   );
 
