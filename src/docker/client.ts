@@ -1,8 +1,9 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
-import Docker from "dockerode";
+import type Docker from "dockerode";
 import { errorMessage, OpenworkError } from "../errors/errors.js";
 
 export interface DockerEndpoint {
@@ -54,14 +55,24 @@ export function resolveDockerEndpoint(env: NodeJS.ProcessEnv = process.env): Doc
   };
 }
 
+/**
+ * dockerode (with ssh2 and protobufjs behind it) takes a quarter of a second to
+ * load; most commands never talk to Docker, so it is loaded on first use.
+ */
+let dockerConstructor: typeof Docker | undefined;
+function DockerClass(): typeof Docker {
+  dockerConstructor ??= createRequire(import.meta.url)("dockerode") as typeof Docker;
+  return dockerConstructor;
+}
+
 /** A dockerode client for an endpoint (unix, npipe, tcp with TLS from DOCKER_CERT_PATH, ssh). */
 export function createDockerClient(endpoint: DockerEndpoint = resolveDockerEndpoint()): Docker {
   const url = endpoint.host;
-  if (url.startsWith("unix://")) return new Docker({ socketPath: url.slice("unix://".length) });
-  if (url.startsWith("npipe://")) return new Docker({ socketPath: url.slice("npipe://".length) });
+  if (url.startsWith("unix://")) return new (DockerClass())({ socketPath: url.slice("unix://".length) });
+  if (url.startsWith("npipe://")) return new (DockerClass())({ socketPath: url.slice("npipe://".length) });
   const parsed = new URL(url);
   if (parsed.protocol === "ssh:") {
-    return new Docker({
+    return new (DockerClass())({
       protocol: "ssh",
       host: parsed.hostname,
       port: parsed.port ? Number(parsed.port) : 22,
@@ -81,7 +92,7 @@ export function createDockerClient(endpoint: DockerEndpoint = resolveDockerEndpo
     options.cert = readFileSync(path.join(certDir, "cert.pem"));
     options.key = readFileSync(path.join(certDir, "key.pem"));
   }
-  return new Docker(options);
+  return new (DockerClass())(options);
 }
 
 export type DockerProbe =
