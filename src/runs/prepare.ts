@@ -65,16 +65,9 @@ export async function prepareRuntime(
     only: wanted,
   });
   await verifyStagedRuntime(staged.dir);
-  await noteCurrentRuntime(request.persistDir, staged.runtimeId, request.log);
   await gcRuntimes(request.persistDir, [staged.runtimeId, ...(request.inUse ?? [])], {
     log: request.log,
   }).catch((error: unknown) => request.log.warn({ err: error }, "could not garbage-collect old runtimes"));
-  request.log.info(
-    { runtimeId: staged.runtimeId, bytesWritten: staged.bytesWritten, placed: staged.placed },
-    staged.bytesWritten === 0
-      ? "runtime staged (nothing written: all sidecars were in place)"
-      : "runtime staged",
-  );
   return {
     runtimeId: staged.runtimeId,
     dir: staged.dir,
@@ -93,7 +86,7 @@ export async function prepareRuntime(
  * runs what it was asked for (a manifest, or this openwork's pins), so when
  * that differs from what the last upgrade left, say so out loud.
  */
-async function noteCurrentRuntime(persistDir: string, runtimeId: string, log: Logger): Promise<void> {
+export async function noteCurrentRuntime(persistDir: string, runtimeId: string, log: Logger): Promise<void> {
   const file = path.join(persistDir, "state", "current-runtime");
   const previous = (await readFile(file, "utf8").catch(() => "")).trim();
   if (previous && previous !== runtimeId) {

@@ -26,7 +26,7 @@ import { CleanupStack } from "./cleanup.js";
 import { RuntimeClient } from "./client.js";
 import { validateRunMounts } from "./mounts.js";
 import { freeLoopbackPort } from "./ports.js";
-import { type PreparedRuntime, prepareRuntime, type RuntimeRequest } from "./prepare.js";
+import { noteCurrentRuntime, type PreparedRuntime, prepareRuntime, type RuntimeRequest } from "./prepare.js";
 import { reconcileWorkspace, retireRun } from "./reconcile.js";
 import type { RunRecord, RunSecrets } from "./record.js";
 import { RunRegistry } from "./registry.js";
@@ -120,7 +120,9 @@ export async function startRun(options: StartOptions): Promise<StartResult> {
           "the recorded runtime for this workspace is not healthy; replacing it",
         );
       }
-      const result = await launchNew(options, backend, workspace, workspaceId, mounts, current?.runId);
+      // Runtimes of live runs stay staged: gc must not remove what is running.
+      const inUse = reconciled.live.flatMap((record) => (record.runtimeId ? [record.runtimeId] : []));
+      const result = await launchNew(options, backend, workspace, workspaceId, mounts, current?.runId, inUse);
       // Safe handoff: the new runtime is healthy; only now retire the old ones.
       const retired: string[] = [];
       for (const old of reconciled.live) {
@@ -145,6 +147,7 @@ async function launchNew(
   workspaceId: string,
   mounts: ValidatedMount[],
   replaces: string | undefined,
+  inUse: string[],
 ): Promise<Omit<StartResult, "retired">> {
   const { registry, log, signal } = options;
   const cleanup = new CleanupStack();
@@ -152,6 +155,7 @@ async function launchNew(
   const runDir = registry.runDir(runId);
   const persistDir = registry.persistDir(workspaceId);
   const sandboxed = backend.kind !== "none";
+  const healthMs = options.healthTimeoutMs ?? 90_000;
   const owner = await readProcess(process.pid);
   const ports = {
     server: options.port ?? (await freeLoopbackPort()),
@@ -207,8 +211,9 @@ async function launchNew(
       sandboxed,
       router: options.router,
       log,
-      inUse: await runtimesInUse(registry, workspace),
+      inUse,
     });
+    await noteCurrentRuntime(persistDir, runtime.runtimeId, log);
     record = { ...record, runtimeId: runtime.runtimeId, versions: runtime.versions };
     await registry.write(record);
     checkSignal();
@@ -228,7 +233,7 @@ async function launchNew(
       serverPort: sandboxed ? CONTAINER_SERVER_PORT : ports.server,
       enginePort: ports.engine,
       router: { enabled: options.router, healthPort: ports.routerHealth },
-      healthDeadlineS: Math.ceil((options.healthTimeoutMs ?? 90_000) / 1000),
+      healthDeadlineS: Math.ceil(healthMs / 1000),
     };
     const entrypoint = await writeEntrypoint(runtime.dir, config);
     const labels = {
@@ -279,7 +284,8 @@ async function launchNew(
       client,
       backend,
       handle,
-      deadlineMs: (options.healthTimeoutMs ?? 90_000) + 15_000,
+      // The entrypoint gives the engine and then the router a deadline each; the server follows.
+      deadlineMs: healthMs * (options.router ? 2 : 1) + 15_000,
       signal,
       onWaiting: (elapsed) =>
         log.info(`waiting for the runtime to be healthy (${Math.round(elapsed / 1000)} s)`),
@@ -371,14 +377,4 @@ export async function resolveWorkspace(input: string): Promise<string> {
   }
   if (!(await stat(real)).isDirectory()) throw new UsageError(`the workspace ${input} is not a directory`);
   return real;
-}
-
-/** Runtime ids of this workspace's live runs: staging must not garbage-collect them. */
-async function runtimesInUse(registry: RunRegistry, workspace: string): Promise<string[]> {
-  const { records } = await registry.list();
-  return records
-    .filter(
-      (record) => record.workspace === workspace && record.state !== "stopped" && record.state !== "failed",
-    )
-    .flatMap((record) => (record.runtimeId ? [record.runtimeId] : []));
 }

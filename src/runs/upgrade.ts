@@ -1,3 +1,5 @@
+import { readFile } from "node:fs/promises";
+import path from "node:path";
 import { OpenworkError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
 import { RuntimeClient } from "./client.js";
@@ -38,6 +40,10 @@ export async function upgradeRun(options: {
     sandboxed: record.sandbox !== "none",
     router: record.router,
     log,
+    // The running runtime (and what the server last recorded as current) must survive gc.
+    inUse: [record.runtimeId, await currentRuntime(record.persistDir)].filter((id): id is string =>
+      Boolean(id),
+    ),
   });
   log.info({ runtimeId: staged.runtimeId }, "new runtime staged; asking the server to upgrade");
   const client = new RuntimeClient(record.url as string, {
@@ -103,4 +109,9 @@ function versionOf(value: unknown): string | undefined {
     return typeof version === "string" ? version : undefined;
   }
   return undefined;
+}
+
+async function currentRuntime(persistDir: string): Promise<string | undefined> {
+  const text = await readFile(path.join(persistDir, "state", "current-runtime"), "utf8").catch(() => "");
+  return text.trim() || undefined;
 }

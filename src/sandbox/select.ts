@@ -35,10 +35,14 @@ export function parseSandboxChoice(value: string): SandboxChoice {
 }
 
 export function backendFor(kind: SandboxKind): SandboxBackend {
+  const existing = instances.get(kind);
+  if (existing) return existing;
   const factory = factories.get(kind);
   if (!factory)
     throw new OpenworkError(`no backend is available for --sandbox ${kind}`, { code: "sandbox_unavailable" });
-  return factory();
+  const backend = factory();
+  instances.set(kind, backend);
+  return backend;
 }
 
 /**

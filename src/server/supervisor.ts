@@ -306,6 +306,8 @@ export class Supervised {
   private async restart(killFirst: boolean): Promise<void> {
     if (!this.watching) return;
     if (killFirst) await terminate(this.handle, this.policy.stopGraceMs);
+    // stop() may have run while the old process was being terminated: start nothing then.
+    if (!this.watching) return;
     this.cooldownUntil = undefined;
     this.restartTimes.push(Date.now());
     this.restartsTotal++;

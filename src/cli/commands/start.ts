@@ -5,6 +5,7 @@ import { backendOf, stopRun } from "../../runs/reconcile.js";
 import type { RunRecord } from "../../runs/record.js";
 import { RunRegistry } from "../../runs/registry.js";
 import { type StartResult, startRun } from "../../runs/start.js";
+import { followFile } from "../../sandbox/host/log-file.js";
 import { parseSandboxChoice } from "../../sandbox/select.js";
 import { type CommandContext, contextFrom, renderTable } from "../context.js";
 import { addSidecarOverrideOptions, addSourceOption, sourcePolicyFrom } from "../sidecar-options.js";
@@ -127,7 +128,8 @@ async function runStart(flags: StartFlags, command: Command, detach: boolean): P
     if (flags.check) {
       const checks = await runChecks(result.record, result.secrets, { events: flags.checkEvents === true });
       let final = result.record;
-      if (!detach) final = await stopRun(registry, result.record, ctx.log);
+      // Only what this command started is torn down: a runtime that was already running stays.
+      if (!detach && !result.reused) final = await stopRun(registry, result.record, ctx.log);
       const passed = checks.every((check) => check.ok);
       ctx.output({ ...startDocument(result, final), checks, passed }, () => renderChecks(checks));
       process.exitCode = passed ? 0 : 1;
@@ -136,7 +138,7 @@ async function runStart(flags: StartFlags, command: Command, detach: boolean): P
     ctx.output(startDocument(result, result.record), () =>
       renderConnectInfo(result, flags.showSecrets === true, detach),
     );
-    if (!detach) await followInForeground(ctx, registry, result.record);
+    if (!detach) await followInForeground(ctx, registry, result.record, { stopOnExit: !result.reused });
   } finally {
     release();
   }
@@ -224,17 +226,21 @@ async function followInForeground(
   ctx: CommandContext,
   registry: RunRegistry,
   record: RunRecord,
+  options: { stopOnExit: boolean },
 ): Promise<void> {
   if (!record.handle) return;
   const backend = backendOf(record.sandbox);
   const handle = record.handle;
   const stopFollowing = new AbortController();
   shutdown.signal.addEventListener("abort", () => stopFollowing.abort(), { once: true });
-  const following = backend
-    .logs(handle, { follow: true, tail: 0, signal: stopFollowing.signal }, (_stream, line) => {
-      process.stderr.write(`[runtime] ${line}\n`);
-    })
-    .catch((error: unknown) => ctx.log.warn(`log stream ended: ${errorMessage(error)}`));
+  const print = (line: string) => process.stderr.write(`[runtime] ${line}\n`);
+  const follow = { follow: true, tail: 0, signal: stopFollowing.signal };
+  // Host runs write to the run's log file (as `openwork logs` reads it); sandboxes stream through their backend.
+  const following = (
+    record.sandbox === "none"
+      ? followFile(record.logFile, follow, print)
+      : backend.logs(handle, follow, (_stream, line) => print(line))
+  ).catch((error: unknown) => ctx.log.warn(`log stream ended: ${errorMessage(error)}`));
   // Watch the sandbox: if it ends by itself, so does the foreground command.
   while (!shutdown.signal.aborted) {
     await new Promise((resolve) => setTimeout(resolve, 1000));
@@ -255,7 +261,11 @@ async function followInForeground(
   }
   stopFollowing.abort();
   await following;
-  ctx.log.info("stopping the runtime");
-  await stopRun(registry, record, ctx.log);
+  if (options.stopOnExit) {
+    ctx.log.info("stopping the runtime");
+    await stopRun(registry, record, ctx.log);
+  } else {
+    ctx.log.info(`leaving run ${record.runId} running: it was already running before this command`);
+  }
   process.exitCode = 0;
 }

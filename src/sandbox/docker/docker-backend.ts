@@ -145,17 +145,24 @@ export class DockerBackend implements SandboxBackend {
     };
     this.docker.modem.demuxStream(stream, stdout, stderr);
     await new Promise<void>((resolve) => {
+      let finished = false;
       const done = () => {
+        if (finished) return;
+        finished = true;
+        options.signal?.removeEventListener("abort", abort);
         stdout.end();
         stderr.end();
         resolve();
       };
-      stream.on("end", done);
-      stream.on("error", done);
-      options.signal?.addEventListener("abort", () => {
+      const abort = () => {
         stream.destroy();
         done();
-      });
+      };
+      stream.on("end", done);
+      stream.on("close", done);
+      stream.on("error", done);
+      if (options.signal?.aborted) abort();
+      else options.signal?.addEventListener("abort", abort, { once: true });
     });
   }
 
