@@ -2,6 +2,7 @@ import { request } from "undici";
 import { errorMessage } from "../errors/errors.js";
 import { RuntimeClient } from "./client.js";
 import type { RunRecord, RunSecrets } from "./record.js";
+import { versionsOf } from "./versions.js";
 
 export interface CheckResult {
   name: string;
@@ -40,8 +41,8 @@ export async function runChecks(
       "GET",
       "/system/runtime/versions",
     );
-    const active = flatten(data.active);
-    const pinned = flatten(data.pinned);
+    const active = versionsOf(data.active);
+    const pinned = versionsOf(data.pinned);
     const expected = options.expected ?? record.versions;
     const problems: string[] = [];
     for (const [name, version] of Object.entries(pinned)) {
@@ -110,16 +111,4 @@ function unwrap(body: unknown): unknown {
   if (body && typeof body === "object" && "ok" in body && "data" in body)
     return (body as { data: unknown }).data;
   return body;
-}
-
-function flatten(versions: Record<string, unknown> | undefined): Record<string, string | undefined> {
-  const out: Record<string, string | undefined> = {};
-  for (const [name, value] of Object.entries(versions ?? {})) {
-    if (typeof value === "string") out[name] = value;
-    else if (value && typeof value === "object" && "version" in value) {
-      const version = (value as { version?: unknown }).version;
-      out[name] = typeof version === "string" ? version : undefined;
-    }
-  }
-  return out;
 }

@@ -30,6 +30,7 @@ import { noteCurrentRuntime, type PreparedRuntime, prepareRuntime, type RuntimeR
 import { reconcileWorkspace, retireRun } from "./reconcile.js";
 import type { RunRecord, RunSecrets } from "./record.js";
 import { RunRegistry } from "./registry.js";
+import { recordVersions } from "./versions.js";
 import { waitHealthy } from "./wait.js";
 
 export interface StartOptions {
@@ -299,11 +300,8 @@ async function launchNew(
     secrets.ownerToken = owner.token;
     await registry.writeSecrets(runId, secrets);
     const versions = await client
-      .data<{ active: Record<string, { version?: string | null } | string | null> }>(
-        "GET",
-        "/system/runtime/versions",
-      )
-      .then((data) => activeVersions(data.active, record.versions))
+      .data<{ active: Record<string, unknown> }>("GET", "/system/runtime/versions")
+      .then((data) => recordVersions(data.active, record.versions))
       .catch((error: unknown) => {
         log.warn(`could not read the running versions: ${errorMessage(error)}`);
         return record.versions;
@@ -319,27 +317,10 @@ async function launchNew(
   }
 }
 
-function activeVersions(
-  active: Record<string, { version?: string | null } | string | null>,
-  fallback: RunRecord["versions"],
-): RunRecord["versions"] {
-  const pick = (name: string, previous: string | null) => {
-    const value = active[name];
-    if (typeof value === "string") return value;
-    if (value && typeof value === "object" && typeof value.version === "string") return value.version;
-    return previous;
-  };
-  return {
-    opencode: pick("opencode", fallback.opencode),
-    router: pick("opencode-router", pick("router", fallback.router)),
-    server: pick("openwork-server", pick("server", fallback.server)),
-  };
-}
-
 /**
  * The sandbox image, built locally when missing (with progress in the log).
  * Apple's backend is driven here through an emulator that shares the Docker
- * engine's image store; see docs/substrates.md for a real Apple host.
+ * engine's image store; see docs/apple-container.md for a real Apple host.
  */
 async function ensureImage(kind: SandboxBackend["kind"], log: Logger): Promise<string> {
   const paths = openworkPaths();

@@ -6,6 +6,7 @@ import { RuntimeClient } from "./client.js";
 import { prepareRuntime } from "./prepare.js";
 import type { RunRecord, RunSecrets } from "./record.js";
 import type { RunRegistry } from "./registry.js";
+import { recordVersions } from "./versions.js";
 
 export interface UpgradeOperation {
   operationId: string;
@@ -79,11 +80,7 @@ export async function upgradeRun(options: {
         );
         await options.registry.update(record.runId, {
           runtimeId: staged.runtimeId,
-          versions: {
-            opencode: versionOf(versions.active.opencode) ?? record.versions.opencode,
-            router: versionOf(versions.active["opencode-router"]) ?? record.versions.router,
-            server: versionOf(versions.active["openwork-server"]) ?? record.versions.server,
-          },
+          versions: recordVersions(versions.active, record.versions),
         });
       }
       return operation;
@@ -100,15 +97,6 @@ export async function upgradeRun(options: {
     }
     await new Promise((resolve) => setTimeout(resolve, 250));
   }
-}
-
-function versionOf(value: unknown): string | undefined {
-  if (typeof value === "string") return value;
-  if (value && typeof value === "object" && "version" in value) {
-    const version = (value as { version: unknown }).version;
-    return typeof version === "string" ? version : undefined;
-  }
-  return undefined;
 }
 
 async function currentRuntime(persistDir: string): Promise<string | undefined> {

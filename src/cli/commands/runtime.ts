@@ -5,6 +5,7 @@ import { reconcileAll } from "../../runs/reconcile.js";
 import { RunRegistry } from "../../runs/registry.js";
 import { selectRuns } from "../../runs/select.js";
 import { type UpgradeOperation, upgradeRun } from "../../runs/upgrade.js";
+import { versionOf } from "../../runs/versions.js";
 import { contextFrom, renderTable } from "../context.js";
 import { holdSignals, shutdown } from "../signals.js";
 
@@ -55,13 +56,8 @@ export function registerRuntime(program: Command): void {
         const names = new Set<string>();
         for (const group of Object.values(versions))
           for (const name of Object.keys(group ?? {})) names.add(name);
-        const cell = (group: Record<string, unknown> | null | undefined, name: string) => {
-          const value = group?.[name];
-          if (typeof value === "string") return value;
-          if (value && typeof value === "object" && "version" in value)
-            return String((value as { version: unknown }).version ?? "-");
-          return "-";
-        };
+        const cell = (group: Record<string, unknown> | null | undefined, name: string) =>
+          versionOf(group?.[name]) ?? "-";
         return renderTable(
           ["COMPONENT", "ACTIVE", "PINNED", "TARGET"],
           [...names].map((name) => [
