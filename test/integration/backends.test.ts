@@ -114,10 +114,14 @@ test("docker backend: loopback ports, labels, Init, secrets only in Env, logs de
     },
     { timeoutMs: 10_000, what: "container output" },
   );
-  assert.deepEqual(seen, [
-    ["stdout", "out-line"],
-    ["stderr", "err-line"],
-  ]);
+  // Docker keeps the two streams apart; their relative order is not preserved, each line's stream is.
+  assert.deepEqual(
+    [...seen].sort((a, b) => a[0].localeCompare(b[0])),
+    [
+      ["stderr", "err-line"],
+      ["stdout", "out-line"],
+    ],
+  );
   assert.deepEqual(
     (await backend.list({ "openwork.run": launchSpec.runId })).map((item) => item.id),
     [handle.id],
