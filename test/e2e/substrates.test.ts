@@ -152,3 +152,36 @@ test("Apple container (emulated on Docker): start, all healthy, proxy, stop, not
     [],
   );
 });
+
+test("Apple container service down: start says how to fix it; --start-service starts it and the runtime comes up", async (t) => {
+  const docker = await dockerOrSkip(t);
+  if (!docker) return;
+  await sharedSandboxImage(docker);
+  const stateDir = mkdtempSync(path.join(os.tmpdir(), "openwork-apple-state-"));
+  const env = {
+    ...emulatorEnv(),
+    OPENWORK_TEST_RUN: "1",
+    OPENWORK_LABELS: "openwork.test=1",
+    OPENWORK_EMULATED_APPLE_SERVICE: "down",
+    OPENWORK_EMULATED_APPLE_STATE_DIR: stateDir,
+  };
+  const workspace = mkdtempSync(path.join(os.tmpdir(), "openwork-ws-apple-down-"));
+  const refused = await runCli(["start", "--detach", "--sandbox", "container", "--workspace", workspace], {
+    home,
+    env,
+  });
+  assert.equal(refused.exitCode, 1, refused.stderr);
+  assert.match(refused.stderr, /container service is not running.*--start-service/);
+  const started = await runCli(
+    ["--json", "start", "--detach", "--sandbox", "container", "--start-service", "--workspace", workspace],
+    {
+      home,
+      env,
+      timeoutMs: 300_000,
+    },
+  );
+  assert.equal(started.exitCode, 0, started.stderr);
+  const doc = JSON.parse(started.stdout) as StartDoc;
+  assert.equal(doc.state, "running");
+  assert.equal((await runCli(["stop", doc.runId], { home, env })).exitCode, 0);
+});

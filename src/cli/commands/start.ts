@@ -5,8 +5,9 @@ import { backendOf, stopRun } from "../../runs/reconcile.js";
 import type { RunRecord } from "../../runs/record.js";
 import { RunRegistry } from "../../runs/registry.js";
 import { type StartResult, startRun } from "../../runs/start.js";
+import { AppleContainerBackend } from "../../sandbox/apple/index.js";
 import { followFile } from "../../sandbox/host/log-file.js";
-import { parseSandboxChoice } from "../../sandbox/select.js";
+import { parseSandboxChoice, registerBackend } from "../../sandbox/select.js";
 import { type CommandContext, contextFrom, renderTable } from "../context.js";
 import { addSidecarOverrideOptions, addSourceOption, sourcePolicyFrom } from "../sidecar-options.js";
 import { holdSignals, shutdown } from "../signals.js";
@@ -26,6 +27,7 @@ interface StartFlags {
   allowRemote?: boolean;
   healthTimeout: string;
   showSecrets?: boolean;
+  startService?: boolean;
   opencodeBin?: string;
   routerBin?: string;
   serverBin?: string;
@@ -62,7 +64,11 @@ function addStartOptions(command: Command): Command {
     .option("--replace", "replace a running runtime of this workspace (the new one must be healthy first)")
     .option("--allow-remote", "publish the server on all interfaces instead of 127.0.0.1")
     .option("--health-timeout <seconds>", "how long each component may take to become healthy", "90")
-    .option("--show-secrets", "print the tokens in the human output too (they are always in --json)");
+    .option("--show-secrets", "print the tokens in the human output too (they are always in --json)")
+    .option(
+      "--start-service",
+      "with --sandbox container or auto: start Apple's container service if it is down (container system start --enable-kernel-install)",
+    );
   addSidecarOverrideOptions(command);
   addSourceOption(command);
   return command;
@@ -107,6 +113,15 @@ async function runStart(flags: StartFlags, command: Command, detach: boolean): P
       );
     }
     const port = flags.port === undefined ? undefined : parsePort(flags.port);
+    if (flags.startService) {
+      if (flags.sandbox === "none" || flags.sandbox === "docker") {
+        throw new UsageError("--start-service applies to Apple's container (--sandbox container or auto)");
+      }
+      registerBackend(
+        "container",
+        () => new AppleContainerBackend({ probeTimeoutMs: 5000, startService: true }),
+      );
+    }
     const registry = new RunRegistry();
     const result = await startRun({
       workspace: flags.workspace,

@@ -103,7 +103,7 @@ export class AppleContainerBackend implements SandboxBackend {
     if (!this.options.startService)
       throw new OpenworkError("Apple's container service is not running", {
         code: "apple_service_down",
-        hint: "run `container system start`, then try again",
+        hint: "run `container system start` (or pass --start-service to let openwork start it), then try again",
       });
     this.log.info("starting Apple's container service (container system start --enable-kernel-install)");
     const start = await runAppleCli(this.bin, ["system", "start", "--enable-kernel-install"], {
