@@ -1,7 +1,7 @@
 import { readFileSync } from "node:fs";
-import { chmod, rename, writeFile } from "node:fs/promises";
 import path from "node:path";
 import { packageRoot } from "../config/package-root.js";
+import { writeFileAtomic } from "../files/atomic.js";
 import { isShellName, shellQuote } from "./quote.js";
 
 export const ENTRYPOINT_FILE = "entrypoint.sh";
@@ -62,9 +62,6 @@ export function renderEntrypoint(config: EntrypointConfig): string {
  */
 export async function writeEntrypoint(runtimeDir: string, config: EntrypointConfig): Promise<string> {
   const file = path.join(runtimeDir, ENTRYPOINT_FILE);
-  const temporary = `${file}.${process.pid}.${Date.now()}.tmp`;
-  await writeFile(temporary, renderEntrypoint(config), { mode: 0o755 });
-  await chmod(temporary, 0o755);
-  await rename(temporary, file);
+  await writeFileAtomic(file, renderEntrypoint(config), { mode: 0o755 });
   return file;
 }

@@ -1,6 +1,7 @@
 import { mkdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { OpenworkError } from "../errors/errors.js";
+import { writeFileAtomic } from "../files/atomic.js";
 import type { Logger } from "../logging/logger.js";
 import { defaultManifest, loadManifest, sidecarsFor } from "../manifest/index.js";
 import type { SidecarName } from "../sidecars/names.js";
@@ -8,7 +9,6 @@ import { hostTarget, sandboxTarget, type Target } from "../sidecars/platform.js"
 import type { SourcePolicy } from "../sources/resolve.js";
 import { gcRuntimes, stageRuntime, verifyStagedRuntime } from "../staging/index.js";
 import type { RunRecord } from "./record.js";
-import { atomicWrite } from "./registry.js";
 
 /** What the user asked of the runtime's sidecars: a manifest, and where sidecars may come from. */
 export interface RuntimeRequest {
@@ -97,6 +97,6 @@ export async function noteCurrentRuntime(persistDir: string, runtimeId: string, 
   }
   if (previous !== runtimeId) {
     await mkdir(path.dirname(file), { recursive: true });
-    await atomicWrite(file, `${runtimeId}\n`, 0o644);
+    await writeFileAtomic(file, `${runtimeId}\n`);
   }
 }

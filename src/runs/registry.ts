@@ -1,9 +1,10 @@
 import { createHash, randomBytes } from "node:crypto";
 import { mkdirSync } from "node:fs";
-import { mkdir, open, readdir, readFile, rename } from "node:fs/promises";
+import { mkdir, readdir, readFile } from "node:fs/promises";
 import path from "node:path";
 import { type OpenworkPaths, openworkPaths } from "../config/paths.js";
 import { errorMessage, OpenworkError } from "../errors/errors.js";
+import { writeFileAtomic } from "../files/atomic.js";
 import { registerSecret } from "../logging/redact.js";
 import { type RunRecord, RunRecordSchema, type RunSecrets, RunSecretsSchema } from "./record.js";
 
@@ -50,10 +51,10 @@ export class RunRegistry {
   async write(record: RunRecord): Promise<void> {
     const dir = this.runDir(record.runId);
     await mkdir(dir, { recursive: true, mode: 0o700 });
-    await atomicWrite(
+    await writeFileAtomic(
       path.join(dir, RECORD),
       `${JSON.stringify(RunRecordSchema.parse(record), null, 2)}\n`,
-      0o644,
+      { mode: 0o644, fsync: true },
     );
   }
 
@@ -115,7 +116,10 @@ export class RunRegistry {
     const dir = this.runDir(runId);
     mkdirSync(dir, { recursive: true, mode: 0o700 });
     const file = path.join(dir, SECRETS);
-    await atomicWrite(file, `${JSON.stringify(RunSecretsSchema.parse(secrets), null, 2)}\n`, 0o600);
+    await writeFileAtomic(file, `${JSON.stringify(RunSecretsSchema.parse(secrets), null, 2)}\n`, {
+      mode: 0o600,
+      fsync: true,
+    });
     return file;
   }
 
@@ -132,16 +136,4 @@ export class RunRegistry {
       return undefined;
     }
   }
-}
-
-export async function atomicWrite(file: string, content: string, mode: number): Promise<void> {
-  const temporary = `${file}.${process.pid}.${randomBytes(3).toString("hex")}.tmp`;
-  const handle = await open(temporary, "w", mode);
-  try {
-    await handle.writeFile(content);
-    await handle.sync();
-  } finally {
-    await handle.close();
-  }
-  await rename(temporary, file);
 }

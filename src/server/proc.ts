@@ -1,6 +1,7 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { writeFileAtomicSync } from "../files/atomic.js";
 
 export type PidState = "alive" | "zombie" | "gone";
 
@@ -115,10 +116,7 @@ function readLedger(file: string): LedgerEntry[] {
 }
 
 function writeLedger(file: string, entries: LedgerEntry[]): void {
-  mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.tmp`;
-  writeFileSync(tmp, JSON.stringify(entries));
-  renameSync(tmp, file);
+  writeFileAtomicSync(file, JSON.stringify(entries));
 }
 
 function ledgerAdd(pid: number, command: string): void {

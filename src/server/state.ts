@@ -1,13 +1,11 @@
-import { randomBytes } from "node:crypto";
-import { mkdirSync, readdirSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { writeFileAtomicSync } from "../files/atomic.js";
 
 /** Write a file atomically: a temporary sibling, then rename (readers see the old or the new, never half). */
+/** The server's state files: atomic replacement, shared with the CLI's (src/files/atomic.ts). */
 export function writeFileAtomic(file: string, content: string, mode = 0o644): void {
-  mkdirSync(path.dirname(file), { recursive: true });
-  const tmp = `${file}.${process.pid}.${randomBytes(4).toString("hex")}.tmp`;
-  writeFileSync(tmp, content, { mode });
-  renameSync(tmp, file);
+  writeFileAtomicSync(file, content, { mode });
 }
 
 export function readJson<T>(file: string): T | undefined {

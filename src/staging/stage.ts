@@ -1,7 +1,8 @@
-import { mkdir, readFile, rename, rm, stat, utimes, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rename, rm, stat, utimes } from "node:fs/promises";
 import path from "node:path";
 import type { HttpOptions } from "../download/http.js";
 import { errorMessage, systemErrorCode } from "../errors/errors.js";
+import { writeFileAtomic } from "../files/atomic.js";
 import { withLock } from "../locks/lock.js";
 import { type Logger, silentLogger } from "../logging/logger.js";
 import { type Manifest, manifestEntry, sidecarsFor } from "../manifest/schema.js";
@@ -200,8 +201,6 @@ async function writeRuntimeJson(dir: string, runtime: RuntimeJson): Promise<void
   } catch (error) {
     if (systemErrorCode(error) !== "ENOENT") throw new Error(`cannot read ${file}: ${errorMessage(error)}`);
   }
-  const temp = tempSibling(dir, "runtime.json");
-  await writeFile(temp, text, { mode: 0o644 });
-  await rename(temp, file);
+  await writeFileAtomic(file, text, { mode: 0o644 });
   await syncDir(dir);
 }

@@ -1,6 +1,7 @@
 import type { Stats } from "node:fs";
-import { mkdir, readFile, rename, rm, stat, writeFile } from "node:fs/promises";
+import { mkdir, readFile, rm, stat } from "node:fs/promises";
 import path from "node:path";
+import { writeFileAtomic } from "../files/atomic.js";
 import { sha256File } from "../sidecars/hash.js";
 
 /**
@@ -66,9 +67,7 @@ export class StatCache {
       verifiedAt: new Date().toISOString(),
     };
     const target = this.entryPath(st);
-    const temp = `${target}.${process.pid}.${Math.random().toString(36).slice(2)}`;
-    await writeFile(temp, JSON.stringify(entry));
-    await rename(temp, target);
+    await writeFileAtomic(target, JSON.stringify(entry));
   }
 
   async forget(st: Stats): Promise<void> {

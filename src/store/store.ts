@@ -1,19 +1,9 @@
 import { constants, type Stats } from "node:fs";
-import {
-  chmod,
-  copyFile,
-  mkdir,
-  open,
-  readdir,
-  readFile,
-  rename,
-  rm,
-  stat,
-  writeFile,
-} from "node:fs/promises";
+import { chmod, copyFile, mkdir, open, readdir, readFile, rename, rm, stat } from "node:fs/promises";
 import path from "node:path";
 import { openworkPaths } from "../config/paths.js";
 import { OpenworkError, systemErrorCode } from "../errors/errors.js";
+import { writeFileAtomic } from "../files/atomic.js";
 import { withLock } from "../locks/lock.js";
 import { type Logger, silentLogger } from "../logging/logger.js";
 import { syncDir, tempSibling } from "./link.js";
@@ -213,10 +203,7 @@ export class BlobStore {
 
   async indexRecord(key: string, blob: StoredBlob, meta: Record<string, string> = {}): Promise<void> {
     const file = this.indexPath(key);
-    await mkdir(path.dirname(file), { recursive: true });
-    const temp = tempSibling(path.dirname(file), path.basename(file));
-    await writeFile(temp, JSON.stringify({ key, sha256: blob.sha256, size: blob.size, meta }));
-    await rename(temp, file);
+    await writeFileAtomic(file, JSON.stringify({ key, sha256: blob.sha256, size: blob.size, meta }));
   }
 
   private indexPath(key: string): string {
