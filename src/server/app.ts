@@ -60,6 +60,28 @@ export interface AppOptions {
  * proxy's upstream, and the request handler. A rolling upgrade of the server
  * builds the next generation from the new bundle and swaps handlers.
  */
+/** A component's health, probed now: 200 with the probe's view, or 503 `<name>_unhealthy` with the same data. */
+async function componentHealth(
+  component: Supervised,
+  name: "engine" | "router",
+  res: http.ServerResponse,
+  requestId: string,
+): Promise<void> {
+  const probe = await component.definition.probe(2000);
+  const data = {
+    healthy: probe.ok,
+    version: probe.version ?? null,
+    detail: probe.detail,
+    status: component.status,
+    url: component.definition.url,
+  };
+  if (probe.ok) sendOk(res, requestId, 200, data);
+  else
+    sendError(res, requestId, 503, `${name}_unhealthy`, `the ${name} is not healthy: ${probe.detail}`, {
+      data,
+    });
+}
+
 export class ServerApp {
   readonly state: StateDir;
   readonly operations: OperationStore;
@@ -462,21 +484,7 @@ export class ServerApp {
         auth: "client",
         summary: "The engine's health, probed now",
         responses: { 200: { description: "healthy" }, 503: { description: "not healthy" } },
-        handle: async ({ res, requestId }) => {
-          const probe = await this.engine.definition.probe(2000);
-          const data = {
-            healthy: probe.ok,
-            version: probe.version ?? null,
-            detail: probe.detail,
-            status: this.engine.status,
-            url: this.engine.definition.url,
-          };
-          if (probe.ok) sendOk(res, requestId, 200, data);
-          else
-            sendError(res, requestId, 503, "engine_unhealthy", `the engine is not healthy: ${probe.detail}`, {
-              data,
-            });
-        },
+        handle: async ({ res, requestId }) => componentHealth(this.engine, "engine", res, requestId),
       },
       {
         method: "GET",
@@ -491,19 +499,7 @@ export class ServerApp {
         handle: async ({ res, requestId }) => {
           if (!this.router)
             throw new HttpError(404, "router_disabled", "the router is not enabled in this runtime");
-          const probe = await this.router.definition.probe(2000);
-          const data = {
-            healthy: probe.ok,
-            version: probe.version ?? null,
-            detail: probe.detail,
-            status: this.router.status,
-            url: this.router.definition.url,
-          };
-          if (probe.ok) sendOk(res, requestId, 200, data);
-          else
-            sendError(res, requestId, 503, "router_unhealthy", `the router is not healthy: ${probe.detail}`, {
-              data,
-            });
+          await componentHealth(this.router, "router", res, requestId);
         },
       },
       {
