@@ -40,7 +40,9 @@ function startForeground(home: string, workspace: string) {
   child.stderr.on("data", (chunk: Buffer) => {
     stderr += chunk.toString();
   });
-  const exited = new Promise<number | null>((resolve) => child.once("exit", (code) => resolve(code)));
+  const exited = new Promise<{ code: number | null; signal: NodeJS.Signals | null }>((resolve) =>
+    child.once("exit", (code, signal) => resolve({ code, signal })),
+  );
   return { child, exited, out: () => stdout, err: () => stderr };
 }
 
@@ -57,7 +59,7 @@ test("foreground start: connect info, then Ctrl-C stops the runtime cleanly", as
   const status = await runCli(["--json", "status", "--workspace", workspace], { home, env });
   assert.equal(status.exitCode, 0, status.stdout);
   run.child.kill("SIGINT");
-  assert.equal(await run.exited, 0, run.err().slice(-2000));
+  assert.deepEqual(await run.exited, { code: 0, signal: null }, run.err().slice(-2000));
   const after = await runCli(["--json", "status", "--workspace", workspace], { home, env });
   assert.equal(after.exitCode, 3);
   assert.equal((JSON.parse(after.stdout) as { state: string }).state, "stopped");
@@ -73,11 +75,14 @@ test("SIGINT or SIGTERM at any moment of start-up: the command cleans up after i
     const run = startForeground(home, workspace);
     await new Promise((resolve) => setTimeout(resolve, delay));
     run.child.kill(signal);
-    const code = await run.exited;
+    const { code, signal: killedBy } = await run.exited;
     // Before any process of the runtime exists the command just exits; after, it removes what it started.
+    // A signal that lands while Node itself is still booting (before the entry module's first
+    // line has installed our handlers, ~100 ms on a busy CI machine) kills the process by its
+    // default action: nothing of ours ran yet, so nothing can be left — the checks below prove it.
     assert.ok(
-      code === 0 || code === 130 || code === 143,
-      `exit code ${code} after ${signal} at ${delay} ms: ${run.err().slice(-800)}`,
+      code === 0 || code === 130 || code === 143 || (code === null && killedBy === signal),
+      `exit code ${code} (signal ${killedBy}) after ${signal} at ${delay} ms: ${run.err().slice(-800)}`,
     );
     assert.deepEqual(processesOfHome(home), [], `nothing left after ${signal} at ${delay} ms`);
   }
