@@ -45,7 +45,7 @@ before(async () => {
     router: routerWrapper(fixtures, { version: NEW_ROUTER }),
     server: newServer,
   });
-  rt = await startRuntime({ persist, runtimeId: oldRuntime, router: true, healthDeadlineS: 10 });
+  rt = await startRuntime({ persist, runtimeId: oldRuntime, router: true, healthDeadlineS: 20 });
   load = closedLoop(rt.url, rt.clientToken, ["/system/health", "/opencode/global/health"], {
     check: (p, status, body) =>
       status === 200 &&

@@ -181,7 +181,7 @@ node="\${OPENWORK_TEST_NODE:-$rt/node}"
 probe() { "$node" "$rt/openwork-server.mjs" probe --timeout-ms 1000 "$@" >/dev/null 2>&1; }
 wait_healthy() {
   what=$1; shift
-  end=$(( $(date +%s) + OPENWORK_HEALTH_DEADLINE_S ))
+  end=$(( $(date +%s) + OPENWORK_TEST_START_DEADLINE_S ))
   until probe "$@"; do
     if [ "$(date +%s)" -ge "$end" ]; then echo "entrypoint: $what was not healthy in time" >&2; exit 1; fi
     sleep 0.1
@@ -227,7 +227,14 @@ export interface StartOptions {
   router?: boolean;
   /** the Node that runs the server: the runtime's node sidecar by default, process.execPath to prove Node 20 */
   node?: string;
+  /** the server's deadline for each health gate of an upgrade (OPENWORK_HEALTH_DEADLINE_S) */
   healthDeadlineS?: number;
+  /**
+   * how long start-up may take: separate from the gates' deadline, because a cold engine on a
+   * busy 2-core CI machine (an image build beside it) can take well over the 10 s a fault test
+   * wants its gates to wait
+   */
+  startDeadlineS?: number;
   env?: NodeJS.ProcessEnv;
   /** reuse ports and tokens (a stop-then-start comparison keeps clients pointed at the same URL) */
   same?: RunningRuntime | undefined;
@@ -264,6 +271,7 @@ export async function startRuntime(options: StartOptions): Promise<RunningRuntim
     OPENWORK_ENGINE_PORT: String(enginePort),
     OPENWORK_ENGINE_LOG: path.join(logs, "engine.log"),
     OPENWORK_HEALTH_DEADLINE_S: String(options.healthDeadlineS ?? 30),
+    OPENWORK_TEST_START_DEADLINE_S: String(options.startDeadlineS ?? 120),
     OPENWORK_TOKEN: clientToken,
     OPENWORK_HOST_TOKEN: hostToken,
     OPENCODE_SERVER_USERNAME: "opencode",
@@ -332,7 +340,7 @@ export async function startRuntime(options: StartOptions): Promise<RunningRuntim
         return response?.ok ? true : undefined;
       },
       {
-        timeoutMs: (options.healthDeadlineS ?? 30) * 1000 + 15_000,
+        timeoutMs: (options.startDeadlineS ?? 120) * 1000 + 15_000,
         intervalMs: 100,
         what: "the runtime server to answer",
       },
