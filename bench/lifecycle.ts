@@ -15,6 +15,7 @@ import { execa } from "execa";
 import { request } from "undici";
 import { openworkPaths } from "../src/config/paths.js";
 import { RunRegistry } from "../src/runs/registry.js";
+import { nextAttemptTimeout } from "../src/server/probe.js";
 import { findBundled } from "../src/sidecars/bundled.js";
 import { hostTarget } from "../src/sidecars/platform.js";
 import { emulatorEnv } from "../test/helpers/apple-emulator.js";
@@ -40,18 +41,26 @@ async function rawOpencode(): Promise<number> {
     env: { ...process.env, HOME: home, OPENCODE_SERVER_PASSWORD: "bench-password" },
     stdio: "ignore",
   });
+  // The same short-then-doubling attempt timeouts as the entrypoint's probe: opencode leaves a
+  // request that arrives just after it starts listening unanswered, and a long fixed timeout
+  // would charge that wait to the baseline.
+  let attemptMs: number | undefined;
+  let timedOut = false;
   try {
     for (;;) {
+      attemptMs = nextAttemptTimeout(attemptMs, timedOut, 2000);
+      timedOut = false;
       try {
         const response = await request(`http://127.0.0.1:${port}/global/health`, {
           headers: { authorization: `Basic ${Buffer.from("opencode:bench-password").toString("base64")}` },
-          headersTimeout: 1000,
+          headersTimeout: attemptMs,
         });
         const body = await response.body.text();
         if (response.statusCode === 200 && body.includes('"healthy":true'))
           return performance.now() - started;
-      } catch {
-        // not yet listening
+      } catch (error) {
+        // not yet listening, or listening but not answering yet
+        timedOut = (error as { code?: string }).code === "UND_ERR_HEADERS_TIMEOUT";
       }
       await new Promise((resolve) => setTimeout(resolve, 25));
     }

@@ -49,48 +49,43 @@ cd "$HOME" || exit 1
 
 ENGINE_PID=
 ROUTER_PID=
+PROBE_PID=
 stop_children() {
-  for pid in $ROUTER_PID $ENGINE_PID; do kill -TERM "$pid" 2>/dev/null; done
+  for pid in $PROBE_PID $ROUTER_PID $ENGINE_PID; do kill -TERM "$pid" 2>/dev/null; done
   sleep 1
   for pid in $ROUTER_PID $ENGINE_PID; do kill -KILL "$pid" 2>/dev/null; done
 }
 trap 'log "stopped by a signal during start-up"; stop_children; exit 143' INT TERM HUP
-
-# The staged server doubles as the health probe, so the image needs no curl.
-probe() {
-  url=$1
-  shift
-  "$RUNTIME_DIR/node" "$RUNTIME_DIR/openwork-server.mjs" probe --url "$url" --timeout-ms 2000 "$@"
-}
 
 # The size of a log before a component starts: on failure only what this start wrote is shown.
 log_size() { if [ -f "$1" ]; then wc -c <"$1" | tr -d ' '; else echo 0; fi; }
 last_output() { tail -c +"$(($2 + 1))" "$1" 2>/dev/null | tail -n 20 >&2; }
 
 # wait_healthy NAME PID URL LOG OFFSET [probe flags]: until healthy, the process exits, or the deadline passes.
+# One probe process does the whole wait (exit 0 healthy, 3 the process is gone, 1 the deadline passed,
+# with the last reason on stderr). It runs in the background so that a signal runs the trap at once
+# rather than after the wait. The staged server doubles as the probe, so the image needs no curl.
 wait_healthy() {
   name=$1 pid=$2 url=$3 file=$4 offset=$5
   shift 5
-  started=$(date +%s)
-  while :; do
-    if ! kill -0 "$pid" 2>/dev/null; then
+  "$RUNTIME_DIR/node" "$RUNTIME_DIR/openwork-server.mjs" probe --url "$url" --timeout-ms 2000 \
+    --wait-ms "$((OPENWORK_HEALTH_DEADLINE_S * 1000))" --pid "$pid" "$@" >/dev/null &
+  PROBE_PID=$!
+  wait "$PROBE_PID"
+  result=$?
+  PROBE_PID=
+  case $result in
+    0) return 0 ;;
+    3)
       wait "$pid" 2>/dev/null
       code=$?
       log "$name exited with code $code before it was healthy; its last output:"
-      last_output "$file" "$offset"
-      stop_children
-      exit 1
-    fi
-    if probe "$url" "$@" >/dev/null 2>&1; then return 0; fi
-    if [ $(($(date +%s) - started)) -ge "$OPENWORK_HEALTH_DEADLINE_S" ]; then
-      log "$name was not healthy within ${OPENWORK_HEALTH_DEADLINE_S}s ($url); its last output:"
-      last_output "$file" "$offset"
-      probe "$url" "$@" >&2
-      stop_children
-      exit 1
-    fi
-    sleep 0.2
-  done
+      ;;
+    *) log "$name was not healthy within ${OPENWORK_HEALTH_DEADLINE_S}s ($url); its last output:" ;;
+  esac
+  last_output "$file" "$offset"
+  stop_children
+  exit 1
 }
 
 log "starting the engine on 127.0.0.1:$OPENWORK_ENGINE_PORT (runtime $OPENWORK_RUNTIME_ID)"

@@ -31,7 +31,11 @@ async function getJson(
 }
 
 function failure(error: unknown, timeoutMs: number): ProbeResult {
-  return { ok: false, detail: describeGetError(error, timeoutMs) };
+  return {
+    ok: false,
+    detail: describeGetError(error, timeoutMs),
+    timedOut: (error as { name?: string }).name === "TimeoutError",
+  };
 }
 
 export function engineDefinition(

@@ -1,16 +1,30 @@
 import { UsageError } from "../errors/errors.js";
 import { describeGetError, httpGet } from "./http-get.js";
+import { pidState } from "./proc.js";
 
 export interface ProbeArgs {
   url: URL;
+  /** the longest one attempt may wait for an answer */
   timeoutMs: number;
   user: string | undefined;
   password: string | undefined;
+  /** keep trying until healthy or this long has passed (one attempt when absent) */
+  waitMs?: number | undefined;
+  /** while waiting, give up at once when this process is gone */
+  pid?: number | undefined;
 }
 
+const USAGE =
+  "usage: openwork-server probe --url URL [--timeout-ms N] [--wait-ms N [--pid P]] [--basic-auth-env VAR] [--user-env VAR]";
+
+/** Exit codes of `probe`: the entrypoint tells "not healthy in time" from "the process died". */
+export const PROBE_EXIT = { healthy: 0, unhealthy: 1, processGone: 3 } as const;
+
 /**
- * `openwork-server probe --url URL [--timeout-ms N] [--basic-auth-env VAR] [--user-env VAR]`:
- * the entrypoint's health probe (the image has no curl). Secrets come from the
+ * `openwork-server probe --url URL [--timeout-ms N] [--wait-ms N [--pid P]] [--basic-auth-env VAR] [--user-env VAR]`:
+ * the entrypoint's health probe (the image has no curl). With `--wait-ms` it is
+ * also the entrypoint's wait: one process polls until healthy instead of the
+ * shell starting Node every few hundred milliseconds. Secrets come from the
  * named environment variables, never from the command line (which `ps` shows).
  */
 export function parseProbeArgs(args: string[], env: NodeJS.ProcessEnv = process.env): ProbeArgs {
@@ -18,6 +32,14 @@ export function parseProbeArgs(args: string[], env: NodeJS.ProcessEnv = process.
   let timeoutMs = 2000;
   let passwordVar: string | undefined;
   let userVar: string | undefined;
+  let waitMs: number | undefined;
+  let pid: number | undefined;
+  const integer = (flag: string, raw: string, min: number, max: number): number => {
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n < min || n > max)
+      throw new UsageError(`probe: ${flag} must be an integer ${min}-${max}, got "${raw}"`);
+    return n;
+  };
   for (let i = 0; i < args.length; i++) {
     const arg = args[i] as string;
     const [flag, inline] = arg.includes("=")
@@ -32,13 +54,15 @@ export function parseProbeArgs(args: string[], env: NodeJS.ProcessEnv = process.
       case "--url":
         url = value();
         break;
-      case "--timeout-ms": {
-        const raw = value();
-        timeoutMs = Number(raw);
-        if (!Number.isInteger(timeoutMs) || timeoutMs < 1 || timeoutMs > 600_000)
-          throw new UsageError(`probe: --timeout-ms must be an integer 1-600000, got "${raw}"`);
+      case "--timeout-ms":
+        timeoutMs = integer(flag, value(), 1, 600_000);
         break;
-      }
+      case "--wait-ms":
+        waitMs = integer(flag, value(), 1, 24 * 3600_000);
+        break;
+      case "--pid":
+        pid = integer(flag, value(), 1, 2 ** 22);
+        break;
       case "--basic-auth-env":
         passwordVar = value();
         break;
@@ -46,13 +70,12 @@ export function parseProbeArgs(args: string[], env: NodeJS.ProcessEnv = process.
         userVar = value();
         break;
       default:
-        throw new UsageError(
-          `probe: unknown argument "${arg}"`,
-          "usage: openwork-server probe --url URL [--timeout-ms N] [--basic-auth-env VAR] [--user-env VAR]",
-        );
+        throw new UsageError(`probe: unknown argument "${arg}"`, USAGE);
     }
   }
-  if (!url) throw new UsageError("probe: --url is required");
+  if (!url) throw new UsageError("probe: --url is required", USAGE);
+  if (pid !== undefined && waitMs === undefined)
+    throw new UsageError("probe: --pid only makes sense with --wait-ms (it ends the wait)", USAGE);
   let parsed: URL;
   try {
     parsed = new URL(url);
@@ -76,13 +99,50 @@ export function parseProbeArgs(args: string[], env: NodeJS.ProcessEnv = process.
     timeoutMs,
     user: password === undefined ? undefined : (user ?? "opencode"),
     password,
+    waitMs,
+    pid,
   };
+}
+
+/**
+ * The timeout of the next attempt while waiting for a component to start:
+ * short at first, doubled after each attempt that timed out, up to the cap.
+ * Why: opencode accepts connections a moment before it can answer them, and a
+ * request that arrives then is never answered — measured, a first attempt
+ * with a 2 s timeout made a restart take ~4.2 s where short attempts took ~2.5 s.
+ * A slow but working component still gets the full cap after a few timeouts.
+ */
+export function nextAttemptTimeout(previousMs: number | undefined, timedOut: boolean, capMs: number): number {
+  const first = Math.min(250, capMs);
+  if (previousMs === undefined) return first;
+  return timedOut ? Math.min(capMs, previousMs * 2) : previousMs;
+}
+
+export type WaitResult = { ok: true; detail: string } | { ok: false; reason: string; processGone: boolean };
+
+/** Probe until healthy, the watched process is gone, or `waitMs` has passed. */
+export async function probeUntil(args: ProbeArgs & { waitMs: number }): Promise<WaitResult> {
+  const deadline = Date.now() + args.waitMs;
+  let attemptMs: number | undefined;
+  let last: { ok: false; reason: string; timedOut: boolean } | undefined;
+  for (;;) {
+    if (args.pid !== undefined && pidState(args.pid) !== "alive")
+      return { ok: false, reason: `process ${args.pid} exited`, processGone: true };
+    attemptMs = nextAttemptTimeout(attemptMs, last?.timedOut ?? false, args.timeoutMs);
+    const remaining = deadline - Date.now();
+    const result = await probeOnce({ ...args, timeoutMs: Math.max(50, Math.min(attemptMs, remaining)) });
+    if (result.ok) return result;
+    last = result;
+    if (Date.now() + 100 >= deadline)
+      return { ok: false, reason: `${result.reason} (waited ${args.waitMs} ms)`, processGone: false };
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
 }
 
 /** One probe: ok when the URL answers 2xx in time (and, for /global/health, the body says healthy). */
 export async function probeOnce(
   args: ProbeArgs,
-): Promise<{ ok: true; detail: string } | { ok: false; reason: string }> {
+): Promise<{ ok: true; detail: string } | { ok: false; reason: string; timedOut: boolean }> {
   const headers: Record<string, string> = {};
   if (args.password !== undefined)
     headers.authorization = `Basic ${Buffer.from(`${args.user}:${args.password}`).toString("base64")}`;
@@ -90,18 +150,24 @@ export async function probeOnce(
   try {
     response = await httpGet(args.url, headers, args.timeoutMs);
   } catch (error) {
-    return { ok: false, reason: describeGetError(error, args.timeoutMs) };
+    return {
+      ok: false,
+      reason: describeGetError(error, args.timeoutMs),
+      timedOut: (error as { name?: string }).name === "TimeoutError",
+    };
   }
   const body = response.text;
-  if (response.status < 200 || response.status > 299) return { ok: false, reason: `HTTP ${response.status}` };
+  if (response.status < 200 || response.status > 299)
+    return { ok: false, reason: `HTTP ${response.status}`, timedOut: false };
   if (args.url.pathname.endsWith("/global/health")) {
     let parsed: { healthy?: unknown; version?: unknown } | undefined;
     try {
       parsed = JSON.parse(body) as { healthy?: unknown; version?: unknown };
     } catch {
-      return { ok: false, reason: "the health answer is not JSON" };
+      return { ok: false, reason: "the health answer is not JSON", timedOut: false };
     }
-    if (parsed?.healthy !== true) return { ok: false, reason: `not healthy: ${body.slice(0, 200)}` };
+    if (parsed?.healthy !== true)
+      return { ok: false, reason: `not healthy: ${body.slice(0, 200)}`, timedOut: false };
     return { ok: true, detail: `healthy ${String(parsed.version ?? "")}`.trim() };
   }
   return { ok: true, detail: `HTTP ${response.status}` };
@@ -109,12 +175,13 @@ export async function probeOnce(
 
 export async function probeMain(args: string[]): Promise<number> {
   const parsed = parseProbeArgs(args);
-  const result = await probeOnce(parsed);
+  const waitMs = parsed.waitMs;
+  const result = waitMs === undefined ? await probeOnce(parsed) : await probeUntil({ ...parsed, waitMs });
   const where = `${parsed.url.origin}${parsed.url.pathname}`;
   if (result.ok) {
     process.stdout.write(`${where}: ${result.detail}\n`);
-    return 0;
+    return PROBE_EXIT.healthy;
   }
   process.stderr.write(`openwork-server probe: ${where}: ${result.reason}\n`);
-  return 1;
+  return "processGone" in result && result.processGone ? PROBE_EXIT.processGone : PROBE_EXIT.unhealthy;
 }

@@ -1,6 +1,7 @@
 import type { Logger } from "pino";
 import { OpenworkError } from "../errors/errors.js";
 import { LogTail } from "./logtail.js";
+import { nextAttemptTimeout } from "./probe.js";
 import {
   type ExitInfo,
   isRunning,
@@ -19,6 +20,8 @@ export interface ProbeResult {
   ok: boolean;
   version?: string | undefined;
   detail: string;
+  /** the attempt ran out of time (as opposed to a refusal or a bad answer) */
+  timedOut?: boolean | undefined;
 }
 
 /** What the supervisor needs to know about one component: how to start it and how to ask it whether it is well. */
@@ -146,6 +149,7 @@ export class Supervised {
   async waitHealthy(deadlineMs = this.policy.startDeadlineMs): Promise<ProbeResult> {
     const deadline = Date.now() + deadlineMs;
     let last: ProbeResult = { ok: false, detail: "not probed yet" };
+    let attemptMs: number | undefined;
     while (Date.now() < deadline) {
       if (!isRunning(this.handle)) {
         await this.tail.poll();
@@ -154,9 +158,8 @@ export class Supervised {
           { code: "start_failed", details: { recentOutput: this.tail.recent(10) } },
         );
       }
-      last = await this.definition.probe(
-        Math.min(this.policy.probeTimeoutMs, Math.max(200, deadline - Date.now())),
-      );
+      attemptMs = nextAttemptTimeout(attemptMs, last.timedOut === true, this.policy.probeTimeoutMs);
+      last = await this.definition.probe(Math.min(attemptMs, Math.max(200, deadline - Date.now())));
       this.recordProbe(last);
       if (last.ok) {
         const pinned = this.definition.pinnedVersion;
@@ -173,7 +176,7 @@ export class Supervised {
         this.event("healthy", last.version ? `version ${last.version}` : last.detail);
         return last;
       }
-      await sleep(150);
+      await sleep(100);
     }
     await this.tail.poll();
     throw new OpenworkError(

@@ -178,26 +178,22 @@ const ENTRYPOINT = `#!/bin/sh
 set -eu
 rt="$OPENWORK_PERSIST/runtimes/$OPENWORK_RUNTIME_ID"
 node="\${OPENWORK_TEST_NODE:-$rt/node}"
-probe() { "$node" "$rt/openwork-server.mjs" probe --timeout-ms 1000 "$@" >/dev/null 2>&1; }
 wait_healthy() {
   what=$1; shift
-  end=$(( $(date +%s) + OPENWORK_TEST_START_DEADLINE_S ))
-  until probe "$@"; do
-    if [ "$(date +%s)" -ge "$end" ]; then echo "entrypoint: $what was not healthy in time" >&2; exit 1; fi
-    sleep 0.1
-  done
+  "$node" "$rt/openwork-server.mjs" probe --timeout-ms 2000 --wait-ms $((OPENWORK_TEST_START_DEADLINE_S * 1000)) "$@" \
+    >/dev/null 2>&1 || { echo "entrypoint: $what was not healthy in time" >&2; exit 1; }
 }
 mkdir -p "$(dirname "$OPENWORK_ENGINE_LOG")"
 "$rt/opencode" serve --hostname 127.0.0.1 --port "$OPENWORK_ENGINE_PORT" >>"$OPENWORK_ENGINE_LOG" 2>&1 &
 OPENWORK_ENGINE_PID=$!
 export OPENWORK_ENGINE_PID
-wait_healthy engine --url "http://127.0.0.1:$OPENWORK_ENGINE_PORT/global/health" --basic-auth-env OPENCODE_SERVER_PASSWORD --user-env OPENCODE_SERVER_USERNAME
+wait_healthy engine --pid "$OPENWORK_ENGINE_PID" --url "http://127.0.0.1:$OPENWORK_ENGINE_PORT/global/health" --basic-auth-env OPENCODE_SERVER_PASSWORD --user-env OPENCODE_SERVER_USERNAME
 if [ "\${OPENWORK_ROUTER_ENABLED:-0}" = 1 ]; then
   OPENCODE_URL="http://127.0.0.1:$OPENWORK_ENGINE_PORT" OPENCODE_ROUTER_HEALTH_PORT="$OPENWORK_ROUTER_HEALTH_PORT" \\
     "$rt/opencode-router" serve "$OPENWORK_WORKSPACE" >>"$OPENWORK_ROUTER_LOG" 2>&1 &
   OPENWORK_ROUTER_PID=$!
   export OPENWORK_ROUTER_PID
-  wait_healthy router --url "http://127.0.0.1:$OPENWORK_ROUTER_HEALTH_PORT/health"
+  wait_healthy router --pid "$OPENWORK_ROUTER_PID" --url "http://127.0.0.1:$OPENWORK_ROUTER_HEALTH_PORT/health"
 fi
 exec "$node" "$rt/openwork-server.mjs" serve
 `;

@@ -1,11 +1,13 @@
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { execa } from "execa";
 import { shellQuote } from "../../src/entrypoint/quote.js";
 import { type EntrypointConfig, renderEntrypoint, writeEntrypoint } from "../../src/entrypoint/write.js";
+import { waitFor } from "../helpers/net.js";
+import { SERVER_BUNDLE } from "../helpers/runtime.js";
 
 const HOSTILE = [
   "plain",
@@ -35,10 +37,12 @@ test("shellQuote round-trips hostile values through sh", async () => {
 
 /**
  * Fake sidecars in a runtime directory: `opencode` records where and how it
- * was started, `node` answers probes and, as the "server", records what it
- * was given. Enough to exercise every branch of the script with plain sh.
+ * was started, `node` answers probes (by default once the engine has started;
+ * with `realProbe`, by running the built server's real probe) and, as the
+ * "server", records what it was given. Enough to exercise every branch of the
+ * script with plain sh.
  */
-function fakeRuntime(options: { engine?: string; probe?: string } = {}) {
+function fakeRuntime(options: { engine?: string; realProbe?: boolean } = {}) {
   const root = mkdtempSync(path.join(os.tmpdir(), "openwork-entrypoint-"));
   const persist = path.join(root, "persist");
   const runtimeDir = path.join(persist, "runtimes", "rt1");
@@ -54,7 +58,7 @@ function fakeRuntime(options: { engine?: string; probe?: string } = {}) {
   );
   writeFileSync(
     path.join(runtimeDir, "node"),
-    `#!/bin/sh\ncase "$2" in\n  probe) ${options.probe ?? `exec grep -q engine-home= ${shellQuote(report)}`} ;;\n  serve) { echo "server-workspace=$OPENWORK_WORKSPACE"; echo "server-engine-pid=$OPENWORK_ENGINE_PID"; echo "server-path=$PATH"; echo "server-token=$OPENWORK_TOKEN"; } >> ${shellQuote(report)}; kill "$OPENWORK_ENGINE_PID"; exit 0 ;;\nesac\nexit 9\n`,
+    `#!/bin/sh\ncase "$2" in\n  probe) ${options.realProbe ? `shift 2; exec ${shellQuote(process.execPath)} ${shellQuote(SERVER_BUNDLE)} probe "$@"` : `until grep -q engine-home= ${shellQuote(report)} 2>/dev/null; do sleep 0.05; done; exit 0`} ;;\n  serve) { echo "server-workspace=$OPENWORK_WORKSPACE"; echo "server-engine-pid=$OPENWORK_ENGINE_PID"; echo "server-path=$PATH"; echo "server-token=$OPENWORK_TOKEN"; } >> ${shellQuote(report)}; kill "$OPENWORK_ENGINE_PID"; exit 0 ;;\nesac\nexit 9\n`,
     { mode: 0o755 },
   );
   writeFileSync(path.join(runtimeDir, "openwork-server.mjs"), "// fake\n");
@@ -138,7 +142,7 @@ test("a missing secret stops the script with its name and exit 2", async () => {
 });
 
 test("an engine that exits before it is healthy: non-zero exit naming the engine, with its last output", async () => {
-  const rt = fakeRuntime({ engine: "#!/bin/sh\necho 'fatal: cannot bind'\nexit 7\n", probe: "exit 1" });
+  const rt = fakeRuntime({ engine: "#!/bin/sh\necho 'fatal: cannot bind'\nexit 7\n", realProbe: true });
   const script = await writeEntrypoint(rt.runtimeDir, config(rt.persist, rt.workspace));
   const started = Date.now();
   const result = await execa("sh", [script], {
@@ -153,7 +157,7 @@ test("an engine that exits before it is healthy: non-zero exit naming the engine
 });
 
 test("an engine that never becomes healthy: the deadline names it, and the engine is stopped", async () => {
-  const rt = fakeRuntime({ probe: "echo 'connection refused' >&2; exit 1" });
+  const rt = fakeRuntime({ realProbe: true });
   const script = await writeEntrypoint(
     rt.runtimeDir,
     config(rt.persist, rt.workspace, { healthDeadlineS: 1 }),
@@ -165,9 +169,51 @@ test("an engine that never becomes healthy: the deadline names it, and the engin
   });
   assert.equal(result.exitCode, 1);
   assert.match(result.stderr, /engine was not healthy within 1s/);
+  // the probe's last reason comes first
+  assert.match(
+    result.stderr,
+    /probe: http:\/\/127\.0\.0\.1:14096\/global\/health: connection failed: ECONNREFUSED \(waited 1000 ms\)/,
+  );
   const pid = Number(/engine-pid=(\d+)/.exec(readFileSync(rt.report, "utf8"))?.[1]);
   assert.ok(pid > 0);
   assert.throws(() => process.kill(pid, 0), /ESRCH/, "the engine was stopped");
+});
+
+test("a signal while waiting on the engine runs the trap at once: the engine and the probe are stopped", async () => {
+  const rt = fakeRuntime({ realProbe: true });
+  const script = await writeEntrypoint(
+    rt.runtimeDir,
+    config(rt.persist, rt.workspace, { healthDeadlineS: 60 }),
+  );
+  const child = execa("sh", [script], {
+    env: { ...SECRETS, PATH: process.env.PATH },
+    extendEnv: false,
+    reject: false,
+  });
+  await waitFor(async () => (readFileSync(rt.report, "utf8").includes("engine-pid=") ? true : undefined), {
+    timeoutMs: 10_000,
+    what: "the engine to start",
+  }).catch(() => undefined);
+  await new Promise((resolve) => setTimeout(resolve, 300));
+  const signalled = Date.now();
+  child.kill("SIGTERM");
+  const result = await child;
+  assert.equal(result.exitCode, 143, result.stderr);
+  assert.match(result.stderr, /stopped by a signal during start-up/);
+  assert.ok(
+    Date.now() - signalled < 5000,
+    `the trap ran within ${Date.now() - signalled} ms, not after the wait`,
+  );
+  const pid = Number(/engine-pid=(\d+)/.exec(readFileSync(rt.report, "utf8"))?.[1]);
+  assert.throws(() => process.kill(pid, 0), /ESRCH/, "the engine was stopped");
+  const probes = readdirSync("/proc").filter((entry) => {
+    try {
+      return readFileSync(`/proc/${entry}/cmdline`, "utf8").includes(`--pid\0${pid}\0`);
+    } catch {
+      return false;
+    }
+  });
+  assert.deepEqual(probes, [], "the waiting probe was stopped");
 });
 
 test("the rendered script is valid sh", async () => {

@@ -9,7 +9,7 @@ import { createLogger } from "../../src/logging/logger.js";
 import { forgetSecrets, registerSecret } from "../../src/logging/redact.js";
 import { parseServeEnv } from "../../src/server/env.js";
 import { LogTail } from "../../src/server/logtail.js";
-import { parseProbeArgs, probeOnce } from "../../src/server/probe.js";
+import { nextAttemptTimeout, parseProbeArgs, probeOnce, probeUntil } from "../../src/server/probe.js";
 import { pidState, spawnComponent, terminate } from "../../src/server/proc.js";
 import { readRuntime, runtimeFromManifest, verifyRuntime } from "../../src/server/runtime-files.js";
 import { StateDir } from "../../src/server/state.js";
@@ -123,15 +123,87 @@ test("probe: 2xx, a healthy body for /global/health, HTTP errors and timeouts", 
     PW: "pw-12345678",
   });
   assert.deepEqual(await probeOnce(withAuth), { ok: true, detail: "healthy 1.2.3" });
-  assert.deepEqual(await probeOnce(parseProbeArgs(["--url", url], {})), { ok: false, reason: "HTTP 401" });
+  assert.deepEqual(await probeOnce(parseProbeArgs(["--url", url], {})), {
+    ok: false,
+    reason: "HTTP 401",
+    timedOut: false,
+  });
   mode = "unhealthy";
   const unhealthy = await probeOnce(withAuth);
   assert.equal(unhealthy.ok, false);
   assert.match(unhealthy.ok ? "" : unhealthy.reason, /^not healthy: /);
   mode = "error";
-  assert.deepEqual(await probeOnce(withAuth), { ok: false, reason: "HTTP 500" });
+  assert.deepEqual(await probeOnce(withAuth), { ok: false, reason: "HTTP 500", timedOut: false });
   mode = "slow";
-  assert.deepEqual(await probeOnce(withAuth), { ok: false, reason: "no answer within 300 ms" });
+  assert.deepEqual(await probeOnce(withAuth), {
+    ok: false,
+    reason: "no answer within 300 ms",
+    timedOut: true,
+  });
+});
+
+test("attempt timeouts while waiting: short first, doubled after each timeout, capped", () => {
+  assert.equal(nextAttemptTimeout(undefined, false, 2000), 250);
+  assert.equal(nextAttemptTimeout(250, false, 2000), 250, "a refusal keeps attempts short");
+  assert.equal(nextAttemptTimeout(250, true, 2000), 500);
+  assert.equal(nextAttemptTimeout(1000, true, 2000), 2000);
+  assert.equal(nextAttemptTimeout(2000, true, 2000), 2000);
+  assert.equal(nextAttemptTimeout(undefined, false, 100), 100, "never above the cap");
+});
+
+test("probe --wait-ms: outlasts a request that is never answered, stops when the process is gone, and at the deadline", async (t) => {
+  // Like opencode just after it starts listening: the first request is accepted and never answered.
+  let requests = 0;
+  const server = http.createServer((_req, res) => {
+    requests++;
+    if (requests === 1) return;
+    res.writeHead(200, { "content-type": "application/json" }).end('{"healthy":true,"version":"9.9.9"}');
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.after(() => server.closeAllConnections());
+  t.after(() => server.close());
+  const url = `http://127.0.0.1:${(server.address() as { port: number }).port}/global/health`;
+  const started = Date.now();
+  const healthy = await probeUntil({
+    ...parseProbeArgs(["--url", url, "--timeout-ms", "2000", "--wait-ms", "10000"], {}),
+    waitMs: 10_000,
+  });
+  assert.deepEqual(healthy, { ok: true, detail: "healthy 9.9.9" });
+  assert.equal(requests, 2);
+  assert.ok(Date.now() - started < 1000, `the hung attempt was cut short (${Date.now() - started} ms)`);
+
+  // The watched process exits (gone or an unreaped zombie alike): the wait ends at once.
+  const closed = `http://127.0.0.1:${await freePort()}/health`;
+  const child = spawnComponent({
+    command: "/bin/sh",
+    args: ["-c", "exit 0"],
+    env: {},
+    cwd: os.tmpdir(),
+    logFile: path.join(tmp(), "child.log"),
+  });
+  const gone = await probeUntil({
+    ...parseProbeArgs(["--url", closed, "--wait-ms", "60000", "--pid", String(child.pid)], {}),
+    waitMs: 60_000,
+  });
+  assert.deepEqual(gone, { ok: false, reason: `process ${child.pid} exited`, processGone: true });
+
+  const late = Date.now();
+  const timedOut = await probeUntil({
+    ...parseProbeArgs(["--url", closed, "--wait-ms", "600"], {}),
+    waitMs: 600,
+  });
+  assert.equal(timedOut.ok, false);
+  assert.match(timedOut.ok ? "" : timedOut.reason, /connection failed: ECONNREFUSED \(waited 600 ms\)/);
+  assert.ok(Date.now() - late < 2000);
+
+  assert.match(
+    usageMessage(() => parseProbeArgs(["--url", closed, "--pid", "1"], {})),
+    /--pid only makes sense with --wait-ms/,
+  );
+  assert.match(
+    usageMessage(() => parseProbeArgs(["--url", closed, "--wait-ms", "soon"], {})),
+    /--wait-ms must be an integer/,
+  );
 });
 
 test("log tail: bounded ring buffer, redacted lines, rotation by copy-then-truncate", async () => {
