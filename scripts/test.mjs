@@ -36,6 +36,7 @@ if (files.length === 0) {
 const { sweepTestObjects } = await import(path.join(root, "dist", "test", "helpers", "sweep.js"));
 await sweepTestObjects("before the run");
 const started = Date.now();
+if (selected.some((tier) => tier !== "unit")) await prepareSharedImage();
 const result = spawnSync(
   process.execPath,
   [
@@ -51,3 +52,32 @@ console.error(
   `test files: ${files.length}; wall time ${((Date.now() - started) / 1000).toFixed(1)} s; leftovers swept: ${swept}`,
 );
 process.exit(result.status ?? 1);
+
+/**
+ * Build (or reuse) the one sandbox image the Docker tests share before any test
+ * runs. A cold build (debootstrap, ~1 min of both cores) would otherwise run
+ * beside whichever test files start first and starve the ones that time
+ * things, such as an engine's restart after kill -9. Without an engine this
+ * does nothing: the tests themselves skip, or fail under OPENWORK_REQUIRE_DOCKER=1.
+ */
+async function prepareSharedImage() {
+  const { probeDocker } = await import(path.join(root, "dist", "src", "docker", "client.js"));
+  const { sharedSandboxImage } = await import(path.join(root, "dist", "test", "helpers", "docker.js"));
+  const probe = await probeDocker(5000);
+  if (!probe.ok) {
+    console.error(`no Docker engine (${probe.reason}): the shared sandbox image is not prepared`);
+    return;
+  }
+  const began = Date.now();
+  try {
+    const image = await sharedSandboxImage(probe.docker);
+    console.error(
+      `shared sandbox image ${image.tag}: ${image.reused ? "reused" : "built"} in ${((Date.now() - began) / 1000).toFixed(1)} s`,
+    );
+  } catch (error) {
+    // The Docker tests build it again and fail with the details; the other tests still run.
+    console.error(
+      `preparing the shared sandbox image failed: ${error instanceof Error ? error.message : error}`,
+    );
+  }
+}

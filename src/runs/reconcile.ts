@@ -1,7 +1,7 @@
 import { errorMessage, OpenworkError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
+import { isAlive } from "../processes/identity.js";
 import { LABEL_HOME, LABEL_MANAGED, LABEL_RUN, type ListedSandbox } from "../sandbox/backend.js";
-import { readProcess } from "../sandbox/host/process.js";
 import { backendFor, registeredBackends } from "../sandbox/select.js";
 import { isLive, type RunRecord } from "./record.js";
 import type { RunRegistry } from "./registry.js";
@@ -11,10 +11,8 @@ export const STOP_GRACE_MS = 10_000;
 /** The backend a record names (one instance per kind and process). */
 export const backendOf = backendFor;
 
-async function ownerAlive(record: RunRecord): Promise<boolean> {
-  if (!record.owner) return false;
-  const info = await readProcess(record.owner.pid);
-  return info !== undefined && !info.zombie && info.startTime === record.owner.startTime;
+function ownerAlive(record: RunRecord): boolean {
+  return record.owner !== undefined && isAlive(record.owner);
 }
 
 /** Stop and remove a run's sandbox: by its handle, and by its run label (a launch may have been cut off before the handle was recorded). */
@@ -46,7 +44,7 @@ export async function reconcileRecord(
   if (!isLive(record.state)) return record;
   try {
     if (record.state === "starting") {
-      if (await ownerAlive(record)) return record;
+      if (ownerAlive(record)) return record;
       log.warn(
         { runId: record.runId },
         "the openwork process that was starting this run died; removing what it left",

@@ -9,6 +9,7 @@ import { ensureSandboxImage } from "../image/build.js";
 import { withLock } from "../locks/lock.js";
 import type { Logger } from "../logging/logger.js";
 import { registerSecret } from "../logging/redact.js";
+import { identityOf } from "../processes/identity.js";
 import {
   LABEL_HOME,
   LABEL_MANAGED,
@@ -20,7 +21,6 @@ import {
   type SandboxHandle,
   type ValidatedMount,
 } from "../sandbox/backend.js";
-import { readProcess } from "../sandbox/host/process.js";
 import { type SandboxChoice, selectBackend } from "../sandbox/select.js";
 import { CleanupStack } from "./cleanup.js";
 import { RuntimeClient } from "./client.js";
@@ -157,7 +157,7 @@ async function launchNew(
   const persistDir = registry.persistDir(workspaceId);
   const sandboxed = backend.kind !== "none";
   const healthMs = options.healthTimeoutMs ?? 90_000;
-  const owner = await readProcess(process.pid);
+  const owner = identityOf(process.pid);
   const ports = {
     server: options.port ?? (await freeLoopbackPort()),
     engine: sandboxed ? CONTAINER_ENGINE_PORT : await freeLoopbackPort(),
@@ -172,7 +172,7 @@ async function launchNew(
     workspaceId,
     sandbox: backend.kind,
     state: "starting",
-    owner: owner ? { pid: process.pid, startTime: owner.startTime } : undefined,
+    owner,
     url,
     ports,
     persistDir,

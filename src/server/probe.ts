@@ -1,6 +1,6 @@
 import { UsageError } from "../errors/errors.js";
+import { pidState } from "../processes/inspect.js";
 import { describeGetError, httpGet } from "./http-get.js";
-import { pidState } from "./proc.js";
 
 export interface ProbeArgs {
   url: URL;

@@ -1,55 +1,8 @@
-import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { writeFileAtomicSync } from "../files/atomic.js";
-
-export type PidState = "alive" | "zombie" | "gone";
-
-/**
- * Whether a process is alive. Adopted processes are not our children in
- * libuv's sense (they were children of the shell that exec'd into node), so
- * their exit is never reported to us: we read their state instead. A zombie
- * has exited; it only waits for a parent that may never reap it.
- */
-export function pidState(pid: number): PidState {
-  if (process.platform === "linux") {
-    let stat: string;
-    try {
-      stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-    } catch {
-      return "gone";
-    }
-    const state = stat.slice(stat.lastIndexOf(")") + 2, stat.lastIndexOf(")") + 3);
-    return state === "Z" || state === "X" ? "zombie" : "alive";
-  }
-  try {
-    process.kill(pid, 0);
-  } catch (error) {
-    return (error as { code?: string }).code === "EPERM" ? "alive" : "gone";
-  }
-  try {
-    const stat = execFileSync("ps", ["-o", "stat=", "-p", String(pid)], { encoding: "utf8" }).trim();
-    if (stat.length === 0) return "gone";
-    return stat.startsWith("Z") ? "zombie" : "alive";
-  } catch {
-    return "gone";
-  }
-}
-
-/** The process group of `pid` (Linux: from /proc; elsewhere `ps`), or undefined when it is gone. */
-export function processGroupOf(pid: number): number | undefined {
-  try {
-    if (process.platform === "linux") {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-      return Number(fields[2]);
-    }
-    const out = execFileSync("ps", ["-o", "pgid=", "-p", String(pid)], { encoding: "utf8" }).trim();
-    return out ? Number(out) : undefined;
-  } catch {
-    return undefined;
-  }
-}
+import { pidState, processGroupOf, readProcess } from "../processes/inspect.js";
 
 export interface ExitInfo {
   code: number | null;
@@ -71,20 +24,9 @@ export interface ProcHandle {
   exited?: ExitInfo | undefined;
 }
 
-/**
- * What makes a pid this process and not a later one that reused the number:
- * its start time (Linux: /proc/<pid>/stat field 22; elsewhere `ps -o lstart=`).
- */
-export function processIdentity(pid: number): string | undefined {
-  try {
-    if (process.platform === "linux") {
-      const stat = readFileSync(`/proc/${pid}/stat`, "utf8");
-      return stat.slice(stat.lastIndexOf(")") + 2).split(" ")[19];
-    }
-    return execFileSync("ps", ["-o", "lstart=", "-p", String(pid)], { encoding: "utf8" }).trim() || undefined;
-  } catch {
-    return undefined;
-  }
+/** What makes a pid this process and not a later one that reused the number (its start time). */
+function processIdentity(pid: number): string | undefined {
+  return readProcess(pid)?.startTime;
 }
 
 interface LedgerEntry {

@@ -1,5 +1,6 @@
 import type { Logger } from "pino";
 import { OpenworkError } from "../errors/errors.js";
+import { pidState } from "../processes/inspect.js";
 import { LogTail } from "./logtail.js";
 import { nextAttemptTimeout } from "./probe.js";
 import {
@@ -7,7 +8,6 @@ import {
   isRunning,
   type LaunchSpec,
   type ProcHandle,
-  pidState,
   sleep,
   spawnComponent,
   terminate,

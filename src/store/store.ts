@@ -6,6 +6,7 @@ import { OpenworkError, systemErrorCode } from "../errors/errors.js";
 import { writeFileAtomic } from "../files/atomic.js";
 import { withLock } from "../locks/lock.js";
 import { type Logger, silentLogger } from "../logging/logger.js";
+import { pidState } from "../processes/inspect.js";
 import { syncDir, tempSibling } from "./link.js";
 import { StatCache } from "./stat-cache.js";
 
@@ -87,7 +88,7 @@ export class BlobStore {
     }
     for (const name of names) {
       const pid = Number(/\.(\d+)\.[0-9a-z]+\.tmp$/.exec(name)?.[1]);
-      if (!pid || pid === process.pid || isAlive(pid)) continue;
+      if (!pid || pid === process.pid || pidState(pid) === "alive") continue;
       await rm(path.join(this.tmpDir, name), { force: true });
       this.log.info({ file: name, pid }, `removed a temporary file left by the dead process ${pid}`);
     }
@@ -246,14 +247,5 @@ async function fsyncFile(file: string): Promise<void> {
     await handle.sync();
   } finally {
     await handle.close();
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (error) {
-    return systemErrorCode(error) === "EPERM";
   }
 }

@@ -5,7 +5,7 @@ import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { execa } from "execa";
-import { parseProcessId } from "../../src/sandbox/host/process.js";
+import { parseProcessId } from "../../src/processes/identity.js";
 import { CLI, runCli } from "../helpers/cli.js";
 import { waitFor } from "../helpers/net.js";
 

@@ -6,6 +6,8 @@ import { test } from "node:test";
 import { execa } from "execa";
 import { request } from "undici";
 import { packageRoot } from "../../src/config/package-root.js";
+import { openworkPaths } from "../../src/config/paths.js";
+import { RunRegistry } from "../../src/runs/registry.js";
 import { emulatorEnv } from "../helpers/apple-emulator.js";
 import { runCli } from "../helpers/cli.js";
 import { dockerOrSkip, sharedSandboxImage } from "../helpers/docker.js";
@@ -125,7 +127,13 @@ test("docker: start, all healthy, proxy, stop, nothing left; inspect shows loopb
   await flow("docker", env);
   const left = await docker.listContainers({
     all: true,
-    filters: { label: ["openwork.managed=1", "openwork.test=1"] },
+    // This home's containers only: other test files run Docker runtimes at the same time.
+    filters: {
+      label: [
+        "openwork.managed=1",
+        `openwork.home=${new RunRegistry(openworkPaths({ OPENWORK_HOME: home })).homeId()}`,
+      ],
+    },
   });
   assert.deepEqual(
     left.map((item) => item.Names),

@@ -1,7 +1,7 @@
 import assert from "node:assert/strict";
 import path from "node:path";
 import { test } from "node:test";
-import { pidState } from "../../src/server/proc.js";
+import { pidState } from "../../src/processes/inspect.js";
 import { waitFor } from "../helpers/net.js";
 import {
   BUNDLED_OPENCODE,

@@ -3,7 +3,7 @@ import { readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { pidState } from "../../src/server/proc.js";
+import { pidState } from "../../src/processes/inspect.js";
 import { sha256File } from "../../src/sidecars/hash.js";
 import { closedLoop } from "../helpers/load.js";
 import { waitFor } from "../helpers/net.js";

@@ -3,6 +3,9 @@ import { closeSync, openSync, readdirSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { OpenworkError } from "../../errors/errors.js";
+import { groupAlive, signalGroup } from "../../processes/groups.js";
+import { formatProcessId, identityOf, isAlive, parseProcessId } from "../../processes/identity.js";
+import { processGroupOf, readEnviron, readProcess } from "../../processes/inspect.js";
 import type {
   LaunchSpec,
   ListedSandbox,
@@ -13,16 +16,6 @@ import type {
   SandboxStatus,
 } from "../backend.js";
 import { followFile, tailFile } from "./log-file.js";
-import {
-  formatProcessId,
-  groupAlive,
-  isAlive,
-  parseProcessId,
-  processGroupOf,
-  readEnviron,
-  readProcess,
-  signalGroup,
-} from "./process.js";
 
 /** The environment variable that carries a host sandbox's labels (processes have no labels of their own). */
 export const LABELS_ENV = "OPENWORK_SANDBOX_LABELS";
@@ -83,12 +76,12 @@ export class HostBackend implements SandboxBackend {
       child.once("exit", (code, signal) => resolve(code ?? (signal ? 128 : 1))),
     );
     child.unref();
-    const info = await readProcess(pid);
-    if (!info)
+    const identity = identityOf(pid);
+    if (!identity)
       throw new OpenworkError(`the entrypoint (pid ${pid}) exited at once; see ${spec.logFile}`, {
         code: "launch_failed",
       });
-    const id = formatProcessId({ pid, startTime: info.startTime });
+    const id = formatProcessId(identity);
     this.logFiles.set(id, spec.logFile);
     return { kind: "none", id, exited };
   }
@@ -96,7 +89,7 @@ export class HostBackend implements SandboxBackend {
   async status(handle: SandboxHandle): Promise<SandboxStatus> {
     const identity = parseProcessId(handle.id);
     if (!identity) return { state: "missing" };
-    if (await isAlive(identity)) return { state: "running" };
+    if (isAlive(identity)) return { state: "running" };
     // The leader is gone; a straggler of its group (still carrying our labels) counts as running until stopped.
     return (await this.groupIsOurs(identity.pid)) ? { state: "running" } : { state: "exited" };
   }
@@ -132,7 +125,7 @@ export class HostBackend implements SandboxBackend {
     const identity = parseProcessId(handle.id);
     if (!identity) return;
     // Only signal the group if its leader is still the process we started, or the group lives on without it.
-    const leaderIsOurs = await isAlive(identity);
+    const leaderIsOurs = isAlive(identity);
     if (!leaderIsOurs && !(await this.groupIsOurs(identity.pid))) return;
     signalGroup(identity.pid, "SIGTERM");
     const deadline = Date.now() + graceMs;
@@ -175,7 +168,7 @@ export class HostBackend implements SandboxBackend {
         continue;
       }
       if (!Object.entries(labels).every(([key, value]) => own[key] === value)) continue;
-      const info = await readProcess(pid);
+      const info = readProcess(pid);
       if (!info || info.zombie) continue;
       out.push({
         kind: "none",
