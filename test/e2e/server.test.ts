@@ -222,8 +222,13 @@ test("kill -9 the engine: the summary shows the crash and the restart; healthy a
     },
     { timeoutMs: 15_000, intervalMs: 100, what: "the engine to be healthy again" },
   );
-  assert.ok(healthyAfter < 5000, `healthy again after ${healthyAfter} ms`);
   const afterKill = (await rt.call("GET", "/system/runtime/summary")).body.data.components.opencode;
+  // On failure, say where the time went: noticed, backoff, start, healthy.
+  const timeline = afterKill.events
+    .slice(-4)
+    .map((event: { at: string; type: string }) => `${event.type} +${Date.parse(event.at) - killedAt} ms`)
+    .join(", ");
+  assert.ok(healthyAfter < 5000, `healthy again after ${healthyAfter} ms (${timeline})`);
   assert.notEqual(afterKill.pid, before.pid);
   assert.equal(afterKill.lastExit.pid, before.pid);
   assert.match(afterKill.lastExit.reason, /exited unexpectedly/);
