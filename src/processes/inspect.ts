@@ -43,8 +43,8 @@ export function readProcess(pid: number): ProcessInfo | undefined {
   } catch {
     return undefined; // ps exits 1 when there is no such process
   }
-  const [state = "", pgid = "", ...start] = line.split(/\s+/);
   if (!line) return undefined;
+  const [state = "", pgid = "", ...start] = line.split(/\s+/);
   return { zombie: state.startsWith("Z"), pgid: Number(pgid), startTime: start.join(" ") };
 }
 

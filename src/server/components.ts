@@ -1,5 +1,5 @@
 import type { ServeEnv } from "./env.js";
-import { describeGetError, httpGet } from "./http-get.js";
+import { describeGetError, httpGet, isTimeoutError } from "./http-get.js";
 import type { ComponentDefinition, ProbeResult } from "./supervisor.js";
 
 /** The engine's basic-auth header: generated per run, added server-side, never sent to a client. */
@@ -34,7 +34,7 @@ function failure(error: unknown, timeoutMs: number): ProbeResult {
   return {
     ok: false,
     detail: describeGetError(error, timeoutMs),
-    timedOut: (error as { name?: string }).name === "TimeoutError",
+    timedOut: isTimeoutError(error),
   };
 }
 

@@ -48,9 +48,14 @@ export function httpGet(
   });
 }
 
+/** The GET ran out of time (as opposed to a refused connection or a broken answer). */
+export function isTimeoutError(error: unknown): boolean {
+  return (error as { name?: string }).name === "TimeoutError";
+}
+
 /** A probe failure in one line: a timeout, or the connection error's code. */
 export function describeGetError(error: unknown, timeoutMs: number): string {
-  if ((error as { name?: string }).name === "TimeoutError") return `no answer within ${timeoutMs} ms`;
+  if (isTimeoutError(error)) return `no answer within ${timeoutMs} ms`;
   const code = (error as { code?: string }).code;
   return `connection failed: ${code ?? (error as Error).message ?? String(error)}`;
 }

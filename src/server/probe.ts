@@ -1,6 +1,6 @@
 import { UsageError } from "../errors/errors.js";
 import { pidState } from "../processes/inspect.js";
-import { describeGetError, httpGet } from "./http-get.js";
+import { describeGetError, httpGet, isTimeoutError } from "./http-get.js";
 
 export interface ProbeArgs {
   url: URL;
@@ -124,15 +124,15 @@ export type WaitResult = { ok: true; detail: string } | { ok: false; reason: str
 export async function probeUntil(args: ProbeArgs & { waitMs: number }): Promise<WaitResult> {
   const deadline = Date.now() + args.waitMs;
   let attemptMs: number | undefined;
-  let last: { ok: false; reason: string; timedOut: boolean } | undefined;
+  let timedOut = false;
   for (;;) {
     if (args.pid !== undefined && pidState(args.pid) !== "alive")
       return { ok: false, reason: `process ${args.pid} exited`, processGone: true };
-    attemptMs = nextAttemptTimeout(attemptMs, last?.timedOut ?? false, args.timeoutMs);
+    attemptMs = nextAttemptTimeout(attemptMs, timedOut, args.timeoutMs);
     const remaining = deadline - Date.now();
     const result = await probeOnce({ ...args, timeoutMs: Math.max(50, Math.min(attemptMs, remaining)) });
     if (result.ok) return result;
-    last = result;
+    timedOut = result.timedOut;
     if (Date.now() + 100 >= deadline)
       return { ok: false, reason: `${result.reason} (waited ${args.waitMs} ms)`, processGone: false };
     await new Promise((resolve) => setTimeout(resolve, 100));
@@ -153,7 +153,7 @@ export async function probeOnce(
     return {
       ok: false,
       reason: describeGetError(error, args.timeoutMs),
-      timedOut: (error as { name?: string }).name === "TimeoutError",
+      timedOut: isTimeoutError(error),
     };
   }
   const body = response.text;

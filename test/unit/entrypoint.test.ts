@@ -193,7 +193,7 @@ test("a signal while waiting on the engine runs the trap at once: the engine and
   await waitFor(async () => (readFileSync(rt.report, "utf8").includes("engine-pid=") ? true : undefined), {
     timeoutMs: 10_000,
     what: "the engine to start",
-  }).catch(() => undefined);
+  });
   await new Promise((resolve) => setTimeout(resolve, 300));
   const signalled = Date.now();
   child.kill("SIGTERM");
