@@ -14,7 +14,7 @@ import os from "node:os";
 import path from "node:path";
 import { performance } from "node:perf_hooks";
 import { execa } from "execa";
-import { validateManifest } from "../src/manifest/load.js";
+import { validateManifest } from "../src/manifest/parse.js";
 import { findBundled } from "../src/sidecars/bundled.js";
 import { sha256File } from "../src/sidecars/hash.js";
 import { type SidecarName, STAGED_FILE } from "../src/sidecars/names.js";

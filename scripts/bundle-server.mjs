@@ -21,6 +21,8 @@ export async function bundleServer({ root, outfile, version }) {
     },
     legalComments: "none",
     define: { __OPENWORK_SERVER_VERSION__: JSON.stringify(version) },
+    // ESM builds first: jsonc-parser's UMD build requires its parts at run time, which a bundle cannot.
+    mainFields: ["module", "main"],
     logLevel: "warning",
   });
   chmodSync(outfile, 0o755);

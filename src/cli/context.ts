@@ -41,16 +41,3 @@ export function parseLogFormat(value: string | undefined): LogFormat {
   if (value === "pretty" || value === "json") return value;
   throw new UsageError(`--log-format must be "pretty" or "json", not "${value}"`);
 }
-
-/** A plain text table for humans: columns padded to the widest cell. */
-export function renderTable(header: string[], rows: string[][]): string {
-  const widths = header.map((cell, index) =>
-    Math.max(cell.length, ...rows.map((row) => (row[index] ?? "").length)),
-  );
-  const line = (cells: string[]) =>
-    cells
-      .map((cell, index) => (index === cells.length - 1 ? cell : cell.padEnd(widths[index] ?? 0)))
-      .join("  ")
-      .trimEnd();
-  return [line(header), ...rows.map(line)].join("\n");
-}

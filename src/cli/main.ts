@@ -1,7 +1,8 @@
 import { CommanderError } from "commander";
-import { ExitCode, errorMessage, OpenworkError } from "../errors/errors.js";
+import { ExitCode, errorMessage, isOpenworkError, oneLine, StartFailedError } from "../errors/errors.js";
 import { redactText } from "../logging/redact.js";
 import { buildProgram } from "./program.js";
+import { overrideHint } from "./sidecar-options.js";
 
 /**
  * Run the CLI and return the exit code. Every failure ends as one line on
@@ -32,20 +33,21 @@ export function reportError(error: unknown, verbose: boolean): number {
     process.stderr.write(`openwork: ${message} (see "openwork --help")\n`);
     return ExitCode.usage;
   }
-  if (error instanceof OpenworkError) {
-    const lastLines = error.details?.lastLines;
-    if (Array.isArray(lastLines)) {
-      // A failed start: the message, then what the failing component printed last.
-      process.stderr.write(`openwork: ${redactText(error.message)}\n`);
-      if (lastLines.length > 0) {
-        process.stderr.write(
-          `its last output:\n${lastLines.map((line) => `  ${redactText(String(line))}`).join("\n")}\n`,
-        );
-      }
-      return error.exitCode;
+  if (error instanceof StartFailedError) {
+    // A failed start: the message, then what the failing component printed last.
+    process.stderr.write(`openwork: ${redactText(error.message)}\n`);
+    if (error.lastOutput.length > 0) {
+      process.stderr.write(
+        `its last output:\n${error.lastOutput.map((line) => `  ${redactText(line)}`).join("\n")}\n`,
+      );
     }
-    process.stderr.write(`openwork: ${redactText(error.oneLine())}\n`);
-    if (verbose && error.stack) process.stderr.write(`${redactText(error.stack)}\n`);
+    return error.exitCode;
+  }
+  if (isOpenworkError(error)) {
+    const hint = overrideHint(error.code) ?? error.hint;
+    process.stderr.write(`openwork: ${redactText(oneLine({ ...error, message: error.message, hint }))}\n`);
+    if (verbose && error instanceof Error && error.stack)
+      process.stderr.write(`${redactText(error.stack)}\n`);
     return error.exitCode;
   }
   const hint = verbose ? "" : " (run again with --verbose for the stack trace)";

@@ -96,7 +96,6 @@ export async function openBody(
         : statusCode === 401 || statusCode === 403
           ? "the source refuses access: check credentials or the URL"
           : undefined,
-    details: { url, statusCode },
   });
 }
 

@@ -1,10 +1,11 @@
 import { OpenworkError, systemErrorCode } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
+import { done, notYet, pollUntil, WaitTimeoutError } from "../retry/poll.js";
 
 export interface RetryOptions {
   /** attempts in all, the first included */
   attempts?: number | undefined;
-  /** first back-off delay; doubles per attempt, with full jitter */
+  /** first back-off delay; doubles per attempt, with equal jitter (src/retry) */
   baseDelayMs?: number | undefined;
   maxDelayMs?: number | undefined;
 }
@@ -52,14 +53,6 @@ export function isTransient(error: unknown): boolean {
   return false;
 }
 
-export function backoffDelay(attempt: number, options: RetryOptions = {}): number {
-  const base = options.baseDelayMs ?? 500;
-  const max = options.maxDelayMs ?? 8000;
-  const ceiling = Math.min(max, base * 2 ** (attempt - 1));
-  // full jitter: concurrent clients that failed together do not retry together
-  return Math.round(ceiling / 2 + Math.random() * (ceiling / 2));
-}
-
 /** Run `fn` until it succeeds, retrying only transient failures, with back-off and jitter. */
 export async function withRetries<T>(
   what: string,
@@ -67,23 +60,36 @@ export async function withRetries<T>(
   options: RetryOptions & { log?: Logger | undefined } = {},
 ): Promise<T> {
   const attempts = Math.max(1, options.attempts ?? 4);
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn(attempt);
-    } catch (error) {
-      if (!isTransient(error)) throw error;
-      const reason = describeNetworkError(error);
-      if (attempt >= attempts) {
-        throw new OpenworkError(`${what} failed after ${attempts} attempts: ${reason}`, {
-          code: "download_failed",
-          hint: "check the network and the source; running the command again retries",
-          cause: error,
-        });
-      }
-      const delay = backoffDelay(attempt, options);
-      options.log?.warn({ attempt, attempts, delayMs: delay }, `${what}: ${reason}; retrying in ${delay} ms`);
-      await new Promise((resolve) => setTimeout(resolve, delay));
-    }
+  let lastError: unknown;
+  try {
+    return await pollUntil(
+      async ({ attempt }) => {
+        try {
+          return done(await fn(attempt));
+        } catch (error) {
+          if (!isTransient(error)) throw error;
+          lastError = error;
+          return notYet(describeNetworkError(error));
+        }
+      },
+      {
+        what,
+        pace: { backoff: { baseMs: options.baseDelayMs ?? 500, maxMs: options.maxDelayMs ?? 8000 } },
+        maxAttempts: attempts,
+        onNotYet: ({ reason, attempt, nextDelayMs }) =>
+          options.log?.warn(
+            { attempt, attempts, delayMs: nextDelayMs },
+            `${what}: ${reason}; retrying in ${nextDelayMs} ms`,
+          ),
+      },
+    );
+  } catch (error) {
+    if (!(error instanceof WaitTimeoutError)) throw error;
+    throw new OpenworkError(`${what} failed after ${attempts} attempts: ${error.lastReason}`, {
+      code: "download_failed",
+      hint: "check the network and the source; running the command again retries",
+      cause: lastError,
+    });
   }
 }
 

@@ -1,10 +1,11 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { packageRoot } from "../config/package-root.js";
+import { ENTRYPOINT_FILE, LOG_FILES, PERSIST_DIRS } from "../contract/layout.js";
 import { writeFileAtomic } from "../files/atomic.js";
 import { isShellName, shellQuote } from "./quote.js";
 
-export const ENTRYPOINT_FILE = "entrypoint.sh";
+export { ENTRYPOINT_FILE };
 
 /** Non-secret settings written into the script; the environment overrides each of them. */
 export interface EntrypointConfig {
@@ -43,16 +44,28 @@ export function configLines(config: EntrypointConfig): string {
     ["OPENWORK_ROUTER_HEALTH_PORT", String(config.router.healthPort)],
     ["OPENWORK_HEALTH_DEADLINE_S", String(config.healthDeadlineS)],
   ];
-  return values
-    .map(([name, value]) => {
+  // The persisted directory's layout (src/contract/layout.ts): fixed names, not settings.
+  const layout: Array<[string, string]> = [
+    ["PERSIST_RUNTIMES", PERSIST_DIRS.runtimes],
+    ["PERSIST_STATE", PERSIST_DIRS.state],
+    ["PERSIST_LOGS", PERSIST_DIRS.logs],
+    ["PERSIST_HOME", PERSIST_DIRS.home],
+    ["ENGINE_LOG_FILE", LOG_FILES.engine],
+    ["ROUTER_LOG_FILE", LOG_FILES.router],
+  ];
+  return [
+    ...values.map(([name, value]) => {
       if (!isShellName(name)) throw new Error(`not a shell variable name: ${name}`);
       return `if [ -z "\${${name}+x}" ]; then ${name}=${shellQuote(value)}; fi`;
-    })
-    .join("\n");
+    }),
+    ...layout.map(([name, value]) => `${name}=${shellQuote(value)}`),
+  ].join("\n");
 }
 
 export function renderEntrypoint(config: EntrypointConfig): string {
-  return readTemplate().replace(MARKER, `# Written by openwork for this start:\n${configLines(config)}`);
+  // A replacer function: a string replacement would read `$&`, `$$`, … in a value as patterns.
+  const block = `# Written by openwork for this start:\n${configLines(config)}`;
+  return readTemplate().replace(MARKER, () => block);
 }
 
 /**

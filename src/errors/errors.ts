@@ -1,7 +1,9 @@
 /**
  * Errors that reach the user. Each carries what the user needs to act: a
  * message that names the thing (path, component, value), an optional hint with
- * the next step, and the exit code the CLI must use.
+ * the next step, and the exit code the CLI must use. What a caller needs to
+ * print specially (a failed start's last output, a tampered file's hashes)
+ * lives in typed fields of a subclass, never in a loose bag.
  */
 export const ExitCode = {
   ok: 0,
@@ -17,14 +19,29 @@ export interface OpenworkErrorOptions {
   hint?: string | undefined;
   exitCode?: ExitCodeValue | undefined;
   cause?: unknown;
-  details?: Record<string, unknown> | undefined;
 }
 
-export class OpenworkError extends Error {
+/**
+ * The brand every OpenworkError carries. A server upgrade loads a second copy
+ * of this module (the new bundle) into a running process, so `instanceof`
+ * cannot tell our errors from others across that line; a registered symbol can
+ * (execa recognises its errors the same way).
+ */
+const BRAND = Symbol.for("openwork.error");
+
+/** What any copy of OpenworkError looks like from outside: enough to report it faithfully. */
+export interface OpenworkErrorLike {
+  readonly message: string;
   readonly code: string;
   readonly hint: string | undefined;
   readonly exitCode: ExitCodeValue;
-  readonly details: Record<string, unknown> | undefined;
+}
+
+export class OpenworkError extends Error implements OpenworkErrorLike {
+  readonly code: string;
+  readonly hint: string | undefined;
+  readonly exitCode: ExitCodeValue;
+  readonly [BRAND] = true;
 
   constructor(message: string, options: OpenworkErrorOptions) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
@@ -32,21 +49,51 @@ export class OpenworkError extends Error {
     this.code = options.code;
     this.hint = options.hint;
     this.exitCode = options.exitCode ?? ExitCode.failure;
-    this.details = options.details;
   }
 
   /** One line for the terminal: message, then the next step if there is one. */
   oneLine(): string {
-    const text = this.hint ? `${this.message} (${this.hint})` : this.message;
-    return text.replace(/\s*\n\s*/g, " ");
+    return oneLine(this);
   }
+}
+
+/** An OpenworkError from any copy of this module (see BRAND). */
+export function isOpenworkError(value: unknown): value is OpenworkErrorLike {
+  return (
+    value instanceof Error &&
+    (value as unknown as Record<symbol, unknown>)[BRAND] === true &&
+    typeof (value as { code?: unknown }).code === "string"
+  );
+}
+
+/** The terminal line of any OpenworkError, whichever copy of the class made it. */
+export function oneLine(error: OpenworkErrorLike): string {
+  const text = error.hint ? `${error.message} (${error.hint})` : error.message;
+  return text.replace(/\s*\n\s*/g, " ");
 }
 
 /** Bad input from the user: exit 2, one actionable line. */
 export class UsageError extends OpenworkError {
-  constructor(message: string, hint?: string, details?: Record<string, unknown>) {
-    super(message, { code: "usage", hint, exitCode: ExitCode.usage, details });
+  constructor(message: string, hint?: string) {
+    super(message, { code: "usage", hint, exitCode: ExitCode.usage });
     this.name = "UsageError";
+  }
+}
+
+/**
+ * A component failed to start: the CLI prints the message, then the last
+ * lines the component wrote (already redacted by whoever collected them).
+ */
+export class StartFailedError extends OpenworkError {
+  constructor(
+    message: string,
+    /** engine, router, server, or "the runtime" when nothing more precise is known */
+    readonly component: string,
+    readonly lastOutput: readonly string[],
+    options: { code?: string; hint?: string | undefined } = {},
+  ) {
+    super(message, { code: options.code ?? "start_failed", hint: options.hint });
+    this.name = "StartFailedError";
   }
 }
 

@@ -2,6 +2,7 @@ import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import lockfile from "proper-lockfile";
 import { OpenworkError } from "../errors/errors.js";
+import { done, notYet, pollUntil, WaitTimeoutError } from "../retry/poll.js";
 
 export interface LockOptions {
   /** how long to wait for another holder before giving up */
@@ -20,31 +21,30 @@ export async function withLock<T>(file: string, fn: () => Promise<T>, options: L
   await mkdir(path.dirname(file), { recursive: true });
   const staleMs = options.staleMs ?? 20_000;
   const waitMs = options.waitMs ?? 30 * 60_000;
-  const deadline = Date.now() + waitMs;
-  let release: (() => Promise<void>) | undefined;
   let announced = false;
-  while (!release) {
-    try {
-      release = await lockfile.lock(file, {
-        realpath: false,
-        stale: staleMs,
-        update: Math.floor(staleMs / 4),
-      });
-    } catch (error) {
-      if ((error as { code?: string }).code !== "ELOCKED") throw error;
-      if (Date.now() > deadline) {
-        throw new OpenworkError(`gave up waiting for the lock ${file}.lock after ${waitMs} ms`, {
-          code: "lock_timeout",
-          hint: "another openwork process holds it; if none is running, remove that directory",
-        });
+  const release = await pollUntil(
+    async () => {
+      try {
+        return done(
+          await lockfile.lock(file, { realpath: false, stale: staleMs, update: Math.floor(staleMs / 4) }),
+        );
+      } catch (error) {
+        if ((error as { code?: string }).code !== "ELOCKED") throw error;
+        if (!announced) {
+          options.onWait?.();
+          announced = true;
+        }
+        return notYet("another process holds it");
       }
-      if (!announced) {
-        options.onWait?.();
-        announced = true;
-      }
-      await new Promise((resolve) => setTimeout(resolve, 100 + Math.random() * 150));
-    }
-  }
+    },
+    { what: `the lock ${file}.lock`, pace: { intervalMs: 100, jitterMs: 150 }, deadlineMs: waitMs },
+  ).catch((error: unknown) => {
+    if (!(error instanceof WaitTimeoutError)) throw error;
+    throw new OpenworkError(`gave up waiting for the lock ${file}.lock after ${waitMs} ms`, {
+      code: "lock_timeout",
+      hint: "another openwork process holds it; if none is running, remove that directory",
+    });
+  });
   try {
     return await fn();
   } finally {

@@ -4,7 +4,8 @@ export {
   defaultManifest,
   pinnedVersion,
 } from "./bundled.js";
-export { loadManifest, parseManifest, validateManifest } from "./load.js";
+export { loadManifest } from "./load.js";
+export { parseManifest, validateManifest } from "./parse.js";
 export {
   type Manifest,
   type ManifestEntry,

@@ -1,11 +1,13 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { type ParseError, parse, printParseErrorCode } from "jsonc-parser";
-import type { z } from "zod";
 import { fetchText, type HttpOptions } from "../download/http.js";
-import { OpenworkError, systemErrorCode, UsageError } from "../errors/errors.js";
-import { type Manifest, manifestSchema } from "./schema.js";
+import { systemErrorCode, UsageError } from "../errors/errors.js";
+import type { Logger } from "../logging/logger.js";
+import type { Target } from "../sidecars/platform.js";
+import { buildBundledManifest } from "./bundled.js";
+import { parseManifest } from "./parse.js";
+import type { Manifest } from "./schema.js";
 
 /**
  * Load a manifest from a file path, a file: URL or an http(s) URL. JSON with
@@ -34,41 +36,12 @@ export async function loadManifest(source: string, options: HttpOptions = {}): P
   return parseManifest(text, name);
 }
 
-/** Parse and validate manifest text; `name` is what error messages call it. */
-export function parseManifest(text: string, name: string): Manifest {
-  const errors: ParseError[] = [];
-  const data = parse(text, errors, { allowTrailingComma: true, disallowComments: false }) as unknown;
-  if (errors.length > 0) {
-    const first = errors[0]!;
-    const { line, column } = position(text, first.offset);
-    throw new UsageError(
-      `manifest ${name} is not valid JSON(C): ${printParseErrorCode(first.error)} at line ${line}, column ${column}`,
-    );
-  }
-  return validateManifest(data, name);
-}
-
-export function validateManifest(data: unknown, name: string): Manifest {
-  const result = manifestSchema.safeParse(data);
-  if (result.success) return result.data;
-  const problems = result.error.issues.map(describeIssue);
-  throw new OpenworkError(`manifest ${name} is invalid: ${problems.join("; ")}`, {
-    code: "manifest_invalid",
-    exitCode: 2,
-    hint: "see docs/manifest.md for the format",
-    details: { problems },
-  });
-}
-
-function describeIssue(issue: z.core.$ZodIssue): string {
-  const field = issue.path.length > 0 ? issue.path.map(String).join(".") : "(top level)";
-  if (issue.code === "unrecognized_keys") return `${field}: unknown field(s) ${issue.keys.join(", ")}`;
-  if (issue.code === "invalid_type" && issue.message.includes("received undefined"))
-    return `${field}: is required`;
-  return `${field}: ${issue.message}`;
-}
-
-function position(text: string, offset: number): { line: number; column: number } {
-  const before = text.slice(0, offset).split("\n");
-  return { line: before.length, column: (before.at(-1)?.length ?? 0) + 1 };
+/** The manifest a command works from: the one given (path or URL), or the one this installation pins for `target`. */
+export async function manifestFrom(
+  source: string | undefined,
+  target: Target,
+  log: Logger,
+): Promise<Manifest> {
+  if (source) return loadManifest(source, { log });
+  return buildBundledManifest([target], { log });
 }

@@ -1,8 +1,9 @@
 import path from "node:path";
+import { SANDBOX_PATHS } from "../contract/layout.js";
 import { UsageError } from "../errors/errors.js";
 
 /** The directory every validated mount lives under inside the sandbox. */
-export const EXTRA_MOUNT_ROOT = "/workspace/extra";
+export const EXTRA_MOUNT_ROOT = SANDBOX_PATHS.extraMounts;
 
 /** A spec split into its parts, before any file-system check. */
 export interface ParsedMountSpec {
@@ -28,7 +29,7 @@ const UNSAFE_CHARACTERS = /[,=\u0000-\u001f\u007f]/;
 const DRIVE_PREFIX = /^[A-Za-z]:[\\/]/;
 
 export function mountError(spec: string, reason: string, hint?: string): UsageError {
-  return new UsageError(`--mount ${JSON.stringify(spec)}: ${reason}`, hint, { spec });
+  return new UsageError(`--mount ${JSON.stringify(spec)}: ${reason}`, hint);
 }
 
 function describeCharacter(character: string): string {

@@ -237,6 +237,5 @@ export function refuseMountsOnHost(specs: readonly string[]): void {
   throw new UsageError(
     `--mount ${JSON.stringify(specs[0])}: mounts need a sandbox; with --sandbox none the runtime sees the whole file system, so a mount could not be enforced`,
     "drop --mount, or run with --sandbox docker, container or auto",
-    { specs: [...specs] },
   );
 }

@@ -146,7 +146,6 @@ export async function fetchPackument(
   if (!doc || typeof doc !== "object" || typeof doc.versions !== "object" || doc.versions === null) {
     throw new OpenworkError(`the registry's document for ${name} has no versions`, {
       code: "bad_packument",
-      details: { url },
     });
   }
   return { name, versions: doc.versions };

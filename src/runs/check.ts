@@ -1,8 +1,12 @@
 import { request } from "undici";
 import { errorMessage } from "../errors/errors.js";
+import type { Logger } from "../logging/logger.js";
 import { RuntimeClient } from "./client.js";
+import { stopRun } from "./reconcile.js";
 import type { RunRecord, RunSecrets } from "./record.js";
-import { versionsOf } from "./versions.js";
+import type { RunRegistry } from "./registry.js";
+import type { StartResult } from "./start.js";
+import { versionMismatches } from "./versions.js";
 
 export interface CheckResult {
   name: string;
@@ -33,50 +37,39 @@ export async function runChecks(
   };
   await check("server health", async () => {
     const health = await client.healthy(3000);
-    if (!health.ok) throw new Error(health.reason ?? "unhealthy");
+    if (!health.ok) throw new Error(health.reason);
     return `${url}/system/health answers`;
   });
   await check("versions match the pinned ones", async () => {
-    const data = await client.data<{ active: Record<string, unknown>; pinned: Record<string, unknown> }>(
-      "GET",
-      "/system/runtime/versions",
-    );
-    const active = versionsOf(data.active);
-    const pinned = versionsOf(data.pinned);
+    const versions = await client.versions();
+    const problems = versionMismatches(versions);
     const expected = options.expected ?? record.versions;
-    const problems: string[] = [];
-    for (const [name, version] of Object.entries(pinned)) {
-      if (active[name] !== undefined && version !== undefined && active[name] !== version) {
-        problems.push(`${name} runs ${active[name]}, pinned ${version}`);
-      }
-    }
-    if (expected.opencode && active.opencode && expected.opencode !== active.opencode) {
-      problems.push(`opencode runs ${active.opencode}, the run was started with ${expected.opencode}`);
-    }
+    const active = versions.active.opencode;
+    if (expected.opencode && active && expected.opencode !== active)
+      problems.push(`opencode runs ${active}, the run was started with ${expected.opencode}`);
     if (problems.length > 0) throw new Error(problems.join("; "));
-    return Object.entries(active)
-      .map(([name, version]) => `${name} ${version}`)
+    return Object.entries(versions.active)
+      .map(([name, version]) => `${name} ${version ?? "?"}`)
       .join(", ");
   });
   await check("owner token works", async () => {
     if (!secrets.ownerToken) throw new Error("no owner token was minted for this run");
-    const owner = new RuntimeClient(url, { client: secrets.ownerToken });
-    await owner.data("GET", "/system/runtime/summary");
+    await new RuntimeClient(url, { client: secrets.ownerToken }).summary();
     return "the owner token reads the runtime summary";
   });
   await check("proxy reaches the engine", async () => {
-    const raw = await client.call<unknown>("GET", "/opencode/global/health");
-    const body = unwrap(raw.body) as { healthy?: boolean; version?: string } | undefined;
+    const raw = await client.engine("GET", "/global/health");
+    const body = raw.body as { healthy?: boolean; version?: string } | undefined;
     if (raw.status !== 200 || !body?.healthy) throw new Error(`HTTP ${raw.status}: ${JSON.stringify(body)}`);
     return `engine ${body.version ?? "?"} healthy through /opencode`;
   });
   await check("engine session can be created and listed", async () => {
-    const created = await client.call<unknown>("POST", "/opencode/session", { body: {} });
-    const session = unwrap(created.body) as { id?: string } | undefined;
+    const created = await client.engine("POST", "/session", { body: {} });
+    const session = created.body as { id?: string } | undefined;
     if (created.status >= 300 || !session?.id)
       throw new Error(`POST /opencode/session: HTTP ${created.status}`);
-    const listed = await client.call<unknown>("GET", "/opencode/session");
-    const sessions = unwrap(listed.body) as Array<{ id: string }> | undefined;
+    const listed = await client.engine("GET", "/session");
+    const sessions = listed.body as Array<{ id: string }> | undefined;
     if (!Array.isArray(sessions) || !sessions.some((item) => item.id === session.id)) {
       throw new Error(`session ${session.id} is missing from GET /opencode/session`);
     }
@@ -106,9 +99,23 @@ export async function runChecks(
   return results;
 }
 
-/** The engine's answers come through the proxy as they are; our own answers come in an envelope. */
-function unwrap(body: unknown): unknown {
-  if (body && typeof body === "object" && "ok" in body && "data" in body)
-    return (body as { data: unknown }).data;
-  return body;
+/**
+ * `start --check`: run the checks against a run just started, then stop it
+ * unless it is to stay (--detach) — and never one that was already running
+ * before this command (a reused run stays).
+ */
+export async function checkStartedRun(options: {
+  registry: RunRegistry;
+  result: StartResult;
+  log: Logger;
+  events: boolean;
+  keepRunning: boolean;
+}): Promise<{ checks: CheckResult[]; passed: boolean; record: RunRecord }> {
+  const { result } = options;
+  const checks = await runChecks(result.record, result.secrets, { events: options.events });
+  const record =
+    options.keepRunning || result.reused
+      ? result.record
+      : await stopRun(options.registry, result.record, options.log);
+  return { checks, passed: checks.every((check) => check.ok), record };
 }

@@ -1,75 +1,194 @@
 import { request } from "undici";
-import { errorMessage } from "../errors/errors.js";
+import type { z } from "zod";
+import {
+  type ApiErrorCode,
+  type EndpointSpec,
+  endpoints,
+  errorEnvelopeSchema,
+  isApiErrorCode,
+  type MintedToken,
+  okEnvelopeSchema,
+  pathOf,
+  type RuntimeSummary,
+  type RuntimeVersions,
+  type ServerHealth,
+  type UpgradeOperation,
+  type UpgradeRequest,
+} from "../contract/api.js";
+import { errorMessage, OpenworkError } from "../errors/errors.js";
 
-/** The server's envelope (DESIGN.md §2). */
-export type Envelope<T> =
-  | { ok: true; data: T; meta?: { requestId?: string } }
-  | { ok: false; error: { code: string; message: string; requestId?: string } };
-
-export interface ServerCall<T> {
-  status: number;
-  body: Envelope<T> | undefined;
+/**
+ * The server answered with an error envelope. `apiCode` is one of the
+ * contract's codes ("unknown" for a code this openwork does not know; the
+ * message then names it).
+ */
+export class ApiCallError extends OpenworkError {
+  constructor(
+    readonly method: string,
+    readonly path: string,
+    readonly status: number,
+    readonly apiCode: ApiErrorCode | "unknown",
+    readonly apiMessage: string,
+    readonly operationId: string | undefined,
+    hint?: string,
+  ) {
+    super(`${method} ${path} answered ${status} ${apiCode}: ${apiMessage}`, { code: apiCode, hint });
+    this.name = "ApiCallError";
+  }
 }
 
-/** A small client of the runtime server's /system API, with a per-request timeout. */
+export interface ClientTokens {
+  client?: string | undefined;
+  host?: string | undefined;
+}
+
+interface CallOptions {
+  params?: Record<string, string>;
+  body?: unknown;
+  timeoutMs?: number;
+}
+
+/**
+ * A typed client of the runtime server's API (src/contract/api.ts): each
+ * method calls one endpoint with the token its auth level needs and parses
+ * the answer with the endpoint's schema, so callers get contract types and a
+ * server that answers something else is reported as such, never guessed at.
+ */
 export class RuntimeClient {
   constructor(
     readonly baseUrl: string,
-    private readonly tokens: { client?: string; host?: string } = {},
+    private readonly tokens: ClientTokens = {},
   ) {}
 
-  async call<T>(
-    method: "GET" | "POST",
-    path: string,
-    options: { auth?: "client" | "host" | "none"; body?: unknown; timeoutMs?: number } = {},
-  ): Promise<ServerCall<T>> {
-    const headers: Record<string, string> = {};
-    const auth = options.auth ?? "client";
-    if (auth === "client" && this.tokens.client) headers.authorization = `Bearer ${this.tokens.client}`;
-    if (auth === "host" && this.tokens.host) headers["x-openwork-host-token"] = this.tokens.host;
-    if (options.body !== undefined) headers["content-type"] = "application/json";
-    const timeout = options.timeoutMs ?? 3000;
-    const response = await request(new URL(path, this.baseUrl), {
-      method,
-      headers,
-      body: options.body === undefined ? undefined : JSON.stringify(options.body),
-      headersTimeout: timeout,
-      bodyTimeout: timeout,
-      signal: AbortSignal.timeout(timeout + 500),
-    });
-    const text = await response.body.text();
-    let body: Envelope<T> | undefined;
-    try {
-      body = JSON.parse(text) as Envelope<T>;
-    } catch {
-      body = undefined;
-    }
-    return { status: response.statusCode, body };
-  }
-
-  async data<T>(
-    method: "GET" | "POST",
-    path: string,
-    options: Parameters<RuntimeClient["call"]>[2] = {},
-  ): Promise<T> {
-    const result = await this.call<T>(method, path, options);
-    if (result.body?.ok) return result.body.data;
-    const reason =
-      result.body && !result.body.ok
-        ? `${result.body.error.code}: ${result.body.error.message}`
-        : `HTTP ${result.status}`;
-    throw new Error(`${method} ${path} failed: ${reason}`);
+  health(timeoutMs = 2000): Promise<ServerHealth> {
+    return this.call(endpoints.health, 200, endpoints.health.responses[200].data, { timeoutMs });
   }
 
   /** Is the server answering its health check? Never throws. */
-  async healthy(timeoutMs = 2000): Promise<{ ok: boolean; reason?: string }> {
+  async healthy(timeoutMs = 2000): Promise<{ ok: true } | { ok: false; reason: string }> {
     try {
-      const result = await this.call<unknown>("GET", "/system/health", { auth: "none", timeoutMs });
-      return result.status === 200 && result.body?.ok
-        ? { ok: true }
-        : { ok: false, reason: `HTTP ${result.status}` };
+      await this.health(timeoutMs);
+      return { ok: true };
     } catch (error) {
       return { ok: false, reason: errorMessage(error) };
     }
+  }
+
+  summary(timeoutMs?: number): Promise<RuntimeSummary> {
+    return this.call(endpoints.summary, 200, endpoints.summary.responses[200].data, { timeoutMs });
+  }
+
+  versions(timeoutMs?: number): Promise<RuntimeVersions> {
+    return this.call(endpoints.versions, 200, endpoints.versions.responses[200].data, { timeoutMs });
+  }
+
+  /** Start an upgrade; a 409 is an ApiCallError whose apiCode says which (upgrade_in_progress, runtime_unhealthy). */
+  upgrade(body: UpgradeRequest): Promise<UpgradeOperation> {
+    return this.call(endpoints.upgrade, 202, endpoints.upgrade.responses[202].data, {
+      body,
+      timeoutMs: 30_000,
+    });
+  }
+
+  operation(operationId: string): Promise<UpgradeOperation> {
+    return this.call(endpoints.operation, 200, endpoints.operation.responses[200].data, {
+      params: { operationId },
+    });
+  }
+
+  mintOwnerToken(label?: string): Promise<MintedToken> {
+    return this.call(endpoints.mintToken, 201, endpoints.mintToken.responses[201].data, {
+      body: label === undefined ? {} : { label },
+    });
+  }
+
+  /** A request through the proxy (/opencode/…): the engine's own answer, not an envelope. */
+  async engine(
+    method: "GET" | "POST",
+    path: string,
+    options: { body?: unknown; timeoutMs?: number } = {},
+  ): Promise<{ status: number; body: unknown }> {
+    const { status, text } = await this.send(
+      method,
+      `/opencode${path}`,
+      "client",
+      options.body,
+      options.timeoutMs,
+    );
+    return { status, body: parseJson(text) };
+  }
+
+  private async call<T extends z.ZodType>(
+    endpoint: EndpointSpec,
+    status: number,
+    data: T,
+    options: CallOptions = {},
+  ): Promise<z.output<T>> {
+    const path = pathOf(endpoint, options.params);
+    const method = endpoint.method === "ALL" ? "GET" : endpoint.method;
+    const answer = await this.send(method, path, endpoint.auth, options.body, options.timeoutMs);
+    const json = parseJson(answer.text);
+    if (answer.status === status) {
+      const parsed = okEnvelopeSchema(data).safeParse(json);
+      if (parsed.success) return (parsed.data as { data: unknown }).data as z.output<T>;
+      const issue = parsed.error.issues[0];
+      throw new OpenworkError(
+        `${method} ${path} answered data this openwork does not understand (${issue?.path.filter((part, index) => index > 0 || part !== "data").join(".") || "body"}: ${issue?.message})`,
+        {
+          code: "protocol_mismatch",
+          hint: "the runtime's server and this openwork are different releases; `openwork runtime versions` shows the server's",
+        },
+      );
+    }
+    const failure = errorEnvelopeSchema.safeParse(json);
+    if (!failure.success) {
+      throw new OpenworkError(
+        `${method} ${path} answered HTTP ${answer.status}: ${answer.text.slice(0, 200)}`,
+        {
+          code: "protocol_mismatch",
+        },
+      );
+    }
+    const error = failure.data.error;
+    const known = isApiErrorCode(error.code);
+    throw new ApiCallError(
+      method,
+      path,
+      answer.status,
+      known ? (error.code as ApiErrorCode) : "unknown",
+      known ? error.message : `${error.code}: ${error.message}`,
+      error.operationId,
+      error.hint,
+    );
+  }
+
+  private async send(
+    method: string,
+    path: string,
+    auth: "none" | "client" | "host",
+    body: unknown,
+    timeoutMs = 3000,
+  ): Promise<{ status: number; text: string }> {
+    const headers: Record<string, string> = {};
+    if (auth === "client" && this.tokens.client) headers.authorization = `Bearer ${this.tokens.client}`;
+    if (auth === "host" && this.tokens.host) headers["x-openwork-host-token"] = this.tokens.host;
+    if (body !== undefined) headers["content-type"] = "application/json";
+    const response = await request(new URL(path, this.baseUrl), {
+      method: method as "GET" | "POST",
+      headers,
+      body: body === undefined ? undefined : JSON.stringify(body),
+      headersTimeout: timeoutMs,
+      bodyTimeout: timeoutMs,
+      signal: AbortSignal.timeout(timeoutMs + 500),
+    });
+    return { status: response.statusCode, text: await response.body.text() };
+  }
+}
+
+function parseJson(text: string): unknown {
+  try {
+    return JSON.parse(text);
+  } catch {
+    return undefined;
   }
 }

@@ -1,12 +1,11 @@
-import { mkdir, readFile } from "node:fs/promises";
-import path from "node:path";
+import { persistLayout } from "../contract/layout.js";
 import { OpenworkError } from "../errors/errors.js";
-import { writeFileAtomic } from "../files/atomic.js";
 import type { Logger } from "../logging/logger.js";
 import { defaultManifest, loadManifest, sidecarsFor } from "../manifest/index.js";
 import type { SidecarName } from "../sidecars/names.js";
 import { hostTarget, sandboxTarget, type Target } from "../sidecars/platform.js";
 import type { SourcePolicy } from "../sources/resolve.js";
+import { readCurrentRuntime, writeCurrentRuntime } from "../staging/current-runtime.js";
 import { gcRuntimes, stageRuntime, verifyStagedRuntime } from "../staging/index.js";
 import type { RunRecord } from "./record.js";
 
@@ -21,7 +20,8 @@ export interface PreparedRuntime {
   /** the staged runtime directory on the host */
   dir: string;
   target: Target;
-  versions: RunRecord["versions"];
+  /** what runtime.json pins (what the processes must report once they run) */
+  pinned: RunRecord["versions"];
 }
 
 /**
@@ -72,7 +72,7 @@ export async function prepareRuntime(
     runtimeId: staged.runtimeId,
     dir: staged.dir,
     target,
-    versions: {
+    pinned: {
       opencode: staged.sidecars.opencode?.version ?? null,
       router: staged.sidecars["opencode-router"]?.version ?? null,
       server: staged.sidecars["openwork-server"]?.version ?? null,
@@ -87,16 +87,13 @@ export async function prepareRuntime(
  * that differs from what the last upgrade left, say so out loud.
  */
 export async function noteCurrentRuntime(persistDir: string, runtimeId: string, log: Logger): Promise<void> {
-  const file = path.join(persistDir, "state", "current-runtime");
-  const previous = (await readFile(file, "utf8").catch(() => "")).trim();
+  const layout = persistLayout(persistDir);
+  const previous = readCurrentRuntime(layout);
   if (previous && previous !== runtimeId) {
     log.warn(
       { previous, starting: runtimeId },
       "this workspace last ran another runtime (e.g. after `openwork runtime upgrade`); starting the one asked for — pass --manifest to choose",
     );
   }
-  if (previous !== runtimeId) {
-    await mkdir(path.dirname(file), { recursive: true });
-    await writeFileAtomic(file, `${runtimeId}\n`);
-  }
+  if (previous !== runtimeId) writeCurrentRuntime(layout, runtimeId);
 }

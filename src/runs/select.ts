@@ -1,7 +1,10 @@
 import { realpath } from "node:fs/promises";
 import path from "node:path";
-import { UsageError } from "../errors/errors.js";
-import type { RunRecord } from "./record.js";
+import { ExitCode, OpenworkError, UsageError } from "../errors/errors.js";
+import type { Logger } from "../logging/logger.js";
+import { reconcileAll } from "./reconcile.js";
+import type { RunRecord, RunSecrets } from "./record.js";
+import type { RunRegistry } from "./registry.js";
 
 export interface RunSelector {
   run?: string | undefined;
@@ -46,4 +49,48 @@ async function realWorkspace(input: string): Promise<string> {
   } catch {
     return path.resolve(input);
   }
+}
+
+/** The newest recorded run the selector names (any state): a not-running error (exit 3) when there is none. */
+export async function findRun(
+  registry: RunRegistry,
+  log: Logger,
+  selector: Omit<RunSelector, "all">,
+): Promise<RunRecord> {
+  const { records } = await reconcileAll(registry, log, { orphans: false });
+  const [record] = await selectRuns(records, selector);
+  if (!record)
+    throw new OpenworkError("no run is recorded for this workspace", {
+      code: "not_running",
+      exitCode: ExitCode.notRunning,
+      hint: "start one with `openwork start --detach`",
+    });
+  return record;
+}
+
+/**
+ * The running run a command acts on, with its secrets: a not-running error
+ * (exit 3) when there is none, so that every command says it the same way.
+ */
+export async function findRunningRun(
+  registry: RunRegistry,
+  log: Logger,
+  selector: Omit<RunSelector, "all">,
+): Promise<{ record: RunRecord & { url: string }; secrets: RunSecrets }> {
+  const record = await findRun(registry, log, selector);
+  if (record.state !== "running" || !record.url) {
+    throw new OpenworkError(`run ${record.runId} is ${record.state}`, {
+      code: "not_running",
+      exitCode: ExitCode.notRunning,
+      hint: "start one with `openwork start --detach`",
+    });
+  }
+  const secrets = await registry.readSecrets(record.runId);
+  if (!secrets) {
+    throw new OpenworkError(
+      `the secrets of run ${record.runId} are missing (${registry.secretsFile(record.runId)})`,
+      { code: "secrets_missing" },
+    );
+  }
+  return { record: { ...record, url: record.url }, secrets };
 }

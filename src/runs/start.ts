@@ -2,6 +2,8 @@ import { randomBytes } from "node:crypto";
 import { mkdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { openworkPaths } from "../config/paths.js";
+import { secretEnv } from "../contract/env.js";
+import { persistLayout, SANDBOX_PATHS } from "../contract/layout.js";
 import { probeDocker } from "../docker/client.js";
 import { type EntrypointConfig, writeEntrypoint } from "../entrypoint/write.js";
 import { errorMessage, OpenworkError, UsageError } from "../errors/errors.js";
@@ -9,6 +11,7 @@ import { ensureSandboxImage } from "../image/build.js";
 import { withLock } from "../locks/lock.js";
 import type { Logger } from "../logging/logger.js";
 import { registerSecret } from "../logging/redact.js";
+import { freeLoopbackPort } from "../net/ports.js";
 import { identityOf } from "../processes/identity.js";
 import {
   LABEL_HOME,
@@ -25,7 +28,6 @@ import { type SandboxChoice, selectBackend } from "../sandbox/select.js";
 import { CleanupStack } from "./cleanup.js";
 import { RuntimeClient } from "./client.js";
 import { validateRunMounts } from "./mounts.js";
-import { freeLoopbackPort } from "./ports.js";
 import { noteCurrentRuntime, type PreparedRuntime, prepareRuntime, type RuntimeRequest } from "./prepare.js";
 import { reconcileWorkspace, retireRun } from "./reconcile.js";
 import type { RunRecord, RunSecrets } from "./record.js";
@@ -78,12 +80,6 @@ export async function startRun(options: StartOptions): Promise<StartResult> {
   const { registry, log } = options;
   const workspace = await resolveWorkspace(options.workspace);
   const workspaceId = RunRegistry.workspaceId(workspace);
-  if (
-    options.port !== undefined &&
-    (!Number.isInteger(options.port) || options.port < 1 || options.port > 65535)
-  ) {
-    throw new UsageError(`--port must be an integer between 1 and 65535, not ${options.port}`);
-  }
   // Validate everything the user typed before anything is started.
   const mounts = validateRunMounts(options.sandbox, options.mounts, workspace);
   if (options.image && options.sandbox === "none") {
@@ -215,7 +211,8 @@ async function launchNew(
       inUse,
     });
     await noteCurrentRuntime(persistDir, runtime.runtimeId, log);
-    record = { ...record, runtimeId: runtime.runtimeId, versions: runtime.versions };
+    // Versions stay unknown until the running processes report them (below).
+    record = { ...record, runtimeId: runtime.runtimeId };
     await registry.write(record);
     checkSignal();
 
@@ -226,9 +223,9 @@ async function launchNew(
       checkSignal();
     }
     const config: EntrypointConfig = {
-      persist: sandboxed ? "/persist" : persistDir,
+      persist: sandboxed ? SANDBOX_PATHS.persist : persistDir,
       runtimeId: runtime.runtimeId,
-      workspace: sandboxed ? "/workspace" : workspace,
+      workspace: sandboxed ? SANDBOX_PATHS.workspace : workspace,
       // In a sandbox the server listens on all of the sandbox's interfaces and the port is published on hostIp.
       serverHost: sandboxed ? "0.0.0.0" : hostIp,
       serverPort: sandboxed ? CONTAINER_SERVER_PORT : ports.server,
@@ -251,12 +248,11 @@ async function launchNew(
       workspace,
       persistDir,
       mounts,
-      command: ["sh", sandboxed ? `/persist/runtimes/${runtime.runtimeId}/entrypoint.sh` : entrypoint],
-      env: {
-        OPENWORK_TOKEN: secrets.clientToken,
-        OPENWORK_HOST_TOKEN: secrets.hostToken,
-        OPENCODE_SERVER_PASSWORD: secrets.enginePassword,
-      },
+      command: [
+        "sh",
+        sandboxed ? persistLayout(SANDBOX_PATHS.persist).entrypoint(runtime.runtimeId) : entrypoint,
+      ],
+      env: secretEnv(secrets),
       ports: sandboxed ? [{ container: CONTAINER_SERVER_PORT, host: ports.server, hostIp }] : [],
       labels,
       user:
@@ -292,20 +288,11 @@ async function launchNew(
         log.info(`waiting for the runtime to be healthy (${Math.round(elapsed / 1000)} s)`),
     });
     checkSignal();
-    const owner = await client.data<{ token: string }>("POST", "/tokens", {
-      auth: "host",
-      body: { scope: "owner" },
-    });
+    const owner = await client.mintOwnerToken();
     registerSecret(owner.token);
     secrets.ownerToken = owner.token;
     await registry.writeSecrets(runId, secrets);
-    const versions = await client
-      .data<{ active: Record<string, unknown> }>("GET", "/system/runtime/versions")
-      .then((data) => recordVersions(data.active, record.versions))
-      .catch((error: unknown) => {
-        log.warn(`could not read the running versions: ${errorMessage(error)}`);
-        return record.versions;
-      });
+    const versions = recordVersions(await client.versions());
     record = { ...record, state: "running", versions, startedAt: new Date().toISOString(), owner: undefined };
     await registry.write(record);
     cleanup.commit();

@@ -1,22 +1,43 @@
-import { readFile } from "node:fs/promises";
-import path from "node:path";
+import { isFinished, type Upgradable, type UpgradeOperation } from "../contract/api.js";
+import { persistLayout } from "../contract/layout.js";
 import { OpenworkError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
-import { RuntimeClient } from "./client.js";
+import { done, notYet, pollUntil, WaitAbortedError, WaitTimeoutError } from "../retry/poll.js";
+import { readCurrentRuntime } from "../staging/current-runtime.js";
+import { ApiCallError, RuntimeClient } from "./client.js";
 import { prepareRuntime } from "./prepare.js";
 import type { RunRecord, RunSecrets } from "./record.js";
 import type { RunRegistry } from "./registry.js";
 import { recordVersions } from "./versions.js";
 
-export interface UpgradeOperation {
-  operationId: string;
-  state: string;
-  step?: string;
-  error?: { step?: string; message?: string };
-  [key: string]: unknown;
-}
+export type { UpgradeOperation };
 
-const TERMINAL = new Set(["succeeded", "failed", "rolled-back", "interrupted"]);
+/** How the CLI words each refusal of an upgrade, by the server's code. */
+export function upgradeRefusal(error: ApiCallError): OpenworkError {
+  switch (error.apiCode) {
+    case "upgrade_in_progress":
+      return new OpenworkError(
+        `another upgrade${error.operationId ? ` (${error.operationId})` : ""} is running in this runtime`,
+        {
+          code: "upgrade_in_progress",
+          hint: "wait for it to finish (openwork runtime versions shows the target)",
+        },
+      );
+    case "runtime_unhealthy":
+      return new OpenworkError(
+        `the runtime is not healthy, so there is nothing safe to roll back to: ${error.apiMessage}`,
+        {
+          code: "runtime_unhealthy",
+          hint: "upgrade once `openwork status` says healthy (or start it again with --replace)",
+        },
+      );
+    default:
+      return new OpenworkError(`the server refused the upgrade: ${error.apiCode}: ${error.apiMessage}`, {
+        code: "upgrade_refused",
+        hint: error.hint,
+      });
+  }
+}
 
 /**
  * Drive a rolling upgrade from the host: stage the new runtime into the run's
@@ -28,13 +49,14 @@ export async function upgradeRun(options: {
   record: RunRecord;
   secrets: RunSecrets;
   manifest: string;
-  components?: string[] | undefined;
+  components?: Upgradable[] | undefined;
   log: Logger;
   signal?: AbortSignal;
   onProgress?: (operation: UpgradeOperation) => void;
   timeoutMs?: number;
 }): Promise<UpgradeOperation> {
   const { record, secrets, log } = options;
+  const current = readCurrentRuntime(persistLayout(record.persistDir));
   const staged = await prepareRuntime({
     manifest: options.manifest,
     persistDir: record.persistDir,
@@ -42,64 +64,62 @@ export async function upgradeRun(options: {
     router: record.router,
     log,
     // The running runtime (and what the server last recorded as current) must survive gc.
-    inUse: [record.runtimeId, await currentRuntime(record.persistDir)].filter((id): id is string =>
-      Boolean(id),
-    ),
+    inUse: [record.runtimeId, current].filter((id): id is string => Boolean(id)),
   });
   log.info({ runtimeId: staged.runtimeId }, "new runtime staged; asking the server to upgrade");
   const client = new RuntimeClient(record.url as string, {
     client: secrets.clientToken,
     host: secrets.hostToken,
   });
-  const started = await client.call<{ operationId: string }>("POST", "/system/runtime/upgrade", {
-    auth: "host",
-    body: { runtimeId: staged.runtimeId, ...(options.components ? { components: options.components } : {}) },
-  });
-  if (started.status !== 202 || !started.body?.ok) {
-    const reason = started.body && !started.body.ok ? started.body.error.message : `HTTP ${started.status}`;
-    throw new OpenworkError(`the server refused the upgrade: ${reason}`, {
-      code: started.status === 409 ? "upgrade_in_progress" : "upgrade_refused",
-      hint: started.status === 409 ? "another upgrade is running; wait for it (openwork status)" : undefined,
+  let started: UpgradeOperation;
+  try {
+    started = await client.upgrade({
+      runtimeId: staged.runtimeId,
+      ...(options.components ? { components: options.components } : {}),
     });
+  } catch (error) {
+    if (error instanceof ApiCallError) throw upgradeRefusal(error);
+    throw error;
   }
-  const operationId = started.body.data.operationId;
-  const deadline = Date.now() + (options.timeoutMs ?? 10 * 60_000);
   let last = "";
-  for (;;) {
-    const operation = await client.data<UpgradeOperation>("GET", `/system/runtime/upgrade/${operationId}`);
-    const marker = `${operation.state}:${operation.step ?? ""}`;
-    if (marker !== last) {
-      last = marker;
-      options.onProgress?.(operation);
-    }
-    if (TERMINAL.has(operation.state)) {
-      if (operation.state === "succeeded") {
-        const versions = await client.data<{ active: Record<string, unknown> }>(
-          "GET",
-          "/system/runtime/versions",
-        );
-        await options.registry.update(record.runId, {
-          runtimeId: staged.runtimeId,
-          versions: recordVersions(versions.active, record.versions),
-        });
-      }
-      return operation;
-    }
-    if (Date.now() > deadline)
-      throw new OpenworkError(`upgrade ${operationId} did not finish in time; it goes on in the server`, {
-        code: "upgrade_timeout",
+  try {
+    const operation = await pollUntil(
+      async () => {
+        const operation = await client.operation(started.operationId);
+        const marker = `${operation.state}:${operation.step ?? ""}`;
+        if (marker !== last) {
+          last = marker;
+          options.onProgress?.(operation);
+        }
+        return isFinished(operation.state) ? done(operation) : notYet(`step ${operation.step ?? "?"}`);
+      },
+      {
+        what: `upgrade ${started.operationId} to finish`,
+        pace: { intervalMs: 250 },
+        deadlineMs: options.timeoutMs ?? 10 * 60_000,
+        signal: options.signal,
+      },
+    );
+    if (operation.state === "succeeded") {
+      await options.registry.update(record.runId, {
+        runtimeId: staged.runtimeId,
+        versions: recordVersions(await client.versions()),
       });
-    if (options.signal?.aborted) {
-      throw new OpenworkError(`stopped following upgrade ${operationId}; it goes on in the server`, {
+    }
+    return operation;
+  } catch (error) {
+    if (error instanceof WaitTimeoutError)
+      throw new OpenworkError(
+        `upgrade ${started.operationId} did not finish in time; it goes on in the server`,
+        {
+          code: "upgrade_timeout",
+        },
+      );
+    if (error instanceof WaitAbortedError)
+      throw new OpenworkError(`stopped following upgrade ${started.operationId}; it goes on in the server`, {
         code: "interrupted",
         hint: "openwork runtime versions shows the result",
       });
-    }
-    await new Promise((resolve) => setTimeout(resolve, 250));
+    throw error;
   }
-}
-
-async function currentRuntime(persistDir: string): Promise<string | undefined> {
-  const text = await readFile(path.join(persistDir, "state", "current-runtime"), "utf8").catch(() => "");
-  return text.trim() || undefined;
 }

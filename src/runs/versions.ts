@@ -1,34 +1,66 @@
+import type { RuntimeVersions } from "../contract/api.js";
+import { SIDECAR_NAMES, type SidecarName } from "../sidecars/names.js";
 import type { RunRecord } from "./record.js";
 
-/** A component's version as /system/runtime/versions gives it: a string, or an object with `version`. */
-export function versionOf(value: unknown): string | undefined {
-  if (typeof value === "string") return value;
-  if (value && typeof value === "object" && "version" in value) {
-    const version = (value as { version: unknown }).version;
-    return typeof version === "string" ? version : undefined;
-  }
-  return undefined;
+/** One component's versions: what runs (as it reports itself), what runtime.json pins, what an upgrade moves to. */
+export interface ComponentVersions {
+  name: SidecarName;
+  active: string | null;
+  pinned: string | null;
+  target: string | null;
 }
 
-/** Every component's version in one group (active, pinned or target). */
-export function versionsOf(group: Record<string, unknown> | null | undefined): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, value] of Object.entries(group ?? {})) {
-    const version = versionOf(value);
-    if (version !== undefined) out[name] = version;
-  }
-  return out;
+export interface VersionsReport {
+  /** the runtime the pins come from */
+  runtimeId: string;
+  /** an upgrade in progress */
+  target: { runtimeId: string; operationId: string } | null;
+  components: ComponentVersions[];
 }
 
-/** The three versions a run record keeps, from the server's `active` group; unknown ones keep their previous value. */
-export function recordVersions(
-  active: Record<string, unknown> | null | undefined,
-  previous: RunRecord["versions"],
-): RunRecord["versions"] {
-  const versions = versionsOf(active);
+/** The server's answer, per component. */
+export function versionsReport(versions: RuntimeVersions): VersionsReport {
   return {
-    opencode: versions.opencode ?? previous.opencode,
-    router: versions["opencode-router"] ?? previous.router,
-    server: versions["openwork-server"] ?? previous.server,
+    runtimeId: versions.pinned.runtimeId,
+    target: versions.target
+      ? { runtimeId: versions.target.runtimeId, operationId: versions.target.operationId }
+      : null,
+    components: SIDECAR_NAMES.map((name) => ({
+      name,
+      active: versions.active[name],
+      pinned: versions.pinned.versions[name] ?? null,
+      target: versions.target?.versions[name] ?? null,
+    })),
+  };
+}
+
+/**
+ * Where an active version differs from its pin, one line each. A component
+ * that has not reported its version is a mismatch only for the engine, which
+ * always reports it in its health answer. Node is the server's own runtime:
+ * a changed node sidecar applies at the next start, so it is not compared.
+ */
+export function versionMismatches(versions: RuntimeVersions): string[] {
+  const problems: string[] = [];
+  for (const name of ["opencode", "opencode-router", "openwork-server"] as const) {
+    const pinned = versions.pinned.versions[name];
+    const active = versions.active[name];
+    if (pinned === undefined) continue;
+    if (active === null) {
+      if (name === "opencode") problems.push(`${name} has not reported its version (pinned ${pinned})`);
+      continue;
+    }
+    if (active !== pinned)
+      problems.push(`${name} runs ${active}, runtime ${versions.pinned.runtimeId} pins ${pinned}`);
+  }
+  return problems;
+}
+
+/** The versions a run record keeps: what the running processes reported (null where they have not). */
+export function recordVersions(versions: RuntimeVersions): RunRecord["versions"] {
+  return {
+    opencode: versions.active.opencode,
+    router: versions.active["opencode-router"],
+    server: versions.active["openwork-server"],
   };
 }

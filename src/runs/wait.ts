@@ -1,4 +1,5 @@
-import { OpenworkError } from "../errors/errors.js";
+import { OpenworkError, StartFailedError } from "../errors/errors.js";
+import { done, notYet, pollUntil, WaitAbortedError, WaitTimeoutError } from "../retry/poll.js";
 import type { SandboxBackend, SandboxHandle } from "../sandbox/backend.js";
 import type { RuntimeClient } from "./client.js";
 
@@ -17,42 +18,52 @@ export interface WaitOptions {
  * healthy), stop waiting at once and say which component and what it printed.
  */
 export async function waitHealthy(options: WaitOptions): Promise<void> {
-  const started = Date.now();
   let exitCode: number | undefined;
   options.handle.exited?.then((code) => {
     exitCode = code;
   });
-  let lastReason = "no answer yet";
-  let polls = 0;
-  let lastReport = started;
-  while (Date.now() - started < options.deadlineMs) {
-    if (options.signal?.aborted)
+  let lastReport = 0;
+  try {
+    await pollUntil(
+      async ({ attempt }) => {
+        const health = await options.client.healthy(2000);
+        if (health.ok) return done(true);
+        // Without an in-process exit promise (another process launched it), ask the backend now and then.
+        if (exitCode === undefined && (!options.handle.exited || attempt % 10 === 0)) {
+          const status = await options.backend.status(options.handle);
+          if (status.state !== "running") exitCode = status.exitCode ?? -1;
+        }
+        if (exitCode !== undefined)
+          throw await startFailure(options, `exited with code ${exitCode} before it was healthy`);
+        return notYet(health.reason);
+      },
+      {
+        what: "the runtime server to answer",
+        pace: { intervalMs: 150 },
+        deadlineMs: options.deadlineMs,
+        signal: options.signal,
+        onNotYet: ({ elapsedMs }) => {
+          if (elapsedMs - lastReport > 5000) {
+            lastReport = elapsedMs;
+            options.onWaiting?.(elapsedMs);
+          }
+        },
+      },
+    );
+  } catch (error) {
+    if (error instanceof WaitAbortedError)
       throw new OpenworkError("start interrupted", { code: "interrupted", exitCode: 1 });
-    const health = await options.client.healthy(2000);
-    if (health.ok) return;
-    lastReason = health.reason ?? lastReason;
-    polls++;
-    // Without an in-process exit promise (another process launched it), ask the backend now and then.
-    if (exitCode === undefined && (!options.handle.exited || polls % 10 === 0)) {
-      const status = await options.backend.status(options.handle);
-      if (status.state !== "running") exitCode = status.exitCode ?? -1;
-    }
-    if (exitCode !== undefined)
-      throw await startFailure(options, `exited with code ${exitCode} before it was healthy`);
-    if (Date.now() - lastReport > 5000) {
-      lastReport = Date.now();
-      options.onWaiting?.(Date.now() - started);
-    }
-    await new Promise((resolve) => setTimeout(resolve, 150));
+    if (error instanceof WaitTimeoutError)
+      throw await startFailure(
+        options,
+        `was not healthy within ${Math.round(options.deadlineMs / 1000)} s (${error.lastReason ?? "no answer"})`,
+      );
+    throw error;
   }
-  throw await startFailure(
-    options,
-    `was not healthy within ${Math.round(options.deadlineMs / 1000)} s (${lastReason})`,
-  );
 }
 
 /** The failed component named from the entrypoint's own report, plus the last lines of output. */
-async function startFailure(options: WaitOptions, what: string): Promise<OpenworkError> {
+async function startFailure(options: WaitOptions, what: string): Promise<StartFailedError> {
   const lines: string[] = [];
   try {
     await options.backend.logs(options.handle, { tail: 40 }, (_stream, line) => lines.push(line));
@@ -61,13 +72,11 @@ async function startFailure(options: WaitOptions, what: string): Promise<Openwor
   }
   const component = failedComponent(lines) ?? "the runtime";
   const tail = lines.slice(-20);
-  return new OpenworkError(
+  return new StartFailedError(
     `${component} failed to start: ${componentReason(lines) ?? `the runtime ${what}`}`,
-    {
-      code: "start_failed",
-      hint: tail.length > 0 ? undefined : "no output was captured",
-      details: { component, lastLines: tail },
-    },
+    component,
+    tail,
+    { hint: tail.length > 0 ? undefined : "no output was captured" },
   );
 }
 

@@ -5,6 +5,7 @@
  * state between calls, so any process (a later `status` or `stop`) can drive
  * a sandbox that another process launched.
  */
+import { UsageError } from "../errors/errors.js";
 import type { ValidatedMount } from "../mounts/types.js";
 
 export type { ValidatedMount };
@@ -54,7 +55,7 @@ export interface LogOptions {
   signal?: AbortSignal;
 }
 
-export type ProbeResult = { ok: true; version: string } | { ok: false; reason: string };
+export type BackendProbe = { ok: true; version: string } | { ok: false; reason: string };
 
 export interface ListedSandbox extends SandboxHandle {
   labels: Record<string, string>;
@@ -63,7 +64,7 @@ export interface ListedSandbox extends SandboxHandle {
 
 export interface SandboxBackend {
   readonly kind: SandboxKind;
-  probe(): Promise<ProbeResult>;
+  probe(): Promise<BackendProbe>;
   /** create + start */
   launch(spec: LaunchSpec): Promise<SandboxHandle>;
   status(handle: SandboxHandle): Promise<SandboxStatus>;
@@ -86,3 +87,17 @@ export const LABEL_RUNTIME = "openwork.runtime";
 export const LABEL_MANAGED = "openwork.managed";
 /** Which OPENWORK_HOME made the sandbox: another home's sandboxes are never this one's orphans. */
 export const LABEL_HOME = "openwork.home";
+
+/**
+ * Extra labels given as `k=v,k=v` (OPENWORK_LABELS: tests mark their
+ * sandboxes with it; users may tag theirs). A pair without `=` is refused.
+ */
+export function parseLabels(value: string | undefined, what = "OPENWORK_LABELS"): Record<string, string> {
+  const labels: Record<string, string> = {};
+  for (const pair of (value ?? "").split(",").filter(Boolean)) {
+    const eq = pair.indexOf("=");
+    if (eq <= 0) throw new UsageError(`${what} must be k=v pairs separated by commas, not "${value}"`);
+    labels[pair.slice(0, eq)] = pair.slice(eq + 1);
+  }
+  return labels;
+}

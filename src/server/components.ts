@@ -1,6 +1,6 @@
-import type { ServeEnv } from "./env.js";
+import type { ServeEnv } from "../contract/env.js";
 import { describeGetError, httpGet, isTimeoutError } from "./http-get.js";
-import type { ComponentDefinition, ProbeResult } from "./supervisor.js";
+import type { ComponentDefinition, HealthProbe } from "./supervisor.js";
 
 /** The engine's basic-auth header: generated per run, added server-side, never sent to a client. */
 export function engineAuthorization(env: ServeEnv): string {
@@ -30,7 +30,7 @@ async function getJson(
   return { status, body, text };
 }
 
-function failure(error: unknown, timeoutMs: number): ProbeResult {
+function failure(error: unknown, timeoutMs: number): HealthProbe {
   return {
     ok: false,
     detail: describeGetError(error, timeoutMs),

@@ -1,22 +1,165 @@
-import type { ServerApp } from "./app.js";
+import type http from "node:http";
+import type { Logger } from "pino";
+import { routerEnabled, type ServeEnv } from "../contract/env.js";
+import { type PersistLayout, persistLayout } from "../contract/layout.js";
+import { OpenworkError } from "../errors/errors.js";
+import { engineAuthorization, engineDefinition, routerDefinition } from "./components.js";
+import { createDispatcher } from "./dispatch.js";
+import { adopt, reapStaleChildren, useChildLedger } from "./proc.js";
+import { createUpstream } from "./proxy.js";
+import { proxyRoutes, proxyUpgrades } from "./routes/proxy.js";
+import { systemRoutes } from "./routes/system.js";
+import { tokenRoutes } from "./routes/tokens.js";
+import { upgradeRoutes } from "./routes/upgrade.js";
+import { readRuntime, sidecarPath } from "./runtime-files.js";
+import { defaultPolicy, Supervised } from "./supervisor.js";
+import { TokenStore } from "./tokens.js";
+import { type Listener, Topology } from "./topology.js";
+import { UpgradeRunner } from "./upgrade.js";
+import { OperationStore } from "./upgrade-record.js";
+
+export interface GenerationOptions {
+  env: ServeEnv;
+  log: Logger;
+  server: http.Server;
+  /** set when this generation takes over from a previous one during an upgrade */
+  handoff?: { operationId: string } | undefined;
+}
 
 /**
- * The generation currently answering requests. Kept on globalThis because a
- * server upgrade loads a second copy of this code (the new bundle) into the
- * same process: signal handlers installed by the first copy must reach the
- * generation that is current now.
+ * One generation of the runtime server: the components it adopted (its
+ * topology), the upgrade runner that may change them, and the request
+ * listeners built from the contract's endpoints. A rolling upgrade of the
+ * server builds the next generation from the new bundle and swaps listeners.
  */
-const CURRENT = Symbol.for("openwork.server.current-generation");
+export class Generation {
+  readonly listener: Listener;
 
-interface GenerationSlot {
-  app: ServerApp;
-  shutdown(reason: string): Promise<void>;
+  private constructor(
+    readonly topology: Topology,
+    server: http.Server,
+    handler: Pick<Listener, "handler" | "upgradeHandler">,
+  ) {
+    this.listener = { server, ...handler };
+  }
+
+  /** Adopt the processes the environment names (started by the entrypoint, or by the previous generation). */
+  static async create(options: GenerationOptions): Promise<Generation> {
+    const { env, log } = options;
+    const layout = persistLayout(env.OPENWORK_PERSIST);
+    if (!options.handoff) {
+      const reaped = reapStaleChildren(layout.childrenFile);
+      if (reaped.length > 0)
+        log.warn({ processes: reaped }, "stopped processes a previous server had started and left behind");
+    }
+    useChildLedger(layout.childrenFile);
+    const policy = defaultPolicy(env.OPENWORK_HEALTH_DEADLINE_S * 1000);
+    const runtime = readRuntime(layout, env.OPENWORK_RUNTIME_ID);
+    const engine = adoptEngine(options, layout, policy);
+    const router = routerEnabled(env)
+      ? adoptRouter(options, layout, policy, () => topology.engine.definition.url)
+      : undefined;
+    const topology = new Topology({
+      engine,
+      router,
+      runtime,
+      upstream: createUpstream(
+        `${engine.definition.runtimeId}:${engine.definition.port}`,
+        engine.definition.port,
+        engineAuthorization(env),
+      ),
+    });
+    const operations = new OperationStore(layout);
+    const tokens = new TokenStore(env.OPENWORK_TOKEN, env.OPENWORK_HOST_TOKEN, layout.tokensFile);
+    let generation: Generation | undefined;
+    const upgrades = new UpgradeRunner({
+      topology,
+      env,
+      layout,
+      log,
+      operations,
+      policy,
+      listener: () => (generation as Generation).listener,
+    });
+    const dispatcher = createDispatcher({
+      routes: [
+        ...systemRoutes({
+          topology,
+          env,
+          layout,
+          operations,
+          runningUpgrade: () => upgrades.running(),
+          startedAt: new Date().toISOString(),
+        }),
+        ...upgradeRoutes(upgrades, operations),
+        ...tokenRoutes(tokens),
+        ...proxyRoutes({ topology, policy, env }),
+      ],
+      upgrades: proxyUpgrades({ topology, policy, env }),
+      tokens,
+      log,
+    });
+    generation = new Generation(topology, options.server, dispatcher);
+    if (!options.handoff) {
+      const interrupted = operations.markInterrupted();
+      if (interrupted.length > 0)
+        log.warn({ operations: interrupted }, "upgrade operations were interrupted by a restart");
+    }
+    // One probe each before serving, so the first summary already has versions.
+    await Promise.all(
+      [engine, router].map((component) => component?.waitHealthy(3000).catch(() => undefined)),
+    );
+    // A generation taking over watches only once it is activated: two supervisors must never both restart a process.
+    if (!options.handoff) topology.watch();
+    return generation;
+  }
 }
 
-export function currentGeneration(): GenerationSlot | undefined {
-  return (globalThis as Record<symbol, GenerationSlot | undefined>)[CURRENT];
+function adoptEngine(
+  options: GenerationOptions,
+  layout: PersistLayout,
+  policy: ReturnType<typeof defaultPolicy>,
+): Supervised {
+  const { env, log } = options;
+  const runtime = readRuntime(layout, env.OPENWORK_ENGINE_RUNTIME_ID ?? env.OPENWORK_RUNTIME_ID);
+  return new Supervised(
+    engineDefinition(env, {
+      runtimeId: runtime.json.runtimeId,
+      binary: sidecarPath(runtime, "opencode") as string,
+      port: env.OPENWORK_ENGINE_PORT,
+      pinnedVersion: runtime.json.sidecars.opencode?.version,
+    }),
+    adopt(env.OPENWORK_ENGINE_PID),
+    policy,
+    log,
+  );
 }
 
-export function setCurrentGeneration(slot: GenerationSlot): void {
-  (globalThis as Record<symbol, GenerationSlot | undefined>)[CURRENT] = slot;
+function adoptRouter(
+  options: GenerationOptions,
+  layout: PersistLayout,
+  policy: ReturnType<typeof defaultPolicy>,
+  engineUrl: () => string,
+): Supervised {
+  const { env, log } = options;
+  const runtime = readRuntime(layout, env.OPENWORK_ROUTER_RUNTIME_ID ?? env.OPENWORK_RUNTIME_ID);
+  const binary = sidecarPath(runtime, "opencode-router");
+  if (!binary) {
+    throw new OpenworkError(
+      `runtime ${runtime.json.runtimeId} has no opencode-router sidecar, but the router is enabled`,
+      { code: "runtime_invalid" },
+    );
+  }
+  return new Supervised(
+    routerDefinition(env, {
+      runtimeId: runtime.json.runtimeId,
+      binary,
+      healthPort: env.OPENWORK_ROUTER_HEALTH_PORT as number,
+      pinnedVersion: runtime.json.sidecars["opencode-router"]?.version,
+      engineUrl,
+    }),
+    adopt(env.OPENWORK_ROUTER_PID as number),
+    policy,
+    log,
+  );
 }

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type http from "node:http";
 import type { z } from "zod";
+import type { ApiErrorCode } from "../contract/api.js";
 
 export const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 
@@ -14,13 +15,20 @@ export function sendOk(res: http.ServerResponse, requestId: string, status: numb
   send(res, requestId, status, { ok: true, data, meta: { requestId } });
 }
 
+/** What an error may carry besides its code and message (the contract's error fields). */
+export interface ErrorExtra {
+  hint?: string | undefined;
+  operationId?: string | undefined;
+  data?: unknown;
+}
+
 export function sendError(
   res: http.ServerResponse,
   requestId: string,
   status: number,
-  code: string,
+  code: ApiErrorCode,
   message: string,
-  extra: Record<string, unknown> = {},
+  extra: ErrorExtra = {},
 ): void {
   send(res, requestId, status, { ok: false, error: { code, message, requestId, ...extra } });
 }
@@ -43,9 +51,9 @@ function send(res: http.ServerResponse, requestId: string, status: number, body:
 export class HttpError extends Error {
   constructor(
     readonly status: number,
-    readonly code: string,
+    readonly code: ApiErrorCode,
     message: string,
-    readonly extra: Record<string, unknown> = {},
+    readonly extra: ErrorExtra = {},
   ) {
     super(message);
   }

@@ -23,7 +23,7 @@ export class LogTail {
   private busy = false;
   readonly maxLines: number;
   readonly rotateBytes: number;
-  rotations = 0;
+  #rotations = 0;
 
   constructor(
     readonly file: string,
@@ -31,6 +31,11 @@ export class LogTail {
   ) {
     this.maxLines = options.maxLines ?? 200;
     this.rotateBytes = options.rotateBytes ?? 10 * 1024 * 1024;
+  }
+
+  /** how many times the file was rotated */
+  get rotations(): number {
+    return this.#rotations;
   }
 
   start(): this {
@@ -69,7 +74,7 @@ export class LogTail {
         await copyFile(this.file, `${this.file}.1`);
         await truncate(this.file, 0);
         this.offset = 0;
-        this.rotations++;
+        this.#rotations++;
       }
     } finally {
       this.busy = false;

@@ -1,4 +1,4 @@
-import { errorMessage, OpenworkError } from "../errors/errors.js";
+import { errorMessage, isOpenworkError, oneLine } from "../errors/errors.js";
 import { redactText } from "../logging/redact.js";
 import { probeMain } from "./probe.js";
 import { serveMain } from "./serve.js";
@@ -8,7 +8,7 @@ export { SERVER_VERSION } from "./version.js";
 
 const USAGE = [
   'usage: openwork-server serve                       (environment: docs/architecture.md, "Entrypoint environment")',
-  "       openwork-server probe --url URL [--timeout-ms N] [--basic-auth-env VAR] [--user-env VAR]",
+  "       openwork-server probe --url URL [--timeout-ms N] [--wait-ms N [--pid P]] [--basic-auth-env VAR] [--user-env VAR]",
   "       openwork-server --version",
 ].join("\n");
 
@@ -42,8 +42,8 @@ export async function serverMain(args: string[]): Promise<number> {
         return 2;
     }
   } catch (error) {
-    if (error instanceof OpenworkError) {
-      process.stderr.write(`openwork-server: ${redactText(error.oneLine())}\n`);
+    if (isOpenworkError(error)) {
+      process.stderr.write(`openwork-server: ${redactText(oneLine(error))}\n`);
       return error.exitCode;
     }
     process.stderr.write(`openwork-server: ${redactText(errorMessage(error))}\n`);

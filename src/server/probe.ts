@@ -1,5 +1,6 @@
 import { UsageError } from "../errors/errors.js";
 import { pidState } from "../processes/inspect.js";
+import { done, nextAttemptTimeout, notYet, pollUntil, WaitTimeoutError } from "../retry/poll.js";
 import { describeGetError, httpGet, isTimeoutError } from "./http-get.js";
 
 export interface ProbeArgs {
@@ -104,38 +105,35 @@ export function parseProbeArgs(args: string[], env: NodeJS.ProcessEnv = process.
   };
 }
 
-/**
- * The timeout of the next attempt while waiting for a component to start:
- * short at first, doubled after each attempt that timed out, up to the cap.
- * Why: opencode accepts connections a moment before it can answer them, and a
- * request that arrives then is never answered — measured, a first attempt
- * with a 2 s timeout made a restart take ~4.2 s where short attempts took ~2.5 s.
- * A slow but working component still gets the full cap after a few timeouts.
- */
-export function nextAttemptTimeout(previousMs: number | undefined, timedOut: boolean, capMs: number): number {
-  const first = Math.min(250, capMs);
-  if (previousMs === undefined) return first;
-  return timedOut ? Math.min(capMs, previousMs * 2) : previousMs;
-}
-
 export type WaitResult = { ok: true; detail: string } | { ok: false; reason: string; processGone: boolean };
 
 /** Probe until healthy, the watched process is gone, or `waitMs` has passed. */
 export async function probeUntil(args: ProbeArgs & { waitMs: number }): Promise<WaitResult> {
-  const deadline = Date.now() + args.waitMs;
   let attemptMs: number | undefined;
   let timedOut = false;
-  for (;;) {
-    if (args.pid !== undefined && pidState(args.pid) !== "alive")
-      return { ok: false, reason: `process ${args.pid} exited`, processGone: true };
-    attemptMs = nextAttemptTimeout(attemptMs, timedOut, args.timeoutMs);
-    const remaining = deadline - Date.now();
-    const result = await probeOnce({ ...args, timeoutMs: Math.max(50, Math.min(attemptMs, remaining)) });
-    if (result.ok) return result;
-    timedOut = result.timedOut;
-    if (Date.now() + 100 >= deadline)
-      return { ok: false, reason: `${result.reason} (waited ${args.waitMs} ms)`, processGone: false };
-    await new Promise((resolve) => setTimeout(resolve, 100));
+  try {
+    return await pollUntil<WaitResult>(
+      async ({ remainingMs }) => {
+        if (args.pid !== undefined && pidState(args.pid) !== "alive")
+          return done({ ok: false, reason: `process ${args.pid} exited`, processGone: true });
+        attemptMs = nextAttemptTimeout(attemptMs, timedOut, args.timeoutMs);
+        const result = await probeOnce({
+          ...args,
+          timeoutMs: Math.max(50, Math.min(attemptMs, remainingMs)),
+        });
+        if (result.ok) return done(result);
+        timedOut = result.timedOut;
+        return notYet(result.reason);
+      },
+      { what: args.url.href, pace: { intervalMs: 100 }, deadlineMs: args.waitMs },
+    );
+  } catch (error) {
+    if (!(error instanceof WaitTimeoutError)) throw error;
+    return {
+      ok: false,
+      reason: `${error.lastReason ?? "no answer"} (waited ${args.waitMs} ms)`,
+      processGone: false,
+    };
   }
 }
 

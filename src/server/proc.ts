@@ -1,16 +1,13 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import path from "node:path";
+import { z } from "zod";
+import type { ExitInfo } from "../contract/api.js";
 import { writeFileAtomicSync } from "../files/atomic.js";
 import { pidState, processGroupOf, readProcess } from "../processes/inspect.js";
+import { done, notYet, pollUntil } from "../retry/poll.js";
 
-export interface ExitInfo {
-  code: number | null;
-  signal: string | null;
-  at: string;
-  /** false for adopted processes: nobody told us how they ended */
-  statusKnown: boolean;
-}
+export type { ExitInfo };
 
 /** A running component process: one we adopted (pid only) or one we spawned (a real child). */
 export interface ProcHandle {
@@ -49,9 +46,22 @@ function ledgerFile(): string | undefined {
   return (globalThis as Record<symbol, string | undefined>)[LEDGER];
 }
 
+const ledgerSchema = z.array(
+  z
+    .object({
+      pid: z.number().int().min(2),
+      identity: z.string().min(1),
+      command: z.string(),
+      startedAt: z.string(),
+    })
+    .strict(),
+);
+
+/** The ledger as written by a previous server; anything malformed is read as empty, never acted on. */
 function readLedger(file: string): LedgerEntry[] {
   try {
-    return JSON.parse(readFileSync(file, "utf8")) as LedgerEntry[];
+    const parsed = ledgerSchema.safeParse(JSON.parse(readFileSync(file, "utf8")));
+    return parsed.success ? parsed.data : [];
   } catch {
     return [];
   }
@@ -105,7 +115,8 @@ export function adopt(pid: number): ProcHandle {
   return { pid, ownGroup: false, adopted: true, startedAt: new Date().toISOString() };
 }
 
-export interface LaunchSpec {
+/** How to spawn one component (not to be confused with a sandbox's LaunchSpec). */
+export interface SpawnSpec {
   command: string;
   args: string[];
   env: NodeJS.ProcessEnv;
@@ -115,7 +126,7 @@ export interface LaunchSpec {
 }
 
 /** Spawn a component in its own process group, its output appended to its log file. */
-export function spawnComponent(spec: LaunchSpec): ProcHandle {
+export function spawnComponent(spec: SpawnSpec): ProcHandle {
   mkdirSync(path.dirname(spec.logFile), { recursive: true });
   const fd = openSync(spec.logFile, "a");
   let child: ChildProcess;
@@ -177,21 +188,22 @@ function getOwnGroup(): number | undefined {
 export async function terminate(handle: ProcHandle, graceMs: number): Promise<"exited" | "killed"> {
   if (!isRunning(handle)) return "exited";
   signal(handle, "SIGTERM");
-  const deadline = Date.now() + graceMs;
-  while (Date.now() < deadline) {
-    await sleep(50);
-    if (!isRunning(handle)) {
-      // The leader is gone; make sure nothing it started lives on in its group.
-      if (handle.ownGroup) signal(handle, "SIGKILL");
-      return "exited";
-    }
+  const gone = () => (isRunning(handle) ? notYet(`pid ${handle.pid} still runs`) : done(true));
+  const exited = await pollUntil(gone, {
+    what: `pid ${handle.pid} to exit after SIGTERM`,
+    pace: { intervalMs: 50 },
+    deadlineMs: graceMs,
+  }).catch(() => false);
+  if (exited) {
+    // The leader is gone; make sure nothing it started lives on in its group.
+    if (handle.ownGroup) signal(handle, "SIGKILL");
+    return "exited";
   }
   signal(handle, "SIGKILL");
-  const killDeadline = Date.now() + 5000;
-  while (Date.now() < killDeadline && isRunning(handle)) await sleep(50);
+  await pollUntil(gone, {
+    what: `pid ${handle.pid} to exit after SIGKILL`,
+    pace: { intervalMs: 50 },
+    deadlineMs: 5000,
+  }).catch(() => undefined);
   return "killed";
-}
-
-export function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

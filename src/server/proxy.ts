@@ -1,6 +1,6 @@
 import http from "node:http";
 import type { Duplex } from "node:stream";
-import { sleep } from "./proc.js";
+import { done, notYet, pollUntil } from "../retry/poll.js";
 
 /** Where proxied requests go. Replaced atomically on an upgrade; the old one drains. */
 export interface Upstream {
@@ -39,7 +39,7 @@ export interface ProxyOptions {
   target: string;
   workspace: string;
   requestId: string;
-  onError: (status: number, code: string, message: string) => void;
+  onError: (status: number, code: "engine_unavailable", message: string) => void;
   /**
    * For requests without a body: called when the engine refused the connection
    * (it never saw the request, so resending is safe), to wait for a healthy
@@ -141,9 +141,14 @@ export async function drain(
   upstream: Upstream,
   deadlineMs: number,
 ): Promise<{ finished: number; closedStreams: number }> {
-  const deadline = Date.now() + deadlineMs;
   const start = upstream.inflight.size - upstream.streams.size;
-  while (Date.now() < deadline && upstream.inflight.size > upstream.streams.size) await sleep(25);
+  await pollUntil(
+    () =>
+      upstream.inflight.size > upstream.streams.size
+        ? notYet(`${upstream.inflight.size - upstream.streams.size} request(s) in flight`)
+        : done(true),
+    { what: `upstream ${upstream.id} to drain`, pace: { intervalMs: 25 }, deadlineMs },
+  ).catch(() => undefined);
   const closedStreams = upstream.streams.size;
   for (const res of upstream.streams) res.end();
   for (const res of upstream.inflight) res.destroy();

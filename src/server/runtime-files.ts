@@ -1,163 +1,201 @@
-import { existsSync, readFileSync } from "node:fs";
+import { randomBytes } from "node:crypto";
+import { constants, readFileSync } from "node:fs";
+import { chmod, copyFile, mkdir, rename, rm } from "node:fs/promises";
 import path from "node:path";
-import { z } from "zod";
-import { errorMessage, OpenworkError } from "../errors/errors.js";
+import type { PersistLayout } from "../contract/layout.js";
+import {
+  parseRuntimeJson,
+  RUNTIME_ID_PATTERN,
+  type RuntimeContent,
+  type RuntimeJson,
+  RuntimeTamperedError,
+  runtimeIdOf,
+  runtimeJsonOf,
+  type StagedSidecarEntry,
+  serializeRuntimeJson,
+  verifyStagedFiles,
+} from "../contract/runtime.js";
+import { errorMessage, isOpenworkError, OpenworkError, systemErrorCode } from "../errors/errors.js";
+import { writeFileAtomic } from "../files/atomic.js";
+import { parseManifest } from "../manifest/parse.js";
+import { manifestEntry } from "../manifest/schema.js";
 import { sha256File } from "../sidecars/hash.js";
+import { SIDECAR_NAMES, type SidecarName, STAGED_FILE } from "../sidecars/names.js";
 
-const sidecarEntry = z.object({
-  file: z.string().min(1),
-  sha256: z.string().regex(/^[0-9a-f]{64}$/, "expected 64 lowercase hex digits"),
-  size: z.number().int().nonnegative(),
-  version: z.string().min(1),
-});
-export type SidecarEntry = z.output<typeof sidecarEntry>;
-
-export const runtimeJsonSchema = z.object({
-  runtimeId: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/),
-  target: z.string().min(1),
-  runtimeVersion: z.string().optional(),
-  sidecars: z.record(z.string(), sidecarEntry),
-});
-export type RuntimeJson = z.output<typeof runtimeJsonSchema>;
-
-/** A staged runtime: its directory and its runtime.json (docs/architecture.md, "Staged runtime"). */
+/** A staged runtime: its directory and its runtime.json (src/contract/runtime.ts). */
 export interface StagedRuntime {
   dir: string;
   json: RuntimeJson;
 }
 
-export function runtimeDir(persist: string, runtimeId: string): string {
-  return path.join(persist, "runtimes", runtimeId);
-}
-
-export function readRuntime(persist: string, runtimeId: string): StagedRuntime {
-  const dir = runtimeDir(persist, runtimeId);
-  const file = path.join(dir, "runtime.json");
-  if (!existsSync(file)) {
-    throw new OpenworkError(`staged runtime ${runtimeId} has no ${file}`, {
+/** Read and check a staged runtime: its runtime.json must hash to the directory's id. */
+export function readRuntime(layout: PersistLayout, runtimeId: string): StagedRuntime {
+  const dir = layout.runtimeDir(runtimeId);
+  const file = layout.runtimeJson(runtimeId);
+  if (!RUNTIME_ID_PATTERN.test(runtimeId)) {
+    throw new OpenworkError(`"${runtimeId}" is not a runtime id (16 lowercase hex digits)`, {
       code: "runtime_not_found",
-      hint: "stage the runtime (its sidecars and runtime.json) under the persisted directory first",
     });
   }
-  let raw: unknown;
+  let text: string;
   try {
-    raw = JSON.parse(readFileSync(file, "utf8"));
+    text = readFileSync(file, "utf8");
   } catch (error) {
-    throw new OpenworkError(`${file} is not valid JSON: ${errorMessage(error)}`, { code: "runtime_invalid" });
-  }
-  const parsed = runtimeJsonSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new OpenworkError(`${file}: ${issue?.path.join(".")}: ${issue?.message}`, {
-      code: "runtime_invalid",
-    });
-  }
-  if (parsed.data.runtimeId !== runtimeId) {
     throw new OpenworkError(
-      `${file} names runtime ${parsed.data.runtimeId}, but it is staged as ${runtimeId}`,
+      systemErrorCode(error) === "ENOENT"
+        ? `staged runtime ${runtimeId} has no ${file}`
+        : `cannot read ${file}: ${errorMessage(error)}`,
       {
-        code: "runtime_invalid",
+        code: "runtime_not_found",
+        hint: "stage the runtime (its sidecars and runtime.json) under the persisted directory first",
       },
     );
   }
-  return { dir, json: parsed.data };
+  return { dir, json: parseRuntimeJson(text, file, runtimeId) };
 }
 
-/** The staged path of one sidecar; its `file` must stay inside the runtime directory. */
-export function sidecarPath(runtime: StagedRuntime, name: string): string | undefined {
-  const entry = runtime.json.sidecars[name];
-  if (!entry) return undefined;
-  const file = path.resolve(runtime.dir, entry.file);
-  if (!file.startsWith(`${runtime.dir}${path.sep}`)) {
-    throw new OpenworkError(
-      `runtime.json entry ${name} points outside its runtime directory: ${entry.file}`,
-      {
-        code: "runtime_invalid",
-      },
-    );
-  }
-  return file;
+/** The staged path of one sidecar (its file name is fixed by the contract: it cannot point elsewhere). */
+export function sidecarPath(runtime: StagedRuntime, name: SidecarName): string | undefined {
+  return runtime.json.sidecars[name] ? path.join(runtime.dir, STAGED_FILE[name]) : undefined;
 }
 
 /**
- * Check every named sidecar's size and sha256 against runtime.json before
- * anything from it is executed. Throws naming the file, expected and actual.
+ * Hash every named sidecar and compare with runtime.json before anything
+ * from it is executed: the server has no stat cache to trust, so every byte is read.
  */
-export async function verifyRuntime(runtime: StagedRuntime, names: readonly string[]): Promise<void> {
-  for (const name of names) {
-    const entry = runtime.json.sidecars[name];
-    const file = sidecarPath(runtime, name);
-    if (!entry || !file) {
-      throw new OpenworkError(`runtime ${runtime.json.runtimeId} has no ${name} sidecar`, {
-        code: "verify_failed",
-      });
-    }
-    let actual: { sha256: string; size: number };
-    try {
-      actual = await sha256File(file);
-    } catch (error) {
-      throw new OpenworkError(`cannot read ${file}: ${errorMessage(error)}`, { code: "verify_failed" });
-    }
-    if (actual.size !== entry.size) {
-      throw new OpenworkError(`${file}: size ${actual.size} bytes, runtime.json expects ${entry.size}`, {
-        code: "verify_failed",
-      });
-    }
-    if (actual.sha256 !== entry.sha256) {
-      throw new OpenworkError(`${file}: sha256 ${actual.sha256}, runtime.json expects ${entry.sha256}`, {
-        code: "verify_failed",
-      });
-    }
-  }
+export async function verifyRuntime(runtime: StagedRuntime, names: readonly SidecarName[]): Promise<void> {
+  await verifyStagedFiles(runtime.dir, runtime.json, names, sha256File);
 }
 
-const manifestSchema = z.object({
-  sidecars: z.record(
-    z.string(),
-    z.object({
-      version: z.string().min(1),
-      targets: z.record(z.string(), sidecarEntry.omit({ version: true }).partial({ file: true })),
-    }),
-  ),
-});
+/** A manifest upgrade, planned: what runtime it makes and where each file comes from. */
+export interface ManifestPlan {
+  runtimeId: string;
+  content: RuntimeContent;
+  /** the file each sidecar is copied from (the manifest's `dir`, or the running runtime for what it does not name) */
+  sources: Partial<Record<SidecarName, string>>;
+}
 
 /**
- * A manifest the server can verify. Deliberately tiny and local (the CLI's
- * manifest module lives in src/manifest): `{ "sidecars": { "<name>": { "version",
- * "targets": { "<target>": { "sha256", "size", "file"? } } } } }`, with the
- * files in `dir`. It becomes a runtime.json-shaped record; verifyRuntime does the rest.
+ * Read a Manifest v1 (docs/manifest.md) for a runtime of `current`'s target.
+ * Its files are in `dir`, named by each entry's `file`; what the manifest has
+ * no entry for is carried over from the running runtime. The runtime id is
+ * computed from the content alone, so the plan is known before any byte is copied.
  */
-export function runtimeFromManifest(
-  manifestFile: string,
-  dir: string,
-  target: string,
-  runtimeId: string,
-): StagedRuntime {
-  let raw: unknown;
+export function planManifest(manifestFile: string, dir: string, current: StagedRuntime): ManifestPlan {
+  let text: string;
   try {
-    raw = JSON.parse(readFileSync(manifestFile, "utf8"));
+    text = readFileSync(manifestFile, "utf8");
   } catch (error) {
     throw new OpenworkError(`cannot read manifest ${manifestFile}: ${errorMessage(error)}`, {
       code: "manifest_invalid",
     });
   }
-  const parsed = manifestSchema.safeParse(raw);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new OpenworkError(`manifest ${manifestFile}: ${issue?.path.join(".")}: ${issue?.message}`, {
+  let manifest: ReturnType<typeof parseManifest>;
+  try {
+    manifest = parseManifest(text, manifestFile);
+  } catch (error) {
+    throw new OpenworkError(errorMessage(error), {
       code: "manifest_invalid",
+      hint: isOpenworkError(error) ? error.hint : undefined,
     });
   }
-  const sidecars: Record<string, SidecarEntry> = {};
-  for (const [name, sidecar] of Object.entries(parsed.data.sidecars)) {
-    const entry = sidecar.targets[target];
-    if (!entry) continue;
-    sidecars[name] = {
-      file: entry.file ?? (name === "openwork-server" ? "openwork-server.mjs" : name),
-      sha256: entry.sha256,
-      size: entry.size,
-      version: sidecar.version,
-    };
+  const target = current.json.target;
+  const sidecars: Partial<Record<SidecarName, StagedSidecarEntry>> = {};
+  const sources: Partial<Record<SidecarName, string>> = {};
+  for (const name of SIDECAR_NAMES) {
+    const entry = manifestEntry(manifest, name, target);
+    if (entry) {
+      if (entry.sha256 === null || entry.size === null) {
+        throw new OpenworkError(
+          `manifest ${manifestFile}: sidecars.${name}.targets.${target} has no sha256 and size, which the server needs to verify the file`,
+          {
+            code: "manifest_invalid",
+            hint: "use `openwork runtime upgrade --manifest`, which fetches and hashes npm sources, or a manifest with sha256 and size",
+          },
+        );
+      }
+      sidecars[name] = {
+        file: STAGED_FILE[name],
+        sha256: entry.sha256,
+        size: entry.size,
+        version: entry.version,
+      };
+      sources[name] = path.resolve(dir, entry.file);
+      continue;
+    }
+    const carried = current.json.sidecars[name];
+    if (carried) {
+      sidecars[name] = carried;
+      sources[name] = sidecarPath(current, name) as string;
+    }
   }
-  return { dir: path.resolve(dir), json: { runtimeId, target, sidecars } };
+  const content: RuntimeContent = { target, runtimeVersion: manifest.runtimeVersion, sidecars };
+  return { runtimeId: runtimeIdOf(content), content, sources };
+}
+
+/**
+ * Stage a planned manifest runtime under its content-addressed id. An
+ * existing runtime with that id is the same runtime and is used as it is
+ * (never removed: it may be the one running). Otherwise every file is copied
+ * (never linked: nothing staged may share an inode with the caller's files)
+ * into a private temporary directory, hashed there, and the directory is
+ * renamed into place only when all match; any failure removes it.
+ */
+export async function stagePlan(
+  layout: PersistLayout,
+  plan: ManifestPlan,
+): Promise<{ runtime: StagedRuntime; created: boolean }> {
+  try {
+    return { runtime: readRuntime(layout, plan.runtimeId), created: false };
+  } catch (error) {
+    if (!isOpenworkError(error) || error.code !== "runtime_not_found") throw error;
+  }
+  await mkdir(layout.runtimesDir, { recursive: true });
+  const temp = path.join(layout.runtimesDir, `.staging-${plan.runtimeId}-${randomBytes(4).toString("hex")}`);
+  await mkdir(temp, { mode: 0o755 });
+  try {
+    const json = runtimeJsonOf(plan.content);
+    for (const [name, source] of Object.entries(plan.sources) as Array<[SidecarName, string]>) {
+      const dest = path.join(temp, STAGED_FILE[name]);
+      try {
+        await copyFile(source, dest, constants.COPYFILE_EXCL | constants.COPYFILE_FICLONE);
+      } catch (error) {
+        throw new OpenworkError(`cannot copy ${source} for ${name}: ${errorMessage(error)}`, {
+          code: "manifest_invalid",
+        });
+      }
+      await chmod(dest, 0o755);
+    }
+    // What is checked is the copy, not the source: the source may change after it was read.
+    await verifyStagedFiles(temp, json, Object.keys(plan.sources) as SidecarName[], sha256File).catch(
+      (error: unknown) => {
+        if (error instanceof RuntimeTamperedError)
+          throw new RuntimeTamperedError(
+            json.runtimeId,
+            layout.runtimeDir(json.runtimeId),
+            error.mismatches.map((m) => ({ ...m, file: plan.sources[m.name] ?? m.file })),
+          );
+        throw error;
+      },
+    );
+    await writeFileAtomic(path.join(temp, "runtime.json"), serializeRuntimeJson(json));
+    try {
+      await rename(temp, layout.runtimeDir(plan.runtimeId));
+    } catch (error) {
+      const code = systemErrorCode(error);
+      // Staged meanwhile by someone else: the same id is the same content.
+      if (code !== "EEXIST" && code !== "ENOTEMPTY") throw error;
+      await rm(temp, { recursive: true, force: true });
+      return { runtime: readRuntime(layout, plan.runtimeId), created: false };
+    }
+    return { runtime: readRuntime(layout, plan.runtimeId), created: true };
+  } catch (error) {
+    await rm(temp, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** Remove a runtime this server staged for an upgrade that failed (never one that runs). */
+export async function removeStaged(layout: PersistLayout, runtimeId: string): Promise<void> {
+  await rm(layout.runtimeDir(runtimeId), { recursive: true, force: true });
 }

@@ -1,12 +1,11 @@
 import http from "node:http";
-import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
+import { parseServeEnv, type ServeEnv } from "../contract/env.js";
+import type { HandoffInput, NextGeneration } from "../contract/handoff.js";
 import { OpenworkError } from "../errors/errors.js";
 import { createLogger } from "../logging/logger.js";
 import { registerSecret } from "../logging/redact.js";
-import { ServerApp } from "./app.js";
-import { parseServeEnv, type ServeEnv } from "./env.js";
-import { currentGeneration, setCurrentGeneration } from "./generation.js";
+import { Generation } from "./generation.js";
 import { nodeFeatures, SERVER_VERSION } from "./version.js";
 
 function serverLogger(): Logger {
@@ -19,6 +18,24 @@ function registerEnvSecrets(env: ServeEnv): void {
   registerSecret(env.OPENCODE_SERVER_PASSWORD);
 }
 
+/**
+ * The generation answering requests now, and how to shut it down. Kept on
+ * globalThis because a server upgrade loads a second copy of this code (the
+ * new bundle) into the same process: the signal handler installed by the
+ * first copy must reach the generation that is current now.
+ */
+const CURRENT = Symbol.for("openwork.server.current-generation");
+interface GenerationSlot {
+  generation: Generation;
+  shutdown(reason: string): Promise<void>;
+}
+function currentGeneration(): GenerationSlot | undefined {
+  return (globalThis as Record<symbol, GenerationSlot | undefined>)[CURRENT];
+}
+function setCurrentGeneration(slot: GenerationSlot): void {
+  (globalThis as Record<symbol, GenerationSlot | undefined>)[CURRENT] = slot;
+}
+
 function makeShutdown(server: http.Server, log: Logger): (reason: string) => Promise<void> {
   let stopping: Promise<void> | undefined;
   return (reason) => {
@@ -26,8 +43,7 @@ function makeShutdown(server: http.Server, log: Logger): (reason: string) => Pro
       log.info({ reason }, "shutting down");
       server.close();
       server.closeIdleConnections();
-      const app = currentGeneration()?.app;
-      await app?.shutdown(reason);
+      await currentGeneration()?.generation.topology.shutdown(reason);
       server.closeAllConnections();
     })();
     return stopping;
@@ -50,11 +66,11 @@ export async function serveMain(): Promise<number> {
   // Long-lived event streams must not be cut by the server's own timeouts.
   server.requestTimeout = 0;
   server.headersTimeout = 60_000;
-  const app = await ServerApp.create({ env, log, server });
-  server.on("request", app.handler);
-  server.on("upgrade", app.upgradeHandler);
+  const generation = await Generation.create({ env, log, server });
+  server.on("request", generation.listener.handler);
+  server.on("upgrade", generation.listener.upgradeHandler);
   const shutdown = makeShutdown(server, log);
-  setCurrentGeneration({ app, shutdown });
+  setCurrentGeneration({ generation, shutdown });
   await new Promise<void>((resolve, reject) => {
     server.once("error", (error) =>
       reject(
@@ -69,7 +85,7 @@ export async function serveMain(): Promise<number> {
     );
     server.listen(env.OPENWORK_SERVER_PORT, env.OPENWORK_SERVER_HOST, () => resolve());
   }).catch(async (error) => {
-    await app.shutdown("the server could not listen");
+    await generation.topology.shutdown("the server could not listen");
     throw error;
   });
   log.info(
@@ -94,25 +110,16 @@ export async function serveMain(): Promise<number> {
 }
 
 /**
- * Called in a running server, from the new bundle, during an upgrade: build a
- * generation that adopts the processes named in `env` on the existing
- * listener. It answers requests only once activated (the caller swaps handlers).
+ * Called in a running server, from the new bundle, during an upgrade (the
+ * handoff of src/contract/handoff.ts): build a generation that adopts the
+ * processes named in `env` on the existing listener. It answers requests
+ * only once activated (the caller swaps listeners).
  */
-export async function takeOver(input: {
-  env: Record<string, string>;
-  server: http.Server;
-  operationId: string;
-}): Promise<{
-  version: string;
-  handler: http.RequestListener;
-  upgradeHandler: (req: http.IncomingMessage, socket: Duplex, head: Buffer) => void;
-  activate(): void;
-  abandon(): void;
-}> {
+export async function takeOver(input: HandoffInput): Promise<NextGeneration> {
   const env = parseServeEnv(input.env);
   registerEnvSecrets(env);
   const log = serverLogger();
-  const app = await ServerApp.create({
+  const generation = await Generation.create({
     env,
     log,
     server: input.server,
@@ -120,18 +127,18 @@ export async function takeOver(input: {
   });
   return {
     version: SERVER_VERSION,
-    handler: app.handler,
-    upgradeHandler: app.upgradeHandler,
+    handler: generation.listener.handler,
+    upgradeHandler: generation.listener.upgradeHandler,
     activate() {
-      app.watch();
-      setCurrentGeneration({ app, shutdown: makeShutdown(input.server, log) });
+      generation.topology.watch();
+      setCurrentGeneration({ generation, shutdown: makeShutdown(input.server, log) });
       log.info(
         { version: SERVER_VERSION, operationId: input.operationId },
         "this server generation now answers requests",
       );
     },
     abandon() {
-      app.detach();
+      generation.topology.detach();
     },
   };
 }

@@ -1,22 +1,30 @@
 import type { Logger } from "pino";
-import { OpenworkError } from "../errors/errors.js";
+import type { COMPONENT_EVENTS, ComponentStatus, ComponentSummary } from "../contract/api.js";
+import { errorMessage, StartFailedError } from "../errors/errors.js";
 import { pidState } from "../processes/inspect.js";
+import {
+  backoffDelay,
+  done,
+  nextAttemptTimeout,
+  notYet,
+  pollUntil,
+  WaitTimeoutError,
+} from "../retry/poll.js";
 import { LogTail } from "./logtail.js";
-import { nextAttemptTimeout } from "./probe.js";
 import {
   type ExitInfo,
   isRunning,
-  type LaunchSpec,
   type ProcHandle,
-  sleep,
+  type SpawnSpec,
   spawnComponent,
   terminate,
 } from "./proc.js";
 
 export type ComponentName = "opencode" | "opencode-router";
-export type ComponentStatus = "starting" | "healthy" | "unhealthy" | "restarting" | "cooldown" | "stopped";
+export type { ComponentStatus };
 
-export interface ProbeResult {
+/** What one health probe of a component found. */
+export interface HealthProbe {
   ok: boolean;
   version?: string | undefined;
   detail: string;
@@ -34,8 +42,8 @@ export interface ComponentDefinition {
   url: string;
   port: number;
   logFile: string;
-  launch(): LaunchSpec;
-  probe(timeoutMs: number): Promise<ProbeResult>;
+  launch(): SpawnSpec;
+  probe(timeoutMs: number): Promise<HealthProbe>;
 }
 
 export interface SupervisionPolicy {
@@ -75,16 +83,7 @@ export function defaultPolicy(startDeadlineMs: number): SupervisionPolicy {
 
 export interface ComponentEvent {
   at: string;
-  type:
-    | "adopted"
-    | "started"
-    | "healthy"
-    | "exited"
-    | "hung"
-    | "restart-scheduled"
-    | "cooldown"
-    | "stopped"
-    | "start-failed";
+  type: (typeof COMPONENT_EVENTS)[number];
   detail: string;
 }
 
@@ -98,13 +97,16 @@ export interface LastExit extends ExitInfo {
  * an HTTP probe on an interval; a dead or hung process is restarted with
  * exponential backoff and jitter inside a budget, and after the budget is
  * spent the component cools down and is tried again (never a permanent stop).
+ * Everything it knows is read through getters: only its own code changes it.
  */
 export class Supervised {
-  status: ComponentStatus = "starting";
-  version: string | undefined;
-  lastExit: LastExit | undefined;
-  lastProbe: { at: string; ok: boolean; detail: string } | undefined;
-  restartsTotal = 0;
+  #status: ComponentStatus = "starting";
+  #version: string | undefined;
+  #lastExit: LastExit | undefined;
+  #lastProbe: { at: string; ok: boolean; detail: string } | undefined;
+  #restartsTotal = 0;
+  #cooldownUntil: number | undefined;
+  #handle: ProcHandle;
   private restartTimes: number[] = [];
   private consecutiveFailures = 0;
   private readonly events: ComponentEvent[] = [];
@@ -114,16 +116,17 @@ export class Supervised {
   private restarting = false;
   private watching = false;
   private probing = false;
-  cooldownUntil: number | undefined;
+  private deadSince: number | undefined;
   readonly tail: LogTail;
 
   constructor(
-    public definition: ComponentDefinition,
-    public handle: ProcHandle,
+    readonly definition: ComponentDefinition,
+    handle: ProcHandle,
     private readonly policy: SupervisionPolicy,
     private readonly log: Logger,
     tail?: LogTail,
   ) {
+    this.#handle = handle;
     this.tail = tail ?? new LogTail(definition.logFile).start();
     this.event(handle.adopted ? "adopted" : "started", `pid ${handle.pid}`);
   }
@@ -142,50 +145,69 @@ export class Supervised {
     return this.definition.name;
   }
 
+  get status(): ComponentStatus {
+    return this.#status;
+  }
+
+  /** what the running process reported in its last healthy answer; undefined until it has answered */
+  get version(): string | undefined {
+    return this.#version;
+  }
+
+  get handle(): ProcHandle {
+    return this.#handle;
+  }
+
   /**
-   * Poll until the process answers healthy (and reports the pinned version),
+   * Probe until the process answers healthy (and reports the pinned version),
    * it exits, or the deadline passes. Throws with the reason and its last output.
    */
-  async waitHealthy(deadlineMs = this.policy.startDeadlineMs): Promise<ProbeResult> {
-    const deadline = Date.now() + deadlineMs;
-    let last: ProbeResult = { ok: false, detail: "not probed yet" };
+  async waitHealthy(deadlineMs = this.policy.startDeadlineMs): Promise<HealthProbe> {
     let attemptMs: number | undefined;
-    while (Date.now() < deadline) {
-      if (!isRunning(this.handle)) {
-        await this.tail.poll();
-        throw new OpenworkError(
-          `${this.name} (pid ${this.handle.pid}) exited before it was healthy${describeExit(this.handle.exited)}`,
-          { code: "start_failed", details: { recentOutput: this.tail.recent(10) } },
+    let timedOut = false;
+    try {
+      const healthy = await pollUntil<HealthProbe>(
+        async ({ remainingMs }) => {
+          if (!isRunning(this.#handle)) {
+            await this.tail.poll();
+            throw new StartFailedError(
+              `${this.name} (pid ${this.#handle.pid}) exited before it was healthy${describeExit(this.#handle.exited)}`,
+              this.name,
+              this.tail.recent(10),
+            );
+          }
+          attemptMs = nextAttemptTimeout(attemptMs, timedOut, this.policy.probeTimeoutMs);
+          const probe = await this.definition.probe(Math.min(attemptMs, Math.max(200, remainingMs)));
+          this.recordProbe(probe);
+          timedOut = probe.timedOut === true;
+          return probe.ok ? done(probe) : notYet(probe.detail);
+        },
+        { what: `${this.name} to be healthy`, pace: { intervalMs: 100 }, deadlineMs },
+      );
+      // What the process says about itself is its version, whether or not it matches the pin.
+      if (healthy.version !== undefined) this.#version = healthy.version;
+      const pinned = this.definition.pinnedVersion;
+      if (pinned !== undefined && healthy.version !== undefined && healthy.version !== pinned) {
+        throw new StartFailedError(
+          `${this.name} reports version ${healthy.version}, runtime.json pins ${pinned}`,
+          this.name,
+          [],
+          { code: "wrong_version" },
         );
       }
-      attemptMs = nextAttemptTimeout(attemptMs, last.timedOut === true, this.policy.probeTimeoutMs);
-      last = await this.definition.probe(Math.min(attemptMs, Math.max(200, deadline - Date.now())));
-      this.recordProbe(last);
-      if (last.ok) {
-        const pinned = this.definition.pinnedVersion;
-        if (pinned !== undefined && last.version !== undefined && last.version !== pinned) {
-          throw new OpenworkError(
-            `${this.name} reports version ${last.version}, runtime.json pins ${pinned}`,
-            {
-              code: "wrong_version",
-            },
-          );
-        }
-        this.version = last.version ?? pinned;
-        this.status = "healthy";
-        this.event("healthy", last.version ? `version ${last.version}` : last.detail);
-        return last;
-      }
-      await sleep(100);
+      this.#status = "healthy";
+      this.event("healthy", healthy.version ? `version ${healthy.version}` : healthy.detail);
+      return healthy;
+    } catch (error) {
+      if (!(error instanceof WaitTimeoutError)) throw error;
+      await this.tail.poll();
+      throw new StartFailedError(
+        `${this.name} (pid ${this.#handle.pid}) was not healthy within ${deadlineMs} ms: ${error.lastReason ?? "no answer"}`,
+        this.name,
+        this.tail.recent(10),
+        { code: "health_timeout" },
+      );
     }
-    await this.tail.poll();
-    throw new OpenworkError(
-      `${this.name} (pid ${this.handle.pid}) was not healthy within ${deadlineMs} ms: ${last.detail}`,
-      {
-        code: "health_timeout",
-        details: { recentOutput: this.tail.recent(10) },
-      },
-    );
   }
 
   /** Start watching: pid polling and the liveness probe. */
@@ -209,8 +231,8 @@ export class Supervised {
   /** Stop watching and end the process: SIGTERM, deadline, SIGKILL. */
   async stop(reason: string): Promise<void> {
     this.unwatch();
-    const how = await terminate(this.handle, this.policy.stopGraceMs);
-    this.status = "stopped";
+    const how = await terminate(this.#handle, this.policy.stopGraceMs);
+    this.#status = "stopped";
     this.event("stopped", `${reason} (${how})`);
     // The tail is not stopped here: after an upgrade the next process of this component shares it.
     await this.tail.poll();
@@ -218,20 +240,18 @@ export class Supervised {
 
   private checkPid(): void {
     if (!this.watching || this.restarting) return;
-    if (this.handle.exited) {
+    if (this.#handle.exited) {
       this.onDeath();
       return;
     }
-    if (pidState(this.handle.pid) === "alive") {
+    if (pidState(this.#handle.pid) === "alive") {
       this.deadSince = undefined;
       return;
     }
     // Our own child: its exit status is about to arrive; wait for it (briefly) so lastExit carries it.
     this.deadSince ??= Date.now();
-    if (this.handle.adopted || Date.now() - this.deadSince > 1000) this.onDeath();
+    if (this.#handle.adopted || Date.now() - this.deadSince > 1000) this.onDeath();
   }
-
-  private deadSince: number | undefined;
 
   private async liveness(): Promise<void> {
     if (!this.watching || this.restarting || this.probing) return;
@@ -242,17 +262,17 @@ export class Supervised {
       this.recordProbe(result);
       if (result.ok) {
         this.consecutiveFailures = 0;
-        if (result.version) this.version = result.version;
-        if (this.status !== "healthy") this.event("healthy", result.detail);
-        this.status = "healthy";
+        if (result.version) this.#version = result.version;
+        if (this.#status !== "healthy") this.event("healthy", result.detail);
+        this.#status = "healthy";
         return;
       }
       this.consecutiveFailures++;
-      this.status = "unhealthy";
-      if (this.consecutiveFailures >= this.policy.failureThreshold && isRunning(this.handle)) {
+      this.#status = "unhealthy";
+      if (this.consecutiveFailures >= this.policy.failureThreshold && isRunning(this.#handle)) {
         this.event("hung", `${this.consecutiveFailures} failed probes: ${result.detail}`);
         this.log.warn(
-          { component: this.name, pid: this.handle.pid },
+          { component: this.name, pid: this.#handle.pid },
           "liveness probe failed repeatedly; restarting",
         );
         this.scheduleRestart(`hung: ${result.detail}`, true);
@@ -264,42 +284,40 @@ export class Supervised {
 
   private onDeath(): void {
     this.deadSince = undefined;
-    const exited = this.handle.exited;
-    this.lastExit = {
-      pid: this.handle.pid,
+    const exited = this.#handle.exited;
+    this.#lastExit = {
+      pid: this.#handle.pid,
       code: exited?.code ?? null,
       signal: exited?.signal ?? null,
       at: exited?.at ?? new Date().toISOString(),
       statusKnown: exited?.statusKnown ?? false,
       reason: `exited unexpectedly${describeExit(exited)}`,
     };
-    this.event("exited", this.lastExit.reason);
-    this.log.warn({ component: this.name, pid: this.handle.pid, exit: this.lastExit }, "component exited");
-    this.scheduleRestart(this.lastExit.reason, false);
+    this.event("exited", this.#lastExit.reason);
+    this.log.warn({ component: this.name, pid: this.#handle.pid, exit: this.#lastExit }, "component exited");
+    this.scheduleRestart(this.#lastExit.reason, false);
   }
 
   private scheduleRestart(reason: string, killFirst: boolean): void {
     this.restarting = true;
-    this.status = "restarting";
+    this.#status = "restarting";
     const now = Date.now();
     this.restartTimes = this.restartTimes.filter((at) => now - at < this.policy.windowMs);
     let delay: number;
     if (this.restartTimes.length >= this.policy.budget) {
       delay = this.policy.cooldownMs;
-      this.status = "cooldown";
-      this.cooldownUntil = now + delay;
+      this.#status = "cooldown";
+      this.#cooldownUntil = now + delay;
       this.restartTimes = [];
       this.event(
         "cooldown",
         `restart budget of ${this.policy.budget} per ${this.policy.windowMs} ms spent; next try in ${delay} ms`,
       );
     } else {
-      const exp = Math.min(
-        this.policy.backoffMaxMs,
-        this.policy.backoffBaseMs * 2 ** this.restartTimes.length,
-      );
-      // "equal jitter": never sooner than half the backoff, spread over the rest
-      delay = Math.round(exp / 2 + Math.random() * (exp / 2));
+      delay = backoffDelay(this.restartTimes.length, {
+        baseMs: this.policy.backoffBaseMs,
+        maxMs: this.policy.backoffMaxMs,
+      });
       this.event("restart-scheduled", `${reason}; restarting in ${delay} ms`);
     }
     this.restartTimer = setTimeout(() => void this.restart(killFirst), delay);
@@ -308,31 +326,31 @@ export class Supervised {
 
   private async restart(killFirst: boolean): Promise<void> {
     if (!this.watching) return;
-    if (killFirst) await terminate(this.handle, this.policy.stopGraceMs);
+    if (killFirst) await terminate(this.#handle, this.policy.stopGraceMs);
     // stop() may have run while the old process was being terminated: start nothing then.
     if (!this.watching) return;
-    this.cooldownUntil = undefined;
+    this.#cooldownUntil = undefined;
     this.restartTimes.push(Date.now());
-    this.restartsTotal++;
-    this.status = "starting";
+    this.#restartsTotal++;
+    this.#status = "starting";
     try {
-      this.handle = spawnComponent(this.definition.launch());
-      this.event("started", `pid ${this.handle.pid} (restart ${this.restartsTotal})`);
-      this.log.info({ component: this.name, pid: this.handle.pid }, "component restarted");
+      this.#handle = spawnComponent(this.definition.launch());
+      this.event("started", `pid ${this.#handle.pid} (restart ${this.#restartsTotal})`);
+      this.log.info({ component: this.name, pid: this.#handle.pid }, "component restarted");
       await this.waitHealthy();
       this.consecutiveFailures = 0;
       this.restarting = false;
     } catch (error) {
-      this.event("start-failed", (error as Error).message);
+      this.event("start-failed", errorMessage(error));
       this.log.error({ component: this.name, err: error }, "restart failed");
       if (!this.watching) return;
-      await terminate(this.handle, this.policy.stopGraceMs);
-      this.scheduleRestart((error as Error).message, false);
+      await terminate(this.#handle, this.policy.stopGraceMs);
+      this.scheduleRestart(errorMessage(error), false);
     }
   }
 
-  private recordProbe(result: ProbeResult): void {
-    this.lastProbe = { at: new Date().toISOString(), ok: result.ok, detail: result.detail };
+  private recordProbe(result: HealthProbe): void {
+    this.#lastProbe = { at: new Date().toISOString(), ok: result.ok, detail: result.detail };
   }
 
   private event(type: ComponentEvent["type"], detail: string): void {
@@ -340,24 +358,24 @@ export class Supervised {
     if (this.events.length > 50) this.events.splice(0, this.events.length - 50);
   }
 
-  summary(): Record<string, unknown> {
+  summary(): ComponentSummary {
     return {
-      status: this.status,
-      pid: this.handle.pid,
-      adopted: this.handle.adopted,
-      startedAt: this.handle.startedAt,
+      status: this.#status,
+      pid: this.#handle.pid,
+      adopted: this.#handle.adopted,
+      startedAt: this.#handle.startedAt,
       url: this.definition.url,
       runtimeId: this.definition.runtimeId,
-      version: this.version ?? null,
+      version: this.#version ?? null,
       pinnedVersion: this.definition.pinnedVersion ?? null,
-      lastExit: this.lastExit ?? null,
-      lastProbe: this.lastProbe ?? null,
+      lastExit: this.#lastExit ?? null,
+      lastProbe: this.#lastProbe ?? null,
       restarts: {
-        total: this.restartsTotal,
+        total: this.#restartsTotal,
         inWindow: this.restartTimes.length,
         budget: this.policy.budget,
         windowMs: this.policy.windowMs,
-        cooldownUntil: this.cooldownUntil ? new Date(this.cooldownUntil).toISOString() : null,
+        cooldownUntil: this.#cooldownUntil ? new Date(this.#cooldownUntil).toISOString() : null,
       },
       events: [...this.events],
       log: { file: this.definition.logFile, rotations: this.tail.rotations },

@@ -1,16 +1,24 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import type http from "node:http";
+import { z } from "zod";
+import type { Auth, MintedToken } from "../contract/api.js";
+import { writeFileAtomicSync } from "../files/atomic.js";
+import { readJsonFile } from "../files/json.js";
 import { registerSecret } from "../logging/redact.js";
-import { readJson, type StateDir, writeFileAtomic } from "./state.js";
 
 export type Scope = "host" | "owner" | "client";
 
-interface OwnerToken {
-  id: string;
-  label: string | undefined;
-  sha256: string;
-  createdAt: string;
-}
+const ownersSchema = z.object({
+  owners: z.array(
+    z.object({
+      id: z.string(),
+      label: z.string().optional(),
+      sha256: z.string().regex(/^[0-9a-f]{64}$/),
+      createdAt: z.string(),
+    }),
+  ),
+});
+type OwnerToken = z.output<typeof ownersSchema>["owners"][number];
 
 function digest(value: string): Buffer {
   return createHash("sha256").update(value).digest();
@@ -23,7 +31,7 @@ function sameSecret(a: Buffer, b: string): boolean {
 
 /**
  * Client, host and owner tokens. Owner tokens are minted by the host and kept
- * (hashed only) in state/tokens.json so that they survive a server replacement.
+ * (hashed only) in the tokens file so that they survive a server replacement.
  */
 export class TokenStore {
   private readonly client: Buffer;
@@ -32,7 +40,7 @@ export class TokenStore {
   constructor(
     clientToken: string,
     hostToken: string,
-    private readonly state: StateDir,
+    private readonly file: string,
   ) {
     this.client = digest(clientToken);
     this.host = digest(hostToken);
@@ -41,7 +49,7 @@ export class TokenStore {
   }
 
   private owners(): OwnerToken[] {
-    return readJson<{ owners?: OwnerToken[] }>(this.state.tokensFile)?.owners ?? [];
+    return readJsonFile(this.file, ownersSchema)?.owners ?? [];
   }
 
   /** The scope a request's credentials grant, or undefined (none or wrong). Every candidate is compared. */
@@ -68,13 +76,7 @@ export class TokenStore {
     return scope;
   }
 
-  mintOwner(label: string | undefined): {
-    id: string;
-    token: string;
-    scope: "owner";
-    label: string | null;
-    createdAt: string;
-  } {
+  mintOwner(label: string | undefined): MintedToken {
     const token = `owt_${randomBytes(24).toString("base64url")}`;
     registerSecret(token);
     const record: OwnerToken = {
@@ -83,16 +85,16 @@ export class TokenStore {
       sha256: createHash("sha256").update(token).digest("hex"),
       createdAt: new Date().toISOString(),
     };
-    writeFileAtomic(
-      this.state.tokensFile,
-      `${JSON.stringify({ owners: [...this.owners(), record] }, null, 2)}\n`,
-      0o600,
-    );
+    writeFileAtomicSync(this.file, `${JSON.stringify({ owners: [...this.owners(), record] }, null, 2)}\n`, {
+      mode: 0o600,
+    });
     return { id: record.id, token, scope: "owner", label: label ?? null, createdAt: record.createdAt };
   }
 }
 
-export function allows(scope: Scope | undefined, needed: "client" | "host"): boolean {
+/** Whether a scope may call an endpoint of this auth level. */
+export function allows(scope: Scope | undefined, needed: Auth): boolean {
+  if (needed === "none") return true;
   if (scope === undefined) return false;
   return needed === "client" ? true : scope === "host";
 }

@@ -1,56 +1,25 @@
 import { randomUUID } from "node:crypto";
-import { readJson, type StateDir, writeFileAtomic } from "./state.js";
+import { readdirSync } from "node:fs";
+import { type OperationState, operationSchema, type UpgradeOperation } from "../contract/api.js";
+import type { PersistLayout } from "../contract/layout.js";
+import { writeFileAtomicSync } from "../files/atomic.js";
+import { readJsonFile } from "../files/json.js";
 
-export type OperationState = "running" | "succeeded" | "failed" | "interrupted";
-export type StepName =
-  | "verify"
-  | "start-engine"
-  | "gate-engine"
-  | "switch-proxy"
-  | "restart-router"
-  | "gate-router"
-  | "load-server"
-  | "swap-server"
-  | "retire-engine"
-  | "record";
+export type { OperationState };
 
-export interface StepRecord {
-  name: StepName | `rollback:${string}`;
-  state: "running" | "done" | "failed" | "skipped";
-  startedAt: string;
-  finishedAt: string | null;
-  detail: string | null;
-}
+const OPERATION_ID = /^[A-Za-z0-9_-]{1,80}$/;
 
-export interface OperationRecord {
-  operationId: string;
-  state: OperationState;
-  request: {
-    runtimeId?: string | undefined;
-    manifest?: string | undefined;
-    components?: string[] | undefined;
-  };
-  from: { runtimeId: string; versions: Record<string, string> };
-  to: { runtimeId: string; versions: Record<string, string> };
-  components: string[];
-  step: string | null;
-  steps: StepRecord[];
-  error: { step: string; code: string; message: string; recentOutput?: string[] | undefined } | null;
-  rolledBack: boolean | null;
-  notes: string[];
-  serverPid: number;
-  createdAt: string;
-  updatedAt: string;
-  finishedAt: string | null;
-}
-
-/** Upgrade operations, one JSON file each under state/upgrades (atomic writes: a crash leaves the old or the new). */
+/**
+ * Upgrade operations, one JSON file each under state/upgrades (atomic writes:
+ * a crash leaves the old or the new). Read back through the contract's schema:
+ * a file that does not match is not an operation.
+ */
 export class OperationStore {
-  constructor(private readonly state: StateDir) {}
+  constructor(private readonly layout: PersistLayout) {}
 
-  create(init: Pick<OperationRecord, "request" | "from" | "to" | "components">): OperationRecord {
+  create(init: Pick<UpgradeOperation, "request" | "from" | "to" | "components">): UpgradeOperation {
     const now = new Date().toISOString();
-    const record: OperationRecord = {
+    const record: UpgradeOperation = {
       operationId: `upg_${now.replace(/[-:.TZ]/g, "").slice(0, 14)}_${randomUUID().slice(0, 8)}`,
       state: "running",
       ...init,
@@ -68,21 +37,26 @@ export class OperationStore {
     return record;
   }
 
-  save(record: OperationRecord): void {
+  save(record: UpgradeOperation): void {
     record.updatedAt = new Date().toISOString();
-    writeFileAtomic(this.state.upgradeFile(record.operationId), `${JSON.stringify(record, null, 2)}\n`);
+    writeFileAtomicSync(this.layout.upgradeFile(record.operationId), `${JSON.stringify(record, null, 2)}\n`);
   }
 
-  get(operationId: string): OperationRecord | undefined {
-    if (!/^[A-Za-z0-9_-]{1,80}$/.test(operationId)) return undefined;
-    return readJson<OperationRecord>(this.state.upgradeFile(operationId));
+  get(operationId: string): UpgradeOperation | undefined {
+    if (!OPERATION_ID.test(operationId)) return undefined;
+    return readJsonFile(this.layout.upgradeFile(operationId), operationSchema);
   }
 
-  all(): OperationRecord[] {
-    return this.state
-      .listUpgrades()
-      .map((id) => this.get(id))
-      .filter((record): record is OperationRecord => record !== undefined)
+  all(): UpgradeOperation[] {
+    let names: string[];
+    try {
+      names = readdirSync(this.layout.upgradesDir).filter((name) => name.endsWith(".json"));
+    } catch {
+      return [];
+    }
+    return names
+      .map((name) => this.get(name.slice(0, -".json".length)))
+      .filter((record): record is UpgradeOperation => record !== undefined)
       .sort((a, b) => a.createdAt.localeCompare(b.createdAt));
   }
 
@@ -97,9 +71,9 @@ export class OperationStore {
       record.state = "interrupted";
       record.finishedAt = new Date().toISOString();
       record.error ??= {
-        step: record.step ?? "unknown",
+        step: record.step,
         code: "interrupted",
-        message: `the server (pid ${record.serverPid}) stopped during step ${record.step ?? "unknown"}; the runtime it restarted with is the one recorded in state/current-runtime`,
+        message: `the server (pid ${record.serverPid}) stopped during step ${record.step ?? "unknown"}; the runtime it restarted with is the one recorded as current`,
       };
       this.save(record);
       marked.push(record.operationId);

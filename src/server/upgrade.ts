@@ -1,51 +1,49 @@
-import { createHash } from "node:crypto";
-import { copyFileSync, existsSync, linkSync, mkdirSync, rmSync } from "node:fs";
-import net from "node:net";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
-import { z } from "zod";
-import { errorMessage, OpenworkError } from "../errors/errors.js";
-import type { ServerApp } from "./app.js";
+import type { Logger } from "pino";
+import {
+  type SidecarVersions,
+  type StepRecord,
+  UPGRADABLE,
+  type Upgradable,
+  type UpgradeOperation,
+  type UpgradeRequest,
+  type UpgradeStep,
+} from "../contract/api.js";
+import { type ServeEnv, serializeServeEnv } from "../contract/env.js";
+import {
+  asHandoffModule,
+  checkNextGeneration,
+  HANDOFF_FLAG,
+  type NextGeneration,
+} from "../contract/handoff.js";
+import type { PersistLayout } from "../contract/layout.js";
+import { pinnedVersions, type RuntimeContent } from "../contract/runtime.js";
+import { errorMessage, isOpenworkError, OpenworkError } from "../errors/errors.js";
+import { freeLoopbackPort } from "../net/ports.js";
+import { writeCurrentRuntime } from "../staging/current-runtime.js";
 import { engineAuthorization, engineDefinition, routerDefinition } from "./components.js";
-import { serializeServeEnv } from "./env.js";
 import { HttpError } from "./http.js";
 import { createUpstream, drain, type Upstream } from "./proxy.js";
 import {
+  type ManifestPlan,
+  planManifest,
   readRuntime,
-  runtimeDir,
-  runtimeFromManifest,
+  removeStaged,
   type StagedRuntime,
   sidecarPath,
+  stagePlan,
   verifyRuntime,
 } from "./runtime-files.js";
-import { writeFileAtomic } from "./state.js";
-import { Supervised } from "./supervisor.js";
-import type { OperationRecord, StepName } from "./upgrade-record.js";
+import { Supervised, type SupervisionPolicy } from "./supervisor.js";
+import type { Listener, Topology } from "./topology.js";
+import type { OperationStore } from "./upgrade-record.js";
 
-export const UPGRADABLE = ["opencode", "opencode-router", "openwork-server"] as const;
-type Upgradable = (typeof UPGRADABLE)[number];
-
-const runtimeIdSchema = z
-  .string()
-  .regex(/^[A-Za-z0-9._-]{1,64}$/, "expected a runtime id ([A-Za-z0-9._-], at most 64)");
-
-export const upgradeRequestSchema = z
-  .object({
-    runtimeId: runtimeIdSchema.optional(),
-    manifest: z.string().min(1).optional(),
-    /** the directory holding the manifest's files (default: the manifest's own directory) */
-    dir: z.string().min(1).optional(),
-    components: z.array(z.enum(UPGRADABLE)).min(1).optional(),
-  })
-  .strict()
-  .refine((body) => (body.runtimeId === undefined) !== (body.manifest === undefined), {
-    message: "give exactly one of runtimeId (a staged runtime) or manifest (a manifest file path)",
-  });
-export type UpgradeRequest = z.output<typeof upgradeRequestSchema>;
+export { UPGRADABLE };
 
 /** One upgrade at a time per process, whichever server generation holds it. */
 const LOCK = Symbol.for("openwork.server.upgrade-lock");
-type LockSlot = { operationId: string; record: () => OperationRecord } | undefined;
+type LockSlot = { operationId: string; record: () => UpgradeOperation | undefined } | undefined;
 function lockSlot(): LockSlot {
   return (globalThis as Record<symbol, LockSlot>)[LOCK];
 }
@@ -53,104 +51,91 @@ function setLock(slot: LockSlot): void {
   (globalThis as Record<symbol, LockSlot>)[LOCK] = slot;
 }
 
-/** What a server bundle exports for a handoff (entrypoints/openwork-server.ts). */
-export interface HandoffModule {
-  OPENWORK_SERVER_HANDOFF: number;
-  takeOver(input: {
-    env: Record<string, string>;
-    server: import("node:http").Server;
-    operationId: string;
-  }): Promise<{
-    version: string;
-    handler: (req: import("node:http").IncomingMessage, res: import("node:http").ServerResponse) => void;
-    /** absent in bundles older than WebSocket proxying */
-    upgradeHandler?: (
-      req: import("node:http").IncomingMessage,
-      socket: import("node:stream").Duplex,
-      head: Buffer,
-    ) => void;
-    activate(): void;
-    abandon(): void;
-  }>;
+/** What the upgrade runner works on: one generation's topology and what it needs to change it. */
+export interface UpgradeDeps {
+  topology: Topology;
+  env: ServeEnv;
+  layout: PersistLayout;
+  log: Logger;
+  operations: OperationStore;
+  policy: SupervisionPolicy;
+  /** this generation's listeners (the handler swap replaces them) */
+  listener(): Listener;
 }
-export const HANDOFF_FLAG = Symbol.for("openwork.server.handoff-import");
 
 class StepFailure extends Error {
   constructor(
-    readonly step: StepName,
+    readonly step: UpgradeStep,
     readonly code: string,
     message: string,
-    readonly recentOutput?: string[] | undefined,
+    readonly hint: string | undefined,
+    readonly recentOutput: readonly string[] | undefined,
   ) {
     super(message);
   }
 }
 
-function versionsOf(runtime: StagedRuntime): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const [name, entry] of Object.entries(runtime.json.sidecars)) out[name] = entry.version;
-  return out;
+/** The last output a failure carries, whichever copy of the error classes made it. */
+function lastOutputOf(error: unknown): string[] | undefined {
+  const lines = (error as { lastOutput?: unknown }).lastOutput;
+  return Array.isArray(lines) && lines.every((line) => typeof line === "string") ? lines : undefined;
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      server.close(() =>
-        typeof address === "object" && address ? resolve(address.port) : reject(new Error("no port")),
-      );
-    });
-  });
+function versionsOfContent(content: RuntimeContent): SidecarVersions {
+  return pinnedVersions({ runtimeId: "", ...content });
 }
+
+/** Where the target runtime comes from: staged already, or a manifest to stage first. */
+type Target = { kind: "staged"; runtime: StagedRuntime } | { kind: "manifest"; plan: ManifestPlan };
 
 /**
  * Rolling, health-gated upgrade (DESIGN.md §2). Order, and why:
- * verify → start the new engine beside the old → gate it (healthy, pinned
- * version) → switch the proxy → restart the router against the new URL and
- * gate it → load the new server bundle and gate it → swap the request handler
- * → only then retire the old engine (drain in-flight requests, close streams)
- * → record the new runtime for the next start. The old engine stays alive
- * until every gate has passed, so any failure rolls back by switching back.
+ * (stage a manifest) → verify → start the new engine beside the old → gate it
+ * (healthy, pinned version) → switch the proxy → restart the router against
+ * the new URL and gate it → load the new server bundle and gate it → swap the
+ * request handler → only then retire the old engine (drain in-flight
+ * requests, close streams) → record the new runtime for the next start. The
+ * old engine stays alive until every gate has passed, so any failure rolls
+ * back by switching back.
  */
 export class UpgradeRunner {
-  constructor(private readonly app: ServerApp) {}
+  constructor(private readonly deps: UpgradeDeps) {}
 
-  running(): OperationRecord | undefined {
+  running(): UpgradeOperation | undefined {
     return lockSlot()?.record();
   }
 
-  async begin(request: UpgradeRequest): Promise<OperationRecord> {
+  async begin(request: UpgradeRequest): Promise<UpgradeOperation> {
+    const { topology } = this.deps;
     const held = lockSlot();
     if (held) {
       throw new HttpError(
         409,
         "upgrade_in_progress",
         `upgrade ${held.operationId} is running; wait for it to finish`,
-        {
-          operationId: held.operationId,
-        },
+        { operationId: held.operationId },
       );
     }
-    if (this.app.engine.status !== "healthy") {
+    if (topology.engine.status !== "healthy") {
       throw new HttpError(
         409,
         "runtime_unhealthy",
-        `the engine is ${this.app.engine.status}: upgrade a healthy runtime, so that a failed gate has something to roll back to`,
+        `the engine is ${topology.engine.status}: upgrade a healthy runtime, so that a failed gate has something to roll back to`,
       );
     }
     // Claim the lock before any await: a second request in the same tick must see it.
-    let record: OperationRecord | undefined;
-    setLock({ operationId: "pending", record: () => record as OperationRecord });
+    let record: UpgradeOperation | undefined;
+    setLock({ operationId: "pending", record: () => record });
     try {
       const target = this.resolveTarget(request);
-      const from = this.app.runtime;
-      const components = this.componentsFor(request, from, target);
-      record = this.app.operations.create({
+      const content = target.kind === "staged" ? target.runtime.json : target.plan.content;
+      const toId = target.kind === "staged" ? target.runtime.json.runtimeId : target.plan.runtimeId;
+      const from = topology.runtime.json;
+      const components = this.componentsFor(request, from, content);
+      record = this.deps.operations.create({
         request: { runtimeId: request.runtimeId, manifest: request.manifest, components: request.components },
-        from: { runtimeId: from.json.runtimeId, versions: versionsOf(from) },
-        to: { runtimeId: target.json.runtimeId, versions: versionsOf(target) },
+        from: { runtimeId: from.runtimeId, versions: pinnedVersions(from) },
+        to: { runtimeId: toId, versions: versionsOfContent(content) },
         components,
       });
       const current = record;
@@ -161,61 +146,28 @@ export class UpgradeRunner {
       return structuredClone(current);
     } catch (error) {
       setLock(undefined);
-      if (error instanceof OpenworkError) {
-        const status = error.code === "runtime_not_found" ? 404 : 400;
-        throw new HttpError(status, error.code, error.message);
+      if (isOpenworkError(error)) {
+        if (error.code === "runtime_not_found") throw new HttpError(404, "runtime_not_found", error.message);
+        if (error.code === "manifest_invalid")
+          throw new HttpError(400, "manifest_invalid", error.message, { hint: error.hint });
+        if (error.code === "runtime_invalid" || error.code === "runtime_tampered")
+          throw new HttpError(400, "runtime_invalid", error.message, { hint: error.hint });
+        throw new HttpError(400, "invalid_request", error.message, { hint: error.hint });
       }
       throw error;
     }
   }
 
-  private resolveTarget(request: UpgradeRequest): StagedRuntime {
-    const persist = this.app.env.OPENWORK_PERSIST;
-    if (request.runtimeId) return readRuntime(persist, request.runtimeId);
+  private resolveTarget(request: UpgradeRequest): Target {
+    const { layout, topology } = this.deps;
+    if (request.runtimeId) return { kind: "staged", runtime: readRuntime(layout, request.runtimeId) };
     const manifest = path.resolve(request.manifest as string);
     const dir = path.resolve(request.dir ?? path.dirname(manifest));
-    const id = `m-${createHash("sha256").update(manifest).update(dir).digest("hex").slice(0, 14)}`;
-    const loose = runtimeFromManifest(manifest, dir, this.app.runtime.json.target, id);
-    // Stage the manifest's files as a runtime (hard links, copies across devices) so the
-    // rest of the upgrade, and the next start, see one layout; verify checks the linked bytes.
-    const stagedDir = runtimeDir(persist, id);
-    rmSync(stagedDir, { recursive: true, force: true });
-    mkdirSync(stagedDir, { recursive: true });
-    for (const entry of Object.values(loose.json.sidecars)) {
-      const source = path.resolve(dir, entry.file);
-      const dest = path.join(stagedDir, path.basename(entry.file));
-      if (!existsSync(source))
-        throw new OpenworkError(`manifest names ${source}, which does not exist`, {
-          code: "manifest_invalid",
-        });
-      try {
-        linkSync(source, dest);
-      } catch {
-        copyFileSync(source, dest);
-      }
-      entry.file = path.basename(entry.file);
-    }
-    // What the manifest does not name is carried over from the running runtime, so the
-    // recorded runtime is complete for the next start.
-    const current = this.app.runtime;
-    for (const [name, entry] of Object.entries(current.json.sidecars)) {
-      if (loose.json.sidecars[name]) continue;
-      const source = sidecarPath(current, name) as string;
-      const dest = path.join(stagedDir, path.basename(entry.file));
-      try {
-        linkSync(source, dest);
-      } catch {
-        copyFileSync(source, dest);
-      }
-      loose.json.sidecars[name] = { ...entry, file: path.basename(entry.file) };
-    }
-    loose.json.runtimeVersion = current.json.runtimeVersion;
-    writeFileAtomic(path.join(stagedDir, "runtime.json"), `${JSON.stringify(loose.json, null, 2)}\n`);
-    return readRuntime(persist, id);
+    return { kind: "manifest", plan: planManifest(manifest, dir, topology.runtime) };
   }
 
-  private componentsFor(request: UpgradeRequest, from: StagedRuntime, to: StagedRuntime): Upgradable[] {
-    const routerOn = this.app.router !== undefined;
+  private componentsFor(request: UpgradeRequest, from: RuntimeContent, to: RuntimeContent): Upgradable[] {
+    const routerOn = this.deps.topology.router !== undefined;
     const candidates = request.components ?? [...UPGRADABLE];
     const out: Upgradable[] = [];
     for (const name of candidates) {
@@ -224,33 +176,31 @@ export class UpgradeRunner {
           throw new OpenworkError("the router is not enabled in this runtime", { code: "invalid_request" });
         continue;
       }
-      const next = to.json.sidecars[name];
+      const next = to.sidecars[name];
       if (!next) {
         if (request.components)
-          throw new OpenworkError(`runtime ${to.json.runtimeId} has no ${name} sidecar`, {
-            code: "invalid_request",
-          });
+          throw new OpenworkError(`the target runtime has no ${name} sidecar`, { code: "invalid_request" });
         continue;
       }
       // Without an explicit list, only what changed is replaced.
-      if (!request.components && from.json.sidecars[name]?.sha256 === next.sha256) continue;
+      if (!request.components && from.sidecars[name]?.sha256 === next.sha256) continue;
       out.push(name);
     }
     return out;
   }
 
-  private async execute(record: OperationRecord, target: StagedRuntime): Promise<void> {
-    const app = this.app;
-    const log = app.log.child({ operationId: record.operationId });
-    const save = () => app.operations.save(record);
+  private async execute(record: UpgradeOperation, target: Target): Promise<void> {
+    const { topology, env, log: parentLog, policy, layout } = this.deps;
+    const log = parentLog.child({ operationId: record.operationId });
+    const save = () => this.deps.operations.save(record);
     const step = async <T>(
-      name: StepName,
+      name: UpgradeStep,
       fn: () => Promise<T> | T,
       detail?: (value: T) => string,
     ): Promise<T> => {
-      const entry = {
+      const entry: StepRecord = {
         name,
-        state: "running" as const,
+        state: "running",
         startedAt: new Date().toISOString(),
         finishedAt: null,
         detail: null,
@@ -275,53 +225,72 @@ export class UpgradeRunner {
         });
         save();
         if (error instanceof StepFailure) throw error;
-        const code = error instanceof OpenworkError ? error.code : "step_failed";
-        const recent =
-          error instanceof OpenworkError ? (error.details?.recentOutput as string[] | undefined) : undefined;
-        throw new StepFailure(name, code, errorMessage(error), recent);
+        // The error may come from the new bundle's own copy of our classes: recognised by brand, not instanceof.
+        throw new StepFailure(
+          name,
+          isOpenworkError(error) ? error.code : "step_failed",
+          errorMessage(error),
+          isOpenworkError(error) ? error.hint : undefined,
+          lastOutputOf(error),
+        );
       }
     };
     const has = (name: Upgradable) => record.components.includes(name);
-    const oldEngine = app.engine;
-    const oldUpstream = app.upstream;
-    const oldRouter = app.router;
+    const oldEngine = topology.engine;
+    const oldUpstream = topology.upstream;
+    const oldRouter = topology.router;
     let newEngine: Supervised | undefined;
     let newUpstream: Upstream | undefined;
     let newRouter: Supervised | undefined;
     let proxySwitched = false;
     let routerTouched = false;
-    let handoff: Awaited<ReturnType<HandoffModule["takeOver"]>> | undefined;
+    let createdRuntime: string | undefined;
     log.info(
       { from: record.from.runtimeId, to: record.to.runtimeId, components: record.components },
       "upgrade started",
     );
     try {
+      const runtime =
+        target.kind === "staged"
+          ? target.runtime
+          : await step(
+              "stage",
+              async () => {
+                const staged = await stagePlan(layout, target.plan);
+                if (staged.created) createdRuntime = staged.runtime.json.runtimeId;
+                return staged;
+              },
+              (staged) =>
+                `${staged.created ? "staged" : "already staged:"} ${staged.runtime.dir}${staged.created ? " (copied and hashed)" : ""}`,
+            ).then((staged) => staged.runtime);
       if (
-        target.json.sidecars.node &&
-        app.runtime.json.sidecars.node?.sha256 !== target.json.sidecars.node.sha256
+        runtime.json.sidecars.node &&
+        topology.runtime.json.sidecars.node?.sha256 !== runtime.json.sidecars.node.sha256
       ) {
         record.notes.push(
           "the node sidecar differs: it runs the server from the next start (state/current-runtime)",
         );
       }
+      if (record.components.length === 0)
+        record.notes.push("nothing to replace: the running runtime already has these sidecars");
       await step(
         "verify",
-        () => verifyRuntime(target, record.components),
+        () => verifyRuntime(runtime, record.components),
         () => `${record.components.join(", ") || "nothing"} verified`,
       );
       if (has("opencode")) {
-        const binary = sidecarPath(target, "opencode") as string;
+        const binary = sidecarPath(runtime, "opencode") as string;
         newEngine = await step(
           "start-engine",
           async () => {
-            const port = await freePort();
-            const definition = engineDefinition(app.env, {
-              runtimeId: target.json.runtimeId,
+            const port = await freeLoopbackPort();
+            const definition = engineDefinition(env, {
+              runtimeId: runtime.json.runtimeId,
               binary,
               port,
-              pinnedVersion: target.json.sidecars.opencode?.version,
+              pinnedVersion: runtime.json.sidecars.opencode?.version,
             });
-            return Supervised.spawn(definition, app.policy, log, oldEngine.tail);
+            return Supervised.spawn(definition, policy, log, oldEngine.tail);
           },
           (engine) => `pid ${engine.handle.pid} on port ${engine.definition.port}`,
         );
@@ -335,40 +304,36 @@ export class UpgradeRunner {
           "switch-proxy",
           () => {
             newUpstream = createUpstream(
-              `${target.json.runtimeId}:${started.definition.port}`,
+              `${runtime.json.runtimeId}:${started.definition.port}`,
               started.definition.port,
-              engineAuthorization(app.env),
+              engineAuthorization(env),
             );
-            // One assignment: every request from now on goes to the new engine.
-            app.upstream = newUpstream;
-            app.engine = started;
+            topology.switchEngine(started, newUpstream);
             proxySwitched = true;
-            oldEngine.unwatch();
-            started.watch();
           },
           () => `proxy → ${started.definition.url}`,
         );
       }
       if (oldRouter && (has("opencode-router") || has("opencode"))) {
         const routerRuntime = has("opencode-router")
-          ? target
-          : readRuntime(app.env.OPENWORK_PERSIST, oldRouter.definition.runtimeId);
+          ? runtime
+          : readRuntime(layout, oldRouter.definition.runtimeId);
         newRouter = await step(
           "restart-router",
           async () => {
             routerTouched = true;
             // One router at a time: two would both answer the same chats.
             await oldRouter.stop("replaced by upgrade");
-            const definition = routerDefinition(app.env, {
+            const definition = routerDefinition(env, {
               runtimeId: routerRuntime.json.runtimeId,
               binary: sidecarPath(routerRuntime, "opencode-router") as string,
               healthPort: oldRouter.definition.port,
               pinnedVersion: routerRuntime.json.sidecars["opencode-router"]?.version,
-              engineUrl: () => app.engine.definition.url,
+              engineUrl: () => topology.engine.definition.url,
             });
-            return Supervised.spawn(definition, app.policy, log, oldRouter.tail);
+            return Supervised.spawn(definition, policy, log, oldRouter.tail);
           },
-          (router) => `pid ${router.handle.pid}, OPENCODE_URL=${app.engine.definition.url}`,
+          (router) => `pid ${router.handle.pid}, OPENCODE_URL=${topology.engine.definition.url}`,
         );
         const started = newRouter;
         await step(
@@ -376,63 +341,18 @@ export class UpgradeRunner {
           () => started.waitHealthy(),
           (probe) => probe.detail,
         );
-        app.router = started;
-        started.watch();
+        topology.replaceRouter(started);
       }
       if (has("openwork-server")) {
-        const bundle = sidecarPath(target, "openwork-server") as string;
-        handoff = await step(
+        const next = await step(
           "load-server",
-          async () => {
-            const env = serializeServeEnv(app.env);
-            env.OPENWORK_RUNTIME_ID = target.json.runtimeId;
-            env.OPENWORK_ENGINE_PID = String(app.engine.handle.pid);
-            env.OPENWORK_ENGINE_PORT = String(app.engine.definition.port);
-            env.OPENWORK_ENGINE_RUNTIME_ID = app.engine.definition.runtimeId;
-            if (app.router) {
-              env.OPENWORK_ROUTER_PID = String(app.router.handle.pid);
-              env.OPENWORK_ROUTER_RUNTIME_ID = app.router.definition.runtimeId;
-            }
-            (globalThis as Record<symbol, unknown>)[HANDOFF_FLAG] = true;
-            let mod: HandoffModule;
-            try {
-              // A query per operation: a retried upgrade loads the bundle afresh, not from the module cache.
-              mod = (await import(
-                `${pathToFileURL(bundle).href}?operation=${record.operationId}`
-              )) as HandoffModule;
-            } finally {
-              (globalThis as Record<symbol, unknown>)[HANDOFF_FLAG] = false;
-            }
-            if (mod.OPENWORK_SERVER_HANDOFF !== 1 || typeof mod.takeOver !== "function") {
-              throw new OpenworkError(
-                `${bundle} does not export the server handoff (OPENWORK_SERVER_HANDOFF = 1)`,
-                { code: "server_incompatible" },
-              );
-            }
-            const next = await mod.takeOver({ env, server: app.server, operationId: record.operationId });
-            const pinned = target.json.sidecars["openwork-server"]?.version;
-            if (pinned !== undefined && next.version !== pinned) {
-              next.abandon();
-              throw new OpenworkError(
-                `the new server reports version ${next.version}, runtime.json pins ${pinned}`,
-                { code: "wrong_version" },
-              );
-            }
-            return next;
-          },
-          (next) => `server ${next.version} loaded`,
+          () => this.loadServer(record, runtime),
+          (generation) => `server ${generation.version} loaded`,
         );
-        const next = handoff;
         await step(
           "swap-server",
-          () => {
-            // Same listener, same sockets: only the function that answers requests changes.
-            app.server.removeListener("request", app.handler);
-            app.server.on("request", next.handler);
-            app.retired = true;
-            app.detach();
-            next.activate();
-          },
+          // Same listener, same sockets: only the functions that answer requests change.
+          () => topology.swapHandler(this.deps.listener(), next),
           () => `server ${next.version} answers requests`,
         );
       }
@@ -464,10 +384,10 @@ export class UpgradeRunner {
         step(
           "record",
           () => {
-            app.state.writeCurrentRuntime(target.json.runtimeId);
-            if (!app.retired) app.runtime = target;
+            writeCurrentRuntime(layout, runtime.json.runtimeId);
+            topology.adoptRuntime(runtime);
           },
-          () => `state/current-runtime = ${target.json.runtimeId}`,
+          () => `state/current-runtime = ${runtime.json.runtimeId}`,
         ),
       );
       record.state = "succeeded";
@@ -479,13 +399,22 @@ export class UpgradeRunner {
       const failure =
         error instanceof StepFailure
           ? error
-          : new StepFailure((record.step as StepName) ?? "verify", "step_failed", errorMessage(error));
+          : new StepFailure(
+              record.step ?? "verify",
+              "step_failed",
+              errorMessage(error),
+              undefined,
+              undefined,
+            );
       log.error({ step: failure.step, reason: failure.message }, "upgrade failed; rolling back");
       record.error = {
         step: failure.step,
         code: failure.code,
         message: failure.message,
-        recentOutput: failure.recentOutput,
+        ...(failure.hint ? { hint: failure.hint } : {}),
+        ...(failure.recentOutput && failure.recentOutput.length > 0
+          ? { recentOutput: [...failure.recentOutput] }
+          : {}),
       };
       record.rolledBack = await this.rollback(record, {
         oldEngine,
@@ -497,14 +426,69 @@ export class UpgradeRunner {
         proxySwitched,
         routerTouched,
       });
+      if (createdRuntime) {
+        // Staged for this operation alone, and nothing runs from it now: remove it.
+        await removeStaged(layout, createdRuntime).then(
+          () =>
+            record.notes.push(
+              `removed ${layout.runtimeDir(createdRuntime as string)}, staged for this upgrade`,
+            ),
+          (removeError: unknown) =>
+            record.notes.push(
+              `could not remove the runtime staged for this upgrade: ${errorMessage(removeError)}`,
+            ),
+        );
+      }
       record.state = "failed";
       record.finishedAt = new Date().toISOString();
       save();
     }
   }
 
+  /** Import the new server bundle and let it build the next generation; gate its version. */
+  private async loadServer(record: UpgradeOperation, runtime: StagedRuntime): Promise<NextGeneration> {
+    const { topology, env } = this.deps;
+    const bundle = sidecarPath(runtime, "openwork-server") as string;
+    const serveEnv = serializeServeEnv(env);
+    serveEnv.OPENWORK_RUNTIME_ID = runtime.json.runtimeId;
+    serveEnv.OPENWORK_ENGINE_PID = String(topology.engine.handle.pid);
+    serveEnv.OPENWORK_ENGINE_PORT = String(topology.engine.definition.port);
+    serveEnv.OPENWORK_ENGINE_RUNTIME_ID = topology.engine.definition.runtimeId;
+    if (topology.router) {
+      serveEnv.OPENWORK_ROUTER_PID = String(topology.router.handle.pid);
+      serveEnv.OPENWORK_ROUTER_RUNTIME_ID = topology.router.definition.runtimeId;
+    }
+    (globalThis as Record<symbol, unknown>)[HANDOFF_FLAG] = true;
+    let loaded: unknown;
+    try {
+      // A query per operation: a retried upgrade loads the bundle afresh, not from the module cache.
+      loaded = await import(`${pathToFileURL(bundle).href}?operation=${record.operationId}`);
+    } finally {
+      (globalThis as Record<symbol, unknown>)[HANDOFF_FLAG] = false;
+    }
+    const mod = asHandoffModule(loaded);
+    if ("problem" in mod)
+      throw new OpenworkError(`${bundle} cannot take over: ${mod.problem}`, { code: "server_incompatible" });
+    const next = await mod.takeOver({
+      env: serveEnv,
+      server: this.deps.listener().server,
+      operationId: record.operationId,
+    });
+    const problem = checkNextGeneration(next);
+    if (problem)
+      throw new OpenworkError(`${bundle} cannot take over: ${problem}`, { code: "server_incompatible" });
+    const pinned = runtime.json.sidecars["openwork-server"]?.version;
+    if (pinned !== undefined && next.version !== pinned) {
+      next.abandon();
+      throw new OpenworkError(`the new server reports version ${next.version}, runtime.json pins ${pinned}`, {
+        code: "wrong_version",
+      });
+    }
+    return next;
+  }
+
   private async rollback(
-    record: OperationRecord,
+    record: UpgradeOperation,
     parts: {
       oldEngine: Supervised;
       oldUpstream: Upstream;
@@ -516,21 +500,21 @@ export class UpgradeRunner {
       routerTouched: boolean;
     },
   ): Promise<boolean> {
-    const app = this.app;
+    const { topology, policy, log, operations } = this.deps;
     let clean = true;
-    const undo = async (name: string, fn: () => Promise<string | undefined> | string | undefined) => {
-      const entry = {
-        name: `rollback:${name}` as const,
-        state: "running" as const,
+    const undo = async (name: StepRecord["name"], fn: () => Promise<string> | string) => {
+      const entry: StepRecord = {
+        name,
+        state: "running",
         startedAt: new Date().toISOString(),
         finishedAt: null,
         detail: null,
       };
       record.steps.push(entry);
-      app.operations.save(record);
+      operations.save(record);
       try {
         const detail = await fn();
-        Object.assign(entry, { state: "done", finishedAt: new Date().toISOString(), detail: detail ?? null });
+        Object.assign(entry, { state: "done", finishedAt: new Date().toISOString(), detail });
       } catch (error) {
         clean = false;
         Object.assign(entry, {
@@ -539,36 +523,27 @@ export class UpgradeRunner {
           detail: errorMessage(error),
         });
       }
-      app.operations.save(record);
+      operations.save(record);
     };
     if (parts.proxySwitched) {
-      await undo("switch-proxy", () => {
-        app.upstream = parts.oldUpstream;
-        app.engine = parts.oldEngine;
-        parts.newEngine?.unwatch();
-        parts.oldEngine.watch();
+      await undo("rollback:switch-proxy", () => {
+        topology.switchEngine(parts.oldEngine, parts.oldUpstream);
         return `proxy → ${parts.oldEngine.definition.url}`;
       });
     }
     if (parts.routerTouched && parts.oldRouter) {
       const oldRouter = parts.oldRouter;
-      await undo("restart-router", async () => {
+      await undo("rollback:restart-router", async () => {
         await parts.newRouter?.stop("upgrade rolled back");
-        const restarted = Supervised.spawn(
-          { ...oldRouter.definition, launch: oldRouter.definition.launch },
-          app.policy,
-          app.log,
-          oldRouter.tail,
-        );
-        app.router = restarted;
-        restarted.watch();
+        const restarted = Supervised.spawn(oldRouter.definition, policy, log, oldRouter.tail);
+        topology.replaceRouter(restarted);
         await restarted.waitHealthy();
-        return `previous router pid ${restarted.handle.pid}, OPENCODE_URL=${app.engine.definition.url}`;
+        return `previous router pid ${restarted.handle.pid}, OPENCODE_URL=${topology.engine.definition.url}`;
       });
     }
     if (parts.newEngine) {
       const newEngine = parts.newEngine;
-      await undo("stop-new-engine", async () => {
+      await undo("rollback:stop-new-engine", async () => {
         if (parts.newUpstream) await drain(parts.newUpstream, 10_000);
         await newEngine.stop("upgrade rolled back");
         return `new engine pid ${newEngine.handle.pid} stopped`;

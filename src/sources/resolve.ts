@@ -4,7 +4,7 @@ import { downloadToStore, type HttpOptions } from "../download/http.js";
 import { fetchNpmBinary } from "../download/npm.js";
 import { OpenworkError, UsageError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
-import type { ManifestEntry } from "../manifest/schema.js";
+import { type Manifest, type ManifestEntry, manifestEntry, sidecarsFor } from "../manifest/schema.js";
 import { findBundled } from "../sidecars/bundled.js";
 import { NPM_BINARY_PATH, type SidecarName } from "../sidecars/names.js";
 import { canExecute, hostTarget, type Target } from "../sidecars/platform.js";
@@ -49,12 +49,15 @@ export interface ResolvedSidecar {
   bytesDownloaded: number;
 }
 
-/** The flag that overrides each sidecar, for messages. */
-export const OVERRIDE_FLAG: Partial<Record<SidecarName, string>> = {
-  opencode: "--opencode-bin",
-  "opencode-router": "--router-bin",
-  "openwork-server": "--server-bin",
-};
+/**
+ * Error codes of refusals a caller may want to word for its own users (the
+ * CLI names its flags for them): the domain says what is wrong, not which flag fixes it.
+ */
+export const SOURCE_REFUSALS = {
+  externalNotAllowed: "external_not_allowed",
+  versionMismatch: "version_mismatch",
+  versionUncheckable: "version_uncheckable",
+} as const;
 
 /**
  * Put one sidecar for `target` into the store, verified, from the source the
@@ -213,12 +216,13 @@ async function resolveExternal(
   policy: SourcePolicy,
   options: ResolveOptions,
 ): Promise<ResolvedSidecar> {
-  const flag = OVERRIDE_FLAG[name] ?? name;
+  const flag = `external ${name} binary`;
   if (!policy.allowExternal) {
-    throw new UsageError(
-      `${flag} ${file} needs --allow-external`,
-      "an external binary is not verified against the manifest; allow it explicitly",
-    );
+    throw new OpenworkError(`${flag} ${file} is not allowed`, {
+      code: SOURCE_REFUSALS.externalNotAllowed,
+      exitCode: 2,
+      hint: "an external binary is not verified against the manifest; allow it explicitly",
+    });
   }
   try {
     if (!(await stat(file)).isFile()) throw new UsageError(`${flag} ${file}: not a regular file`);
@@ -230,9 +234,9 @@ async function resolveExternal(
   let version: string;
   if (!canExecute(target) && name !== "openwork-server") {
     if (!policy.allowVersionMismatch) {
-      throw new UsageError(
+      throw new OpenworkError(
         `${flag} ${file}: a ${target} binary cannot be run on this ${hostTarget()} host to check its version`,
-        "add --allow-version-mismatch to accept it unchecked",
+        { code: SOURCE_REFUSALS.versionUncheckable, exitCode: 2, hint: "accept it unchecked explicitly" },
       );
     }
     version = pin ?? "0.0.0";
@@ -248,15 +252,15 @@ async function resolveExternal(
         throw new OpenworkError(
           `${flag} ${file} reports version ${version}, the manifest pins ${name} ${pin}`,
           {
-            code: "version_mismatch",
+            code: SOURCE_REFUSALS.versionMismatch,
             exitCode: 2,
-            hint: "use a matching binary or add --allow-version-mismatch",
+            hint: "use a matching binary, or allow the mismatch explicitly",
           },
         );
       }
       options.log.warn(
         { sidecar: name, file, version, pinned: pin },
-        `${flag}: ${file} is version ${version}, not the pinned ${pin} (allowed by --allow-version-mismatch)`,
+        `${flag}: ${file} is version ${version}, not the pinned ${pin} (the mismatch is allowed)`,
       );
     }
   }
@@ -277,4 +281,17 @@ async function resolveExternal(
     bytesWritten: blob.bytesWritten,
     bytesDownloaded: 0,
   };
+}
+
+/** Every sidecar the manifest has for `target`, into the store, verified (`openwork sidecars fetch`). */
+export async function resolveAll(
+  manifest: Manifest,
+  target: Target,
+  policy: SourcePolicy,
+  options: ResolveOptions,
+): Promise<ResolvedSidecar[]> {
+  const out: ResolvedSidecar[] = [];
+  for (const name of sidecarsFor(manifest, target))
+    out.push(await resolveSidecar(name, target, manifestEntry(manifest, name, target), policy, options));
+  return out;
 }

@@ -1,8 +1,9 @@
 import { existsSync } from "node:fs";
 import { readdir, rm, stat } from "node:fs/promises";
 import path from "node:path";
+import { persistLayout } from "../contract/layout.js";
+import { RUNTIME_ID_PATTERN } from "../contract/runtime.js";
 import { type Logger, silentLogger } from "../logging/logger.js";
-import { RUNTIME_ID } from "./runtime-json.js";
 
 export interface GcOptions {
   /** how many of the most recently staged runtimes to keep besides `keep` (current + previous: 2) */
@@ -28,17 +29,18 @@ export async function gcRuntimes(
   options: GcOptions = {},
 ): Promise<GcResult> {
   const log = options.log ?? silentLogger();
-  const runtimesDir = path.join(path.resolve(persistDir), "runtimes");
+  const layout = persistLayout(path.resolve(persistDir));
+  const runtimesDir = layout.runtimesDir;
   let names: string[];
   try {
-    names = (await readdir(runtimesDir)).filter((name) => RUNTIME_ID.test(name));
+    names = (await readdir(runtimesDir)).filter((name) => RUNTIME_ID_PATTERN.test(name));
   } catch {
     return { kept: [], removed: [] };
   }
   const dated = await Promise.all(
     names.map(async (name) => {
       // runtime.json's mtime is refreshed by every staging of that runtime
-      const mtime = await stat(path.join(runtimesDir, name, "runtime.json")).then(
+      const mtime = await stat(layout.runtimeJson(name)).then(
         (st) => st.mtimeMs,
         () => 0,
       );
@@ -52,11 +54,11 @@ export async function gcRuntimes(
   const result: GcResult = { kept: [], removed: [] };
   for (const { name } of dated) {
     // a runtime being staged right now holds its lock and has no runtime.json yet
-    if (keepSet.has(name) || existsSync(path.join(runtimesDir, `.${name}.lock`))) {
+    if (keepSet.has(name) || existsSync(`${layout.stagingLock(name)}.lock`)) {
       result.kept.push(name);
       continue;
     }
-    await rm(path.join(runtimesDir, name), { recursive: true, force: true });
+    await rm(layout.runtimeDir(name), { recursive: true, force: true });
     result.removed.push(name);
     log.info({ runtimeId: name }, `removed the old staged runtime ${name}`);
   }

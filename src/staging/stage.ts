@@ -1,5 +1,7 @@
 import { mkdir, readFile, rename, rm, stat, utimes } from "node:fs/promises";
 import path from "node:path";
+import { persistLayout } from "../contract/layout.js";
+import { type RuntimeJson, runtimeJsonOf, serializeRuntimeJson } from "../contract/runtime.js";
 import type { HttpOptions } from "../download/http.js";
 import { errorMessage, systemErrorCode } from "../errors/errors.js";
 import { writeFileAtomic } from "../files/atomic.js";
@@ -16,7 +18,6 @@ import {
 } from "../sources/resolve.js";
 import { linkOrCopy, syncDir, tempSibling } from "../store/link.js";
 import { type BlobStore, openStore } from "../store/store.js";
-import { type RuntimeJson, runtimeIdOf } from "./runtime-json.js";
 
 export interface StageOptions {
   manifest: Manifest;
@@ -81,11 +82,22 @@ export async function stageRuntime(options: StageOptions): Promise<StageResult> 
       ),
     );
   }
-  const runtimeId = runtimeIdOf(resolved.map((r) => [r.name, r.sha256]));
-  const runtimesDir = path.join(path.resolve(options.persistDir), "runtimes");
-  const dir = path.join(runtimesDir, runtimeId);
-  await mkdir(runtimesDir, { recursive: true });
-  return withLock(path.join(runtimesDir, `.${runtimeId}`), async () => {
+  // The id is computed from what runtime.json will say, before anything is placed.
+  const runtimeJson: RuntimeJson = runtimeJsonOf({
+    target: options.target,
+    runtimeVersion: options.manifest.runtimeVersion,
+    sidecars: Object.fromEntries(
+      resolved.map((r) => [
+        r.name,
+        { file: STAGED_FILE[r.name], sha256: r.sha256, size: r.size, version: r.version },
+      ]),
+    ),
+  });
+  const runtimeId = runtimeJson.runtimeId;
+  const layout = persistLayout(path.resolve(options.persistDir));
+  const dir = layout.runtimeDir(runtimeId);
+  await mkdir(layout.runtimesDir, { recursive: true });
+  return withLock(layout.stagingLock(runtimeId), async () => {
     await mkdir(dir, { recursive: true });
     const result: StageResult = {
       runtimeId,
@@ -108,17 +120,6 @@ export async function stageRuntime(options: StageOptions): Promise<StageResult> 
         source: sidecar.source,
       };
     }
-    const runtimeJson: RuntimeJson = {
-      runtimeId,
-      target: options.target,
-      runtimeVersion: options.manifest.runtimeVersion,
-      sidecars: Object.fromEntries(
-        resolved.map((r) => [
-          r.name,
-          { file: STAGED_FILE[r.name], sha256: r.sha256, size: r.size, version: r.version },
-        ]),
-      ),
-    };
     await writeRuntimeJson(dir, runtimeJson);
     log.info(
       { runtimeId, dir, bytesWritten: result.bytesWritten, placed: result.placed },
@@ -190,7 +191,7 @@ async function place(
 
 async function writeRuntimeJson(dir: string, runtime: RuntimeJson): Promise<void> {
   const file = path.join(dir, "runtime.json");
-  const text = `${JSON.stringify(runtime, null, 2)}\n`;
+  const text = serializeRuntimeJson(runtime);
   try {
     if ((await readFile(file, "utf8")) === text) {
       // unchanged: only mark it as the most recently staged (gcRuntimes keeps the most recent)

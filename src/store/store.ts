@@ -222,7 +222,6 @@ export function checkExpected(
     throw new OpenworkError(`${what}: ${file} has ${actual.size} bytes, the manifest says ${expected.size}`, {
       code: "size_mismatch",
       hint: "the file is not the one the manifest pins",
-      details: { file, expectedSize: expected.size, actualSize: actual.size },
     });
   }
   if (expected.sha256 && expected.sha256 !== actual.sha256) {
@@ -231,7 +230,6 @@ export function checkExpected(
       {
         code: "sha256_mismatch",
         hint: "the file is not the one the manifest pins",
-        details: { file, expectedSha256: expected.sha256, actualSha256: actual.sha256 },
       },
     );
   }

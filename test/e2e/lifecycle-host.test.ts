@@ -5,9 +5,14 @@ import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { execa } from "execa";
+import { openworkPaths } from "../../src/config/paths.js";
+import { silentLogger } from "../../src/logging/logger.js";
 import { parseProcessId } from "../../src/processes/identity.js";
+import { RunRegistry } from "../../src/runs/registry.js";
+import { startRun } from "../../src/runs/start.js";
 import { CLI, runCli } from "../helpers/cli.js";
 import { waitFor } from "../helpers/net.js";
+import { BUNDLED_OPENCODE } from "../helpers/runtime.js";
 
 /** One OPENWORK_HOME for the file: staged sidecars are shared (hard links), as for a real user. */
 const home = mkdtempSync(path.join(os.tmpdir(), "openwork-e2e-host-"));
@@ -223,12 +228,24 @@ test("--replace with a failed retirement leaves the old run retiring; the next s
   const ws = workspace();
   const first = await start(ws);
   assert.equal(first.exitCode, 0, first.stderr);
-  const replaced = await runCli(["--json", "start", "--detach", "--replace", "--workspace", ws], {
-    home,
-    env: { ...env, OPENWORK_FAULT_RETIRE: "1" },
-  });
-  assert.equal(replaced.exitCode, 1, replaced.stderr);
-  assert.match(replaced.stderr, /stays "retiring"/);
+  // The fault is an option of the domain function, passed by the test: production code reads no fault switch.
+  process.env.OPENWORK_HOME = home;
+  const registry = new RunRegistry(openworkPaths({ OPENWORK_HOME: home }));
+  await assert.rejects(
+    startRun({
+      workspace: ws,
+      sandbox: "none",
+      mounts: [],
+      router: false,
+      replace: true,
+      runtime: {},
+      registry,
+      log: silentLogger(),
+      extraLabels: { "openwork.test": "1" },
+      faults: { failRetire: true },
+    }),
+    /stays "retiring"/,
+  );
   const recordFile = path.join(home, "runs", first.doc.runId, "run.json");
   assert.equal((JSON.parse(readFileSync(recordFile, "utf8")) as { state: string }).state, "retiring");
   const next = await start(ws);
@@ -237,4 +254,42 @@ test("--replace with a failed retirement leaves the old run retiring; the next s
   assert.equal((JSON.parse(readFileSync(recordFile, "utf8")) as { state: string }).state, "stopped");
   assert.deepEqual(await hostProcessesOf(first.doc.runId), []);
   assert.equal((await runCli(["stop", "--workspace", ws], { home, env })).exitCode, 0);
+});
+
+test("active versions are what the engine reports when it runs; check fails naming a component that differs from its pin", async () => {
+  const ws = workspace();
+  const dir = mkdtempSync(path.join(os.tmpdir(), "openwork-liar-"));
+  // A real opencode that claims another version at --version: the pin follows the claim
+  // (allowed by --allow-version-mismatch), but the running engine reports its own.
+  const liar = path.join(dir, "opencode");
+  writeFileSync(
+    liar,
+    `#!/bin/sh\nif [ "$1" = "--version" ]; then echo 1.18.99; exit 0; fi\nexec '${BUNDLED_OPENCODE}' "$@"\n`,
+    { mode: 0o755 },
+  );
+  const started = await start(ws, ["--opencode-bin", liar, "--allow-external", "--allow-version-mismatch"]);
+  assert.equal(started.exitCode, 0, started.stderr);
+  assert.equal(
+    started.doc.versions.opencode,
+    "1.18.34",
+    "start --json reports what the engine said about itself",
+  );
+  const versions = await runCli(["--json", "runtime", "versions", started.doc.runId], { home, env });
+  assert.equal(versions.exitCode, 0, versions.stderr);
+  const report = JSON.parse(versions.stdout) as {
+    components: Array<{ name: string; active: string | null; pinned: string | null }>;
+  };
+  assert.deepEqual(
+    report.components.find((row) => row.name === "opencode"),
+    { name: "opencode", active: "1.18.34", pinned: "1.18.99", target: null },
+  );
+  const check = await runCli(["--json", "check", started.doc.runId], { home, env });
+  assert.equal(check.exitCode, 1, check.stdout);
+  const checks = (
+    JSON.parse(check.stdout) as { checks: Array<{ name: string; ok: boolean; detail: string }> }
+  ).checks;
+  const versionCheck = checks.find((item) => item.name === "versions match the pinned ones");
+  assert.equal(versionCheck?.ok, false);
+  assert.match(versionCheck?.detail ?? "", /opencode runs 1\.18\.34, runtime [0-9a-f]{16} pins 1\.18\.99/);
+  assert.equal((await runCli(["stop", started.doc.runId], { home, env })).exitCode, 0);
 });

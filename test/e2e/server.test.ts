@@ -177,7 +177,7 @@ test("tokens: missing or wrong → 401, client token on upgrade → 403, host mi
   assert.match(bad.body.error.message, /runtimeId/);
   const missing = await rt.call("POST", "/system/runtime/upgrade", {
     token: rt.hostToken,
-    body: { runtimeId: "nope" },
+    body: { runtimeId: "0123456789abcdef" },
   });
   assert.equal(missing.status, 404);
   assert.equal(missing.body.error.code, "runtime_not_found");

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
-import { validateManifest } from "../../src/manifest/load.js";
+import { validateManifest } from "../../src/manifest/parse.js";
 import { stageRuntime } from "../../src/staging/stage.js";
 import { BlobStore } from "../../src/store/store.js";
 import { runCli } from "../helpers/cli.js";

@@ -87,9 +87,18 @@ async function upgradeFlow(sandbox: "none" | "docker"): Promise<void> {
     assert.ok(load.total > 20, `the loop ran throughout (${load.total} requests)`);
     const versions = await runCli(["--json", "runtime", "versions", doc.runId], { home, env });
     assert.equal(versions.exitCode, 0, versions.stderr);
-    const active = (JSON.parse(versions.stdout) as { active: Record<string, unknown> }).active;
-    const opencode = active.opencode as { version?: string } | string;
-    assert.equal(typeof opencode === "string" ? opencode : opencode.version, "1.18.34");
+    const report = JSON.parse(versions.stdout) as {
+      components: Array<{
+        name: string;
+        active: string | null;
+        pinned: string | null;
+        target: string | null;
+      }>;
+    };
+    assert.deepEqual(
+      report.components.find((row) => row.name === "opencode"),
+      { name: "opencode", active: "1.18.34", pinned: "1.18.34", target: null },
+    );
     const status = JSON.parse((await runCli(["--json", "status", doc.runId], { home, env })).stdout) as {
       versions: { opencode: string };
     };

@@ -16,7 +16,6 @@ test("an upgrade cut short by the server's death is reported interrupted after t
   const runtimeId = await stageRuntime({ persist, opencode: { path: BUNDLED_OPENCODE, version: "1.18.34" } });
   const stuck = await stageRuntime({
     persist,
-    runtimeId: "stuck",
     opencode: neverHealthyEngine(path.join(persist, "fixtures")),
   });
   const first = await startRuntime({ persist, runtimeId, healthDeadlineS: 30 });

@@ -1,19 +1,24 @@
 import assert from "node:assert/strict";
-import { readFileSync, writeFileSync } from "node:fs";
+import { existsSync, readFileSync, symlinkSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import path from "node:path";
 import { after, before, test } from "node:test";
+import { pathToFileURL } from "node:url";
 import { pidState } from "../../src/processes/inspect.js";
 import { sha256File } from "../../src/sidecars/hash.js";
+import { runCli } from "../helpers/cli.js";
 import { closedLoop } from "../helpers/load.js";
 import { waitFor } from "../helpers/net.js";
 import { PREVIOUS_OPENCODE, previousOpencode } from "../helpers/npm-binary.js";
 import {
+  BUNDLED_NODE,
   BUNDLED_OPENCODE,
   builtServerVersion,
   neverHealthyEngine,
+  ROOT,
   type RunningRuntime,
   routerWrapper,
+  SERVER_BUNDLE,
   type SidecarInput,
   serverBundle,
   stageRuntime,
@@ -32,6 +37,7 @@ let newServer: SidecarInput;
 let goodRuntime: string;
 let load: ReturnType<typeof closedLoop>;
 const NEW_ROUTER = "0.2.0-double";
+const target = `${process.platform}-${process.arch}`;
 
 before(async () => {
   persist = tempPersist();
@@ -98,15 +104,14 @@ async function failsAt(runtimeId: string, step: string, reason: RegExp): Promise
 test("verification fails (a staged byte differs from runtime.json) → failed at verify, nothing started", async () => {
   const runtimeId = await stageRuntime({
     persist,
-    runtimeId: "bad-hash",
     opencode: { path: BUNDLED_OPENCODE, version: "1.18.34" },
     router: routerWrapper(path.join(persist, "fixtures"), { version: NEW_ROUTER }),
-    tamper: (json) => {
-      const entry = json.sidecars.opencode as { sha256: string };
+    tamper: (content) => {
+      const entry = content.sidecars.opencode as { sha256: string };
       entry.sha256 = `${entry.sha256.slice(0, -1)}${entry.sha256.endsWith("0") ? "1" : "0"}`;
     },
   });
-  const operation = await failsAt(runtimeId, "verify", /sha256 .* runtime\.json expects/);
+  const operation = await failsAt(runtimeId, "verify", /expected sha256 .*, actual /);
   assert.deepEqual(
     operation.steps.map((s: { name: string }) => s.name),
     ["verify"],
@@ -116,7 +121,6 @@ test("verification fails (a staged byte differs from runtime.json) → failed at
 test("the new engine is never healthy → failed at gate-engine, rolled back", async () => {
   const runtimeId = await stageRuntime({
     persist,
-    runtimeId: "never-healthy",
     opencode: neverHealthyEngine(path.join(persist, "fixtures")),
     router: routerWrapper(path.join(persist, "fixtures"), { version: NEW_ROUTER }),
   });
@@ -127,7 +131,6 @@ test("the new engine is never healthy → failed at gate-engine, rolled back", a
 test("the new engine reports another version than runtime.json pins → failed at gate-engine", async () => {
   const runtimeId = await stageRuntime({
     persist,
-    runtimeId: "wrong-version",
     opencode: { path: BUNDLED_OPENCODE, version: "1.18.99" },
     router: routerWrapper(path.join(persist, "fixtures"), { version: NEW_ROUTER }),
   });
@@ -137,7 +140,6 @@ test("the new engine reports another version than runtime.json pins → failed a
 test("the router's gate fails → the proxy switches back to the old engine and the old router is restarted", async () => {
   const runtimeId = await stageRuntime({
     persist,
-    runtimeId: "router-never-healthy",
     opencode: { path: BUNDLED_OPENCODE, version: "1.18.34" },
     router: routerWrapper(path.join(persist, "fixtures"), { version: NEW_ROUTER, fault: "never-healthy" }),
   });
@@ -155,7 +157,6 @@ test("the router's gate fails → the proxy switches back to the old engine and 
 test("the new server reports another version than runtime.json pins → failed at load-server; the old server keeps answering", async () => {
   const runtimeId = await stageRuntime({
     persist,
-    runtimeId: "server-wrong-version",
     opencode: oldEngine,
     router: routerWrapper(path.join(persist, "fixtures")),
     server: { path: newServer.path, version: "9.9.9" },
@@ -168,6 +169,41 @@ test("the new server reports another version than runtime.json pins → failed a
   assert.match(operation.error.message, /reports version 0\.1\.1-upgrade, runtime\.json pins 9\.9\.9/);
   const versions = (await rt.call("GET", "/system/runtime/versions")).body.data;
   assert.equal(versions.active["openwork-server"], builtServerVersion());
+  await assertOldStillServing();
+});
+
+test("a usage error of the new server is recorded as such (recognised by brand across bundles), with its hint", async () => {
+  // A bundle whose takeOver fails the way a newer server refusing its environment would: with a
+  // UsageError from its own copy of our error classes, which `instanceof` in this server cannot see.
+  const fixtures = path.join(persist, "fixtures");
+  const bundle = path.join(fixtures, "openwork-server-refuses.mjs");
+  const errors = pathToFileURL(path.join(ROOT, "dist", "src", "errors", "errors.js")).href;
+  writeFileSync(
+    bundle,
+    [
+      `const { UsageError } = await import(${JSON.stringify(`${errors}?copy=new-bundle`)});`,
+      "export const OPENWORK_SERVER_HANDOFF = 1;",
+      "export async function takeOver() {",
+      '  throw new UsageError("OPENWORK_EXAMPLE is not set", "the entrypoint sets it");',
+      "}",
+      "",
+    ].join("\n"),
+  );
+  const runtimeId = await stageRuntime({
+    persist,
+    opencode: oldEngine,
+    router: routerWrapper(fixtures),
+    server: { path: bundle, version: "0.9.0-refuses" },
+  });
+  const started = await upgrade({ runtimeId, components: ["openwork-server"] });
+  assert.equal(started.status, 202, JSON.stringify(started.body));
+  const operation = await finished(started.body.data.operationId);
+  assert.equal(operation.state, "failed");
+  assert.deepEqual(
+    { step: operation.error.step, code: operation.error.code, message: operation.error.message },
+    { step: "load-server", code: "usage", message: "OPENWORK_EXAMPLE is not set" },
+  );
+  assert.equal(operation.error.hint, "the entrypoint sets it");
   await assertOldStillServing();
 });
 
@@ -237,31 +273,59 @@ test("two concurrent upgrades → one 202, one 409; the upgrade succeeds: versio
   const result = await load.stop();
   assert.equal(result.failed, 0, result.failures.join("\n"));
   assert.ok((result.byPath["/opencode/global/health"] ?? 0) > 50, JSON.stringify(result));
-  // A later upgrade is accepted by the new generation (the lock was released), here from a manifest
-  // the server verifies itself; only what changed (the router) is replaced.
+  // A later upgrade is accepted by the new generation (the lock was released), here from a Manifest v1
+  // as `openwork sidecars manifest` prints it, which the server stages and verifies itself: only what
+  // changed (the router it adds, and the server, back to this build) is replaced.
   const manifestDir = path.join(persist, "manifest-files");
   const router3 = routerWrapper(manifestDir, { version: "0.3.0-double" });
-  const digest = await sha256File(router3.path);
-  const manifest = path.join(manifestDir, "manifest.json");
-  writeFileSync(
-    manifest,
-    JSON.stringify({
-      sidecars: {
-        "opencode-router": {
-          version: "0.3.0-double",
-          targets: {
-            [`${process.platform}-${process.arch}`]: { file: path.basename(router3.path), ...digest },
-          },
-        },
+  const printed = await runCli(["sidecars", "manifest", "--target", target], { timeoutMs: 60_000 });
+  assert.equal(printed.exitCode, 0, printed.stderr);
+  const manifestV1 = JSON.parse(printed.stdout) as {
+    sidecars: Record<string, { targets: Record<string, Record<string, unknown>> }>;
+  };
+  manifestV1.sidecars["opencode-router"] = {
+    targets: {
+      [target]: {
+        version: "0.3.0-double",
+        file: path.basename(router3.path),
+        ...(await sha256File(router3.path)),
+        source: { type: "url", url: "https://example.invalid/opencode-router" },
       },
-    }),
-  );
+    },
+  };
+  for (const [file, from] of [
+    ["opencode", BUNDLED_OPENCODE],
+    ["openwork-server.mjs", SERVER_BUNDLE],
+    ["node", BUNDLED_NODE],
+  ] as const)
+    symlinkSync(from, path.join(manifestDir, file));
+  const manifest = path.join(manifestDir, "manifest.json");
+  writeFileSync(manifest, JSON.stringify(manifestV1, null, 2));
   const again = await upgrade({ manifest });
   assert.equal(again.status, 202, JSON.stringify(again.body));
   const third = await finished(again.body.data.operationId);
   assert.equal(third.state, "succeeded", JSON.stringify(third, null, 2));
-  assert.deepEqual(third.components, ["opencode-router"]);
+  assert.deepEqual(third.components, ["opencode-router", "openwork-server"]);
+  assert.equal(third.steps[0].name, "stage");
   const final = (await rt.call("GET", "/system/runtime/versions")).body.data;
   assert.equal(final.active["opencode-router"], "0.3.0-double");
   assert.equal(final.active.opencode, "1.18.34");
+  assert.equal(final.active["openwork-server"], builtServerVersion());
+  assert.equal(final.pinned.runtimeId, third.to.runtimeId);
+  // The same manifest again is the runtime that runs: nothing is replaced, nothing of it removed,
+  // and the next upgrade still works.
+  const repeat = await upgrade({ manifest });
+  assert.equal(repeat.status, 202, JSON.stringify(repeat.body));
+  const fourth = await finished(repeat.body.data.operationId);
+  assert.equal(fourth.state, "succeeded", JSON.stringify(fourth, null, 2));
+  assert.deepEqual(fourth.components, []);
+  assert.equal(
+    fourth.to.runtimeId,
+    third.to.runtimeId,
+    "content-addressed: the same manifest, the same runtime",
+  );
+  assert.ok(existsSync(path.join(persist, "runtimes", third.to.runtimeId, "runtime.json")));
+  const back = await upgrade({ runtimeId: goodRuntime, components: ["opencode-router"] });
+  assert.equal(back.status, 202, JSON.stringify(back.body));
+  assert.equal((await finished(back.body.data.operationId)).state, "succeeded");
 });

@@ -1,5 +1,5 @@
 import { createHash, randomBytes } from "node:crypto";
-import { validateManifest } from "../../src/manifest/load.js";
+import { validateManifest } from "../../src/manifest/parse.js";
 import type { Manifest } from "../../src/manifest/schema.js";
 import type { Target } from "../../src/sidecars/platform.js";
 import type { Mirror } from "./mirror.js";

@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { createHash, randomBytes } from "node:crypto";
+import { randomBytes } from "node:crypto";
 import {
   copyFileSync,
   linkSync,
@@ -15,7 +15,10 @@ import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { packageRoot } from "../../src/config/package-root.js";
+import { persistLayout } from "../../src/contract/layout.js";
+import { type RuntimeContent, runtimeJsonOf, serializeRuntimeJson } from "../../src/contract/runtime.js";
 import { sha256File } from "../../src/sidecars/hash.js";
+import { type SidecarName, STAGED_FILE } from "../../src/sidecars/names.js";
 import { freePort, waitFor } from "./net.js";
 
 export const ROOT = packageRoot();
@@ -60,17 +63,11 @@ export interface StageOptions {
   router?: SidecarInput | undefined;
   server?: SidecarInput | undefined;
   node?: SidecarInput | undefined;
-  /** edit runtime.json after it is computed (fault injection: a wrong pinned version, a wrong hash) */
-  tamper?: (json: RuntimeJsonShape) => void;
-  /** an explicit runtime id (needed when a tampered runtime would otherwise share its id with a clean one) */
-  runtimeId?: string;
-}
-
-export interface RuntimeJsonShape {
-  runtimeId: string;
-  target: string;
-  runtimeVersion: string;
-  sidecars: Record<string, { file: string; sha256: string; size: number; version: string }>;
+  /**
+   * edit runtime.json's content before its id is computed (fault injection: a wrong pinned
+   * version, a wrong hash); the id still follows the contract's rule, so the server reads it
+   */
+  tamper?: (content: RuntimeContent) => void;
 }
 
 function link(source: string, dest: string): void {
@@ -84,41 +81,34 @@ function link(source: string, dest: string): void {
 
 /**
  * Stage a runtime by hand, as src/staging would: hard links of the sidecars
- * into <persist>/runtimes/<id>/ and a runtime.json with their sha256, size and version.
+ * into <persist>/runtimes/<id>/ and a runtime.json (the contract's schema and id rule).
  */
 export async function stageRuntime(options: StageOptions): Promise<string> {
-  const inputs: Record<string, SidecarInput & { file: string }> = {
-    opencode: { ...options.opencode, file: "opencode" },
-    "openwork-server": {
-      ...(options.server ?? { path: SERVER_BUNDLE, version: serverVersionOf(SERVER_BUNDLE) }),
-      file: "openwork-server.mjs",
-    },
-    node: { ...(options.node ?? { path: BUNDLED_NODE, version: "24.21.0" }), file: "node" },
+  const inputs: Partial<Record<SidecarName, SidecarInput>> = {
+    opencode: options.opencode,
+    "openwork-server": options.server ?? { path: SERVER_BUNDLE, version: serverVersionOf(SERVER_BUNDLE) },
+    node: options.node ?? { path: BUNDLED_NODE, version: "24.21.0" },
   };
-  if (options.router) inputs["opencode-router"] = { ...options.router, file: "opencode-router" };
-  const sidecars: RuntimeJsonShape["sidecars"] = {};
-  for (const [name, input] of Object.entries(inputs)) {
+  if (options.router) inputs["opencode-router"] = options.router;
+  const sidecars: RuntimeContent["sidecars"] = {};
+  for (const [name, input] of Object.entries(inputs) as Array<[SidecarName, SidecarInput]>) {
     const { sha256, size } = await hashOf(input.path);
-    sidecars[name] = { file: input.file, sha256, size, version: input.version };
+    sidecars[name] = { file: STAGED_FILE[name], sha256, size, version: input.version };
   }
-  const lines = Object.entries(sidecars)
-    .map(([name, entry]) => `${name}=${entry.sha256}`)
-    .sort()
-    .join("\n");
-  const runtimeId = options.runtimeId ?? createHash("sha256").update(lines).digest("hex").slice(0, 16);
-  const json: RuntimeJsonShape = {
-    runtimeId,
-    target: `${process.platform}-${process.arch}`,
+  const content: RuntimeContent = {
+    target: `${process.platform}-${process.arch}` as RuntimeContent["target"],
     runtimeVersion: inputs["openwork-server"]?.version as string,
     sidecars,
   };
-  options.tamper?.(json);
-  const dir = path.join(options.persist, "runtimes", runtimeId);
+  options.tamper?.(content);
+  const json = runtimeJsonOf(content);
+  const layout = persistLayout(options.persist);
+  const dir = layout.runtimeDir(json.runtimeId);
   mkdirSync(dir, { recursive: true });
-  for (const [name, input] of Object.entries(inputs))
-    link(input.path, path.join(dir, sidecars[name]?.file ?? input.file));
-  writeFileSync(path.join(dir, "runtime.json"), `${JSON.stringify(json, null, 2)}\n`);
-  return runtimeId;
+  for (const [name, input] of Object.entries(inputs) as Array<[SidecarName, SidecarInput]>)
+    link(input.path, path.join(dir, STAGED_FILE[name]));
+  writeFileSync(layout.runtimeJson(json.runtimeId), serializeRuntimeJson(json));
+  return json.runtimeId;
 }
 
 /** The version the built server bundle reports (what a runtime staged from it runs). */

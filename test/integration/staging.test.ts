@@ -21,6 +21,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { packageRoot } from "../../src/config/package-root.js";
+import { runtimeIdOf, runtimeJsonSchema } from "../../src/contract/runtime.js";
 import { OpenworkError } from "../../src/errors/errors.js";
 import { silentLogger } from "../../src/logging/logger.js";
 import { buildBundledManifest } from "../../src/manifest/bundled.js";
@@ -28,7 +29,7 @@ import { manifestEntry } from "../../src/manifest/schema.js";
 import { resolveSidecar } from "../../src/sources/resolve.js";
 import { gcRuntimes } from "../../src/staging/gc.js";
 import { stageRuntime } from "../../src/staging/stage.js";
-import { verifyStagedRuntime } from "../../src/staging/verify.js";
+import { RuntimeTamperedError, verifyStagedRuntime } from "../../src/staging/verify.js";
 import { BlobStore } from "../../src/store/store.js";
 import { publishFakeRuntime, versionScript } from "../helpers/fake-sidecars.js";
 import { captureLogger } from "../helpers/log.js";
@@ -72,17 +73,11 @@ test("staging links verified blobs into runtimes/<id>/ with runtime.json; a seco
   assert.equal(first.dir, path.join(persistDir, "runtimes", first.runtimeId));
   assert.ok(first.bytesWritten > 0);
 
-  const expectedId = createHash("sha256")
-    .update(
-      (["opencode", "node", "openwork-server"] as const)
-        .map((name) => `${name}=${createHash("sha256").update(bytes[name]).digest("hex")}\n`)
-        .sort()
-        .join(""),
-    )
-    .digest("hex")
-    .slice(0, 16);
-  assert.equal(first.runtimeId, expectedId);
   const runtimeJson = JSON.parse(readFileSync(path.join(first.dir, "runtime.json"), "utf8"));
+  // The id is the contract's: a hash over everything runtime.json says.
+  const { runtimeId: _id, ...content } = runtimeJsonSchema.parse(runtimeJson);
+  const expectedId = runtimeIdOf(content);
+  assert.equal(first.runtimeId, expectedId);
   assert.deepEqual(Object.keys(runtimeJson), ["runtimeId", "target", "runtimeVersion", "sidecars"]);
   assert.equal(runtimeJson.runtimeId, first.runtimeId);
   assert.equal(runtimeJson.target, "linux-x64");
@@ -144,7 +139,7 @@ test("tamper: one flipped byte in the staged real opencode makes verification re
   const { root, store, persistDir } = workspace();
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const manifest = await buildBundledManifest(["linux-x64"], { store });
-  const staged = await stageRuntime({ manifest, target: "linux-x64", persistDir, store, only: ["opencode"] });
+  const staged = await stageRuntime({ manifest, target: "linux-x64", persistDir, store });
   assert.equal(staged.sidecars.opencode?.source, "bundled");
   const file = path.join(staged.dir, "opencode");
   const expected = staged.sidecars.opencode!.sha256;
@@ -183,7 +178,6 @@ test("tamper: one flipped byte in the staged real opencode makes verification re
     persistDir,
     store: repairing,
     log,
-    only: ["opencode"],
   });
   assert.equal(again.runtimeId, staged.runtimeId);
   assert.ok(
@@ -237,9 +231,8 @@ test("a missing staged file is reported with every other mismatch", async (t) =>
   chmodSync(path.join(staged.dir, "opencode"), 0o755);
   writeFileSync(path.join(staged.dir, "opencode"), "#!/bin/sh\necho hacked\n");
   await assert.rejects(verifyStagedRuntime(staged.dir, { statCache: store.statCache }), (error: unknown) => {
-    assert.ok(error instanceof OpenworkError);
-    const mismatches = error.details?.mismatches as Array<{ name: string; reason: string }>;
-    assert.deepEqual(mismatches.map((m) => m.name).sort(), ["node", "opencode"]);
+    assert.ok(error instanceof RuntimeTamperedError);
+    assert.deepEqual(error.mismatches.map((m) => m.name).sort(), ["node", "opencode"]);
     assert.match(error.message, /node: expected sha256 [0-9a-f]{64}, actual none \(missing\)/);
     return true;
   });
@@ -293,7 +286,7 @@ test("external overrides: need allowExternal, are version-checked, and a mismatc
   };
   await assert.rejects(
     stageRuntime({ ...base, sources: { external: { opencode: own } } }),
-    /--opencode-bin .* needs --allow-external/,
+    /external opencode binary .* is not allowed/,
   );
   const ok = await stageRuntime({ ...base, sources: { external: { opencode: own }, allowExternal: true } });
   assert.equal(ok.sidecars.opencode?.source, "external");

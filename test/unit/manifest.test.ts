@@ -4,7 +4,8 @@ import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { OpenworkError } from "../../src/errors/errors.js";
-import { loadManifest, parseManifest } from "../../src/manifest/load.js";
+import { loadManifest } from "../../src/manifest/load.js";
+import { parseManifest } from "../../src/manifest/parse.js";
 import { manifestEntry, sidecarsFor } from "../../src/manifest/schema.js";
 import { Mirror } from "../helpers/mirror.js";
 

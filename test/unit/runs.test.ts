@@ -3,7 +3,6 @@ import { mkdtempSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { parseExtraLabels } from "../../src/cli/commands/start.js";
 import { openworkPaths } from "../../src/config/paths.js";
 import { silentLogger } from "../../src/logging/logger.js";
 import { reconcileAll, reconcileWorkspace } from "../../src/runs/reconcile.js";
@@ -16,6 +15,7 @@ import type {
   SandboxHandle,
   SandboxStatus,
 } from "../../src/sandbox/backend.js";
+import { parseLabels as parseExtraLabels } from "../../src/sandbox/backend.js";
 import { registerBackend } from "../../src/sandbox/select.js";
 
 function registry(): RunRegistry {

@@ -1,9 +1,9 @@
 import assert from "node:assert/strict";
 import { test } from "node:test";
-import type { ProbeResult, SandboxBackend, SandboxKind } from "../../src/sandbox/backend.js";
+import type { BackendProbe, SandboxBackend, SandboxKind } from "../../src/sandbox/backend.js";
 import { registerBackend, selectBackend } from "../../src/sandbox/select.js";
 
-function probing(kind: SandboxKind, result: ProbeResult, calls: string[]): () => SandboxBackend {
+function probing(kind: SandboxKind, result: BackendProbe, calls: string[]): () => SandboxBackend {
   return () =>
     ({
       kind,

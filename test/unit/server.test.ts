@@ -1,19 +1,27 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
+import { parseServeEnv } from "../../src/contract/env.js";
+import { persistLayout } from "../../src/contract/layout.js";
+import { runtimeJsonOf, serializeRuntimeJson } from "../../src/contract/runtime.js";
 import { UsageError } from "../../src/errors/errors.js";
 import { createLogger } from "../../src/logging/logger.js";
 import { forgetSecrets, registerSecret } from "../../src/logging/redact.js";
 import { pidState } from "../../src/processes/inspect.js";
-import { parseServeEnv } from "../../src/server/env.js";
+import { nextAttemptTimeout } from "../../src/retry/poll.js";
 import { LogTail } from "../../src/server/logtail.js";
-import { nextAttemptTimeout, parseProbeArgs, probeOnce, probeUntil } from "../../src/server/probe.js";
+import { parseProbeArgs, probeOnce, probeUntil } from "../../src/server/probe.js";
 import { spawnComponent, terminate } from "../../src/server/proc.js";
-import { readRuntime, runtimeFromManifest, verifyRuntime } from "../../src/server/runtime-files.js";
-import { StateDir } from "../../src/server/state.js";
+import {
+  planManifest,
+  readRuntime,
+  removeStaged,
+  stagePlan,
+  verifyRuntime,
+} from "../../src/server/runtime-files.js";
 import { defaultPolicy, Supervised } from "../../src/server/supervisor.js";
 import { OperationStore } from "../../src/server/upgrade-record.js";
 import { sha256File } from "../../src/sidecars/hash.js";
@@ -24,7 +32,7 @@ const tmp = () => mkdtempSync(path.join(os.tmpdir(), "openwork-unit-"));
 function validEnv(): Record<string, string> {
   return {
     OPENWORK_PERSIST: "/persist",
-    OPENWORK_RUNTIME_ID: "abc123",
+    OPENWORK_RUNTIME_ID: "0123456789abcdef",
     OPENWORK_WORKSPACE: "/workspace",
     OPENWORK_SERVER_PORT: "8787",
     OPENWORK_ENGINE_PID: "1234",
@@ -230,65 +238,171 @@ test("log tail: bounded ring buffer, redacted lines, rotation by copy-then-trunc
   forgetSecrets();
 });
 
-test("staged runtime verification: size and sha256 against runtime.json; a manifest is checked the same way", async () => {
-  const persist = tmp();
-  const dir = path.join(persist, "runtimes", "rt1");
-  const { mkdirSync } = await import("node:fs");
+/** A runtime staged by hand under `persist`: three small "sidecars" and their runtime.json. */
+async function stageSmall(persist: string, bytes: Record<string, string>, version = "1.0.0") {
+  const layout = persistLayout(persist);
+  const files = { opencode: "opencode", "openwork-server": "openwork-server.mjs", node: "node" } as const;
+  const sidecars: Record<string, { file: string; sha256: string; size: number; version: string }> = {};
+  const sourceDir = path.join(persist, "sources");
+  mkdirSync(sourceDir, { recursive: true });
+  for (const [name, file] of Object.entries(files)) {
+    writeFileSync(path.join(sourceDir, file), bytes[name] ?? `${name} bytes`);
+    sidecars[name] = { file, ...(await sha256File(path.join(sourceDir, file))), version };
+  }
+  const json = runtimeJsonOf({ target: "linux-x64", runtimeVersion: "0.1.0", sidecars });
+  const dir = layout.runtimeDir(json.runtimeId);
   mkdirSync(dir, { recursive: true });
-  writeFileSync(path.join(dir, "opencode"), "engine bytes");
-  const digest = await sha256File(path.join(dir, "opencode"));
-  const json = {
-    runtimeId: "rt1",
-    target: "linux-x64",
-    sidecars: { opencode: { file: "opencode", ...digest, version: "1.0.0" } },
-  };
-  writeFileSync(path.join(dir, "runtime.json"), JSON.stringify(json));
-  const runtime = readRuntime(persist, "rt1");
+  for (const file of Object.values(files))
+    writeFileSync(path.join(dir, file), readFileSync(path.join(sourceDir, file)));
+  writeFileSync(layout.runtimeJson(json.runtimeId), serializeRuntimeJson(json));
+  return { layout, json, dir, sourceDir };
+}
+
+test("a staged runtime is read by the contract's rule: runtime.json must hash to its directory's id", async () => {
+  const persist = tmp();
+  const { layout, json, dir } = await stageSmall(persist, {});
+  const runtime = readRuntime(layout, json.runtimeId);
   await verifyRuntime(runtime, ["opencode"]);
-  writeFileSync(path.join(dir, "opencode"), "engine bytez");
-  await assert.rejects(verifyRuntime(runtime, ["opencode"]), /sha256 [0-9a-f]{64}, runtime.json expects/);
-  writeFileSync(path.join(dir, "opencode"), "engine bytes!");
-  await assert.rejects(verifyRuntime(runtime, ["opencode"]), /size 13 bytes, runtime.json expects 12/);
-  await assert.rejects(verifyRuntime(runtime, ["opencode-router"]), /has no opencode-router sidecar/);
-  writeFileSync(
-    path.join(dir, "runtime.json"),
-    JSON.stringify({ ...json, sidecars: { opencode: { ...json.sidecars.opencode, file: "../x" } } }),
+  writeFileSync(path.join(dir, "opencode"), "opencode bytez");
+  await assert.rejects(
+    verifyRuntime(runtime, ["opencode"]),
+    /opencode: expected sha256 [0-9a-f]{64}, actual [0-9a-f]{64}/,
   );
   await assert.rejects(
-    verifyRuntime(readRuntime(persist, "rt1"), ["opencode"]),
-    /points outside its runtime directory/,
+    verifyRuntime(runtime, ["opencode-router"]),
+    /none \(runtime.json has no such sidecar\)/,
   );
-  assert.throws(() => readRuntime(persist, "missing"), /has no .*runtime\.json/);
-  const manifest = path.join(persist, "manifest.json");
+  // Editing runtime.json to match a tampered file changes what it hashes to: refused, whatever field moved.
+  for (const edit of [
+    (j: typeof json) => ({
+      ...j,
+      sidecars: { ...j.sidecars, opencode: { ...j.sidecars.opencode!, version: "9.9.9" } },
+    }),
+    (j: typeof json) => ({ ...j, runtimeVersion: "0.2.0" }),
+    (j: typeof json) => ({
+      ...j,
+      sidecars: { ...j.sidecars, opencode: { ...j.sidecars.opencode!, file: "../x" } },
+    }),
+  ]) {
+    writeFileSync(layout.runtimeJson(json.runtimeId), JSON.stringify(edit(json)));
+    assert.throws(() => readRuntime(layout, json.runtimeId), /not a valid runtime description/);
+  }
+  assert.throws(() => readRuntime(layout, "0000000000000000"), /has no .*runtime\.json/);
+  assert.throws(() => readRuntime(layout, "../x"), /not a runtime id/);
+});
+
+test("a manifest upgrade reads Manifest v1, is content-addressed, copies (never links) and never removes what runs", async () => {
+  const persist = tmp();
+  const current = await stageSmall(persist, {});
+  const running = readRuntime(current.layout, current.json.runtimeId);
+  // A manifest as `openwork sidecars manifest` prints it: a new opencode for this target; the rest carried over.
+  const upgradeDir = path.join(persist, "upgrade");
+  mkdirSync(upgradeDir);
+  writeFileSync(path.join(upgradeDir, "opencode"), "new opencode bytes");
+  const digest = await sha256File(path.join(upgradeDir, "opencode"));
+  const entry = (version: string, file: string, sha: { sha256: string; size: number }) => ({
+    version,
+    file,
+    ...sha,
+    source: { type: "url", url: `https://example.invalid/${file}` },
+  });
+  const manifest = {
+    manifestVersion: 1,
+    runtimeVersion: "0.2.0",
+    generatedAt: new Date().toISOString(),
+    sidecars: {
+      opencode: { targets: { "linux-x64": entry("1.1.0", "opencode", digest) } },
+      "openwork-server": { targets: {} },
+      node: { targets: {} },
+    },
+  };
+  const manifestFile = path.join(upgradeDir, "manifest.json");
+  writeFileSync(manifestFile, JSON.stringify(manifest));
+  const plan = planManifest(manifestFile, upgradeDir, running);
+  assert.match(plan.runtimeId, /^[0-9a-f]{16}$/);
+  assert.equal(plan.content.sidecars.opencode?.version, "1.1.0");
+  assert.equal(plan.content.sidecars.node?.sha256, current.json.sidecars.node?.sha256, "carried over");
+  const first = await stagePlan(current.layout, plan);
+  assert.equal(first.created, true);
+  assert.equal(first.runtime.json.runtimeId, plan.runtimeId);
+  assert.notEqual(
+    statSync(path.join(first.runtime.dir, "opencode")).ino,
+    statSync(path.join(upgradeDir, "opencode")).ino,
+    "a copy, not a link to the caller's file",
+  );
+  await verifyRuntime(first.runtime, ["opencode", "openwork-server", "node"]);
+  // The same manifest again is the same runtime: used as it is, nothing removed or rewritten.
+  const again = await stagePlan(current.layout, planManifest(manifestFile, upgradeDir, running));
+  assert.equal(again.created, false);
+  assert.equal(again.runtime.json.runtimeId, plan.runtimeId);
+  // A manifest that describes the running runtime itself maps onto it and leaves it whole.
+  const same = planManifest(manifestFile, upgradeDir, running);
+  await removeStaged(current.layout, same.runtimeId);
+  const selfManifest = {
+    ...manifest,
+    runtimeVersion: "0.1.0",
+    sidecars: {
+      opencode: { targets: { "linux-x64": entry("1.0.0", "opencode", current.json.sidecars.opencode!) } },
+      "openwork-server": { targets: {} },
+      node: { targets: {} },
+    },
+  };
+  writeFileSync(path.join(upgradeDir, "self.json"), JSON.stringify(selfManifest));
+  const self = await stagePlan(
+    current.layout,
+    planManifest(path.join(upgradeDir, "self.json"), current.sourceDir, running),
+  );
+  assert.equal(self.created, false);
+  assert.equal(self.runtime.json.runtimeId, current.json.runtimeId);
+  await verifyRuntime(readRuntime(current.layout, current.json.runtimeId), [
+    "opencode",
+    "openwork-server",
+    "node",
+  ]);
+  // A file that is not what the manifest pins is refused with both hashes, and nothing is left behind.
+  writeFileSync(path.join(upgradeDir, "opencode"), "different bytes, same length!");
+  await assert.rejects(
+    stagePlan(current.layout, planManifest(manifestFile, upgradeDir, running)),
+    /expected sha256 [0-9a-f]{64}, actual [0-9a-f]{64}/,
+  );
+  assert.deepEqual(
+    readdirSync(current.layout.runtimesDir).filter((name) => name.startsWith(".staging-")),
+    [],
+    "the temporary directory is removed",
+  );
+  // What the server cannot verify is refused before anything is copied.
   writeFileSync(
-    manifest,
+    manifestFile,
     JSON.stringify({
-      sidecars: { opencode: { version: "1.0.0", targets: { "linux-x64": { file: "opencode", ...digest } } } },
+      ...manifest,
+      sidecars: {
+        ...manifest.sidecars,
+        opencode: { targets: { "linux-x64": { ...entry("1.1.0", "opencode", digest), sha256: "nothex" } } },
+      },
     }),
   );
-  const fromManifest = runtimeFromManifest(manifest, dir, "linux-x64", "m-1");
-  writeFileSync(path.join(dir, "opencode"), "engine bytes");
-  await verifyRuntime(fromManifest, ["opencode"]);
-  writeFileSync(
-    manifest,
-    JSON.stringify({
-      sidecars: { opencode: { version: "1.0.0", targets: { "linux-x64": { sha256: "nothex" } } } },
-    }),
+  assert.throws(
+    () => planManifest(manifestFile, upgradeDir, running),
+    /sha256: must be 64 lowercase hex digits/,
   );
-  assert.throws(() => runtimeFromManifest(manifest, dir, "linux-x64", "m-1"), /manifest .*sha256/);
 });
 
 test("an upgrade left running when the server stopped is reported interrupted on the next start", () => {
-  const store = new OperationStore(new StateDir(tmp()));
+  const store = new OperationStore(persistLayout(tmp()));
   const op = store.create({
-    request: { runtimeId: "b" },
-    from: { runtimeId: "a", versions: {} },
-    to: { runtimeId: "b", versions: {} },
+    request: { runtimeId: "000000000000000b" },
+    from: { runtimeId: "000000000000000a", versions: {} },
+    to: { runtimeId: "000000000000000b", versions: {} },
     components: ["opencode"],
   });
   op.step = "gate-engine";
   store.save(op);
-  const done = store.create({ request: { runtimeId: "c" }, from: op.from, to: op.to, components: [] });
+  const done = store.create({
+    request: { runtimeId: "000000000000000c" },
+    from: op.from,
+    to: op.to,
+    components: [],
+  });
   done.state = "succeeded";
   store.save(done);
   assert.deepEqual(store.markInterrupted(), [op.operationId]);

@@ -1,19 +1,15 @@
-import { mkdtemp, rm } from "node:fs/promises";
-import os from "node:os";
 import path from "node:path";
 import type { Command } from "commander";
-import { OpenworkError } from "../../errors/errors.js";
-import type { Logger } from "../../logging/logger.js";
+import { oneLine } from "../../errors/errors.js";
 import { buildBundledManifest } from "../../manifest/bundled.js";
-import { loadManifest } from "../../manifest/load.js";
-import { type Manifest, manifestEntry, sidecarsFor } from "../../manifest/schema.js";
+import { manifestFrom } from "../../manifest/load.js";
 import { type InventoryRow, inventory } from "../../sidecars/inventory.js";
 import { hostTarget, parseTarget, sandboxTarget, type Target } from "../../sidecars/platform.js";
-import { resolveSidecar } from "../../sources/resolve.js";
-import { type Mismatch, verifyStagedRuntime } from "../../staging/verify.js";
-import { StatCache } from "../../store/stat-cache.js";
+import { resolveAll } from "../../sources/resolve.js";
+import { verifyRuntimeDir } from "../../staging/verify.js";
 import { openStore } from "../../store/store.js";
-import { contextFrom, renderTable } from "../context.js";
+import { type CommandContext, contextFrom } from "../context.js";
+import { formatBytes, renderTable } from "../render.js";
 import { addSourceOption, sourcePolicyFrom } from "../sidecar-options.js";
 
 interface CommonOptions {
@@ -25,16 +21,6 @@ function withCommon(command: Command): Command {
   return command
     .option("--target <target>", "platform target, e.g. linux-arm64 (default: this host)")
     .option("--manifest <path|url>", "manifest file or URL (default: the sidecars this installation pins)");
-}
-
-/** The manifest to work from: the one given, or the one this installation pins for `target`. */
-export async function manifestFrom(
-  source: string | undefined,
-  target: Target,
-  log: Logger,
-): Promise<Manifest> {
-  if (source) return loadManifest(source, { log });
-  return buildBundledManifest([target], { log });
 }
 
 export function registerSidecars(program: Command): void {
@@ -71,37 +57,22 @@ export function registerSidecars(program: Command): void {
     const target = options.target ? parseTarget(options.target) : hostTarget();
     const policy = sourcePolicyFrom({ source: options.source });
     const manifest = await manifestFrom(options.manifest, target, ctx.log);
-    const store = openStore({ log: ctx.log });
-    const rows: Array<{
-      name: string;
-      target: Target;
-      status: "ok";
-      source: string;
-      origin: string;
-      path: string;
-      size: number;
-      sha256: string;
-      version: string;
-      bytesDownloaded: number;
-    }> = [];
-    for (const name of sidecarsFor(manifest, target)) {
-      const resolved = await resolveSidecar(name, target, manifestEntry(manifest, name, target), policy, {
-        store,
-        log: ctx.log,
-      });
-      rows.push({
-        name,
-        target,
-        status: "ok",
-        source: resolved.source,
-        origin: resolved.origin,
-        path: resolved.path,
-        size: resolved.size,
-        sha256: resolved.sha256,
-        version: resolved.version,
-        bytesDownloaded: resolved.bytesDownloaded,
-      });
-    }
+    const resolved = await resolveAll(manifest, target, policy, {
+      store: openStore({ log: ctx.log }),
+      log: ctx.log,
+    });
+    const rows = resolved.map((sidecar) => ({
+      name: sidecar.name,
+      target,
+      status: "ok" as const,
+      source: sidecar.source,
+      origin: sidecar.origin,
+      path: sidecar.path,
+      size: sidecar.size,
+      sha256: sidecar.sha256,
+      version: sidecar.version,
+      bytesDownloaded: sidecar.bytesDownloaded,
+    }));
     ctx.output({ target, sidecars: rows }, () =>
       renderTable(
         ["NAME", "SOURCE", "VERSION", "SIZE", "SHA256", "PATH"],
@@ -169,36 +140,25 @@ export function registerSidecars(program: Command): void {
     });
 }
 
-async function verifyRuntimeCommand(
-  dir: string,
-  full: boolean,
-  ctx: ReturnType<typeof contextFrom>,
-): Promise<void> {
-  let scratch: string | undefined;
-  try {
-    if (full) {
-      scratch = await mkdtemp(path.join(os.tmpdir(), "openwork-verify-"));
-    }
-    const runtime = await verifyStagedRuntime(dir, scratch ? { statCache: new StatCache(scratch) } : {});
+async function verifyRuntimeCommand(dir: string, full: boolean, ctx: CommandContext): Promise<void> {
+  const result = await verifyRuntimeDir(dir, { full });
+  if (result.ok) {
+    const { runtime } = result;
     ctx.output(
       { ok: true, runtimeId: runtime.runtimeId, dir, mismatches: [] },
       () => `runtime ${runtime.runtimeId} verified: ${Object.keys(runtime.sidecars).join(", ")}`,
     );
-  } catch (error) {
-    if (!(error instanceof OpenworkError) || error.code !== "runtime_tampered" || !error.details?.mismatches)
-      throw error;
-    const mismatches = error.details.mismatches as Mismatch[];
-    ctx.output({ ok: false, runtimeId: error.details.runtimeId, dir, mismatches }, () =>
-      renderTable(
-        ["NAME", "FILE", "EXPECTED SHA256", "ACTUAL SHA256"],
-        mismatches.map((m) => [m.name, m.file, m.expectedSha256, m.actualSha256 ?? `(${m.reason})`]),
-      ),
-    );
-    ctx.log.error(error.oneLine());
-    process.exitCode = 1;
-  } finally {
-    if (scratch) await rm(scratch, { recursive: true, force: true });
+    return;
   }
+  const { error } = result;
+  ctx.output({ ok: false, runtimeId: error.runtimeId, dir, mismatches: error.mismatches }, () =>
+    renderTable(
+      ["NAME", "FILE", "EXPECTED SHA256", "ACTUAL SHA256"],
+      error.mismatches.map((m) => [m.name, m.file, m.expectedSha256, m.actualSha256 ?? `(${m.reason})`]),
+    ),
+  );
+  ctx.log.error(oneLine(error));
+  process.exitCode = 1;
 }
 
 function renderRows(rows: InventoryRow[]): string {
@@ -214,16 +174,4 @@ function renderRows(rows: InventoryRow[]): string {
       row.status === "ok" ? (row.path ?? "") : (row.reason ?? ""),
     ]),
   );
-}
-
-export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ["KiB", "MiB", "GiB"];
-  let value = bytes / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(1)} ${units[unit]}`;
 }

@@ -1,14 +1,15 @@
 import { type Command, Option } from "commander";
-import { errorMessage, OpenworkError, UsageError } from "../../errors/errors.js";
-import { type CheckResult, runChecks } from "../../runs/check.js";
-import { backendOf, stopRun } from "../../runs/reconcile.js";
-import type { RunRecord } from "../../runs/record.js";
+import { UsageError } from "../../errors/errors.js";
+import { parsePort } from "../../net/ports.js";
+import { checkStartedRun } from "../../runs/check.js";
+import { followInForeground } from "../../runs/foreground.js";
 import { RunRegistry } from "../../runs/registry.js";
-import { type StartResult, startRun } from "../../runs/start.js";
+import { startRun } from "../../runs/start.js";
 import { AppleContainerBackend } from "../../sandbox/apple/index.js";
-import { followFile } from "../../sandbox/host/log-file.js";
+import { parseLabels } from "../../sandbox/backend.js";
 import { parseSandboxChoice, registerBackend } from "../../sandbox/select.js";
-import { type CommandContext, contextFrom, renderTable } from "../context.js";
+import { contextFrom } from "../context.js";
+import { renderChecks, renderConnectInfo, startDocument } from "../render.js";
 import { addSidecarOverrideOptions, addSourceOption, sourcePolicyFrom } from "../sidecar-options.js";
 import { holdSignals, shutdown } from "../signals.js";
 
@@ -112,7 +113,7 @@ async function runStart(flags: StartFlags, command: Command, detach: boolean): P
         `--health-timeout must be a positive number of seconds, not "${flags.healthTimeout}"`,
       );
     }
-    const port = flags.port === undefined ? undefined : parsePort(flags.port);
+    const port = flags.port === undefined ? undefined : parsePort(flags.port, "--port");
     if (flags.startService) {
       if (flags.sandbox === "none" || flags.sandbox === "docker") {
         throw new UsageError("--start-service applies to Apple's container (--sandbox container or auto)");
@@ -137,150 +138,38 @@ async function runStart(flags: StartFlags, command: Command, detach: boolean): P
       registry,
       log: ctx.log,
       signal: shutdown.signal,
-      extraLabels: parseExtraLabels(process.env.OPENWORK_LABELS),
-      faults: process.env.OPENWORK_FAULT_RETIRE === "1" ? { failRetire: true } : undefined,
+      extraLabels: parseLabels(process.env.OPENWORK_LABELS),
     });
     if (flags.check) {
-      const checks = await runChecks(result.record, result.secrets, { events: flags.checkEvents === true });
-      let final = result.record;
-      // Only what this command started is torn down: a runtime that was already running stays.
-      if (!detach && !result.reused) final = await stopRun(registry, result.record, ctx.log);
-      const passed = checks.every((check) => check.ok);
-      ctx.output({ ...startDocument(result, final), checks, passed }, () => renderChecks(checks));
-      process.exitCode = passed ? 0 : 1;
+      const checked = await checkStartedRun({
+        registry,
+        result,
+        log: ctx.log,
+        events: flags.checkEvents === true,
+        keepRunning: detach,
+      });
+      ctx.output(
+        { ...startDocument(result, checked.record), checks: checked.checks, passed: checked.passed },
+        () => renderChecks(checked.checks),
+      );
+      process.exitCode = checked.passed ? 0 : 1;
       return;
     }
     ctx.output(startDocument(result, result.record), () =>
       renderConnectInfo(result, flags.showSecrets === true, detach),
     );
-    if (!detach) await followInForeground(ctx, registry, result.record, { stopOnExit: !result.reused });
+    if (!detach) {
+      await followInForeground({
+        registry,
+        record: result.record,
+        log: ctx.log,
+        signal: shutdown.signal,
+        stopOnExit: !result.reused,
+        print: (line) => process.stderr.write(`[runtime] ${line}\n`),
+      });
+      process.exitCode = 0;
+    }
   } finally {
     release();
   }
-}
-
-function parsePort(value: string): number {
-  const port = Number(value);
-  if (!Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new UsageError(`--port must be an integer between 1 and 65535, not "${value}"`);
-  }
-  return port;
-}
-
-/** OPENWORK_LABELS="k=v,k=v": extra labels on every sandbox (tests mark theirs with it). */
-export function parseExtraLabels(value: string | undefined): Record<string, string> {
-  const labels: Record<string, string> = {};
-  for (const pair of (value ?? "").split(",").filter(Boolean)) {
-    const eq = pair.indexOf("=");
-    if (eq <= 0)
-      throw new UsageError(`OPENWORK_LABELS must be k=v pairs separated by commas, not "${value}"`);
-    labels[pair.slice(0, eq)] = pair.slice(eq + 1);
-  }
-  return labels;
-}
-
-export function startDocument(result: StartResult, record: RunRecord) {
-  return {
-    runId: record.runId,
-    workspace: record.workspace,
-    sandbox: record.sandbox,
-    state: record.state,
-    url: record.url,
-    versions: record.versions,
-    runtimeId: record.runtimeId,
-    reused: result.reused,
-    retired: result.retired,
-    tokens: {
-      client: result.secrets.clientToken,
-      host: result.secrets.hostToken,
-      owner: result.secrets.ownerToken ?? null,
-    },
-    secretsFile: result.secretsFile,
-    logFile: record.logFile,
-  };
-}
-
-function renderConnectInfo(result: StartResult, showSecrets: boolean, detach: boolean): string {
-  const { record } = result;
-  const versions = Object.entries(record.versions)
-    .filter(([, version]) => version)
-    .map(([name, version]) => `${name} ${version}`)
-    .join(", ");
-  const lines = [
-    `${result.reused ? "already running" : "runtime healthy"}: run ${record.runId} (${record.sandbox === "none" ? "host processes" : record.sandbox})`,
-    `  url:       ${record.url}`,
-    `  workspace: ${record.workspace}`,
-    `  versions:  ${versions}`,
-    `  tokens:    ${result.secretsFile} (client, host, owner; mode 0600)`,
-    `  attach:    ${record.url}/opencode/ with "Authorization: Bearer <client token>"`,
-  ];
-  if (showSecrets) {
-    lines.push(
-      `  client token: ${result.secrets.clientToken}`,
-      `  owner token:  ${result.secrets.ownerToken ?? "-"}`,
-    );
-  }
-  if (result.retired.length > 0) lines.push(`  replaced:  ${result.retired.join(", ")}`);
-  lines.push(
-    detach
-      ? `  status: openwork status ${record.runId}   logs: openwork logs ${record.runId}   stop: openwork stop ${record.runId}`
-      : "  Ctrl-C stops the runtime.",
-  );
-  return lines.join("\n");
-}
-
-export function renderChecks(checks: CheckResult[]): string {
-  return renderTable(
-    ["CHECK", "RESULT", "MS", "DETAIL"],
-    checks.map((check) => [check.name, check.ok ? "pass" : "FAIL", String(check.durationMs), check.detail]),
-  );
-}
-
-/** Foreground: stream the runtime's output (prefixed) until a signal, then stop it gracefully. */
-async function followInForeground(
-  ctx: CommandContext,
-  registry: RunRegistry,
-  record: RunRecord,
-  options: { stopOnExit: boolean },
-): Promise<void> {
-  if (!record.handle) return;
-  const backend = backendOf(record.sandbox);
-  const handle = record.handle;
-  const stopFollowing = new AbortController();
-  shutdown.signal.addEventListener("abort", () => stopFollowing.abort(), { once: true });
-  const print = (line: string) => process.stderr.write(`[runtime] ${line}\n`);
-  const follow = { follow: true, tail: 0, signal: stopFollowing.signal };
-  // Host runs write to the run's log file (as `openwork logs` reads it); sandboxes stream through their backend.
-  const following = (
-    record.sandbox === "none"
-      ? followFile(record.logFile, follow, print)
-      : backend.logs(handle, follow, (_stream, line) => print(line))
-  ).catch((error: unknown) => ctx.log.warn(`log stream ended: ${errorMessage(error)}`));
-  // Watch the sandbox: if it ends by itself, so does the foreground command.
-  while (!shutdown.signal.aborted) {
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-    const status = await backend.status(handle).catch(() => undefined);
-    if (status && status.state !== "running") {
-      stopFollowing.abort();
-      await following;
-      await registry.update(record.runId, {
-        state: "failed",
-        reason: `the runtime exited (code ${status.exitCode ?? "unknown"})`,
-        stoppedAt: new Date().toISOString(),
-      });
-      throw new OpenworkError(`the runtime exited on its own (code ${status.exitCode ?? "unknown"})`, {
-        code: "runtime_exited",
-        hint: `see openwork logs ${record.runId}`,
-      });
-    }
-  }
-  stopFollowing.abort();
-  await following;
-  if (options.stopOnExit) {
-    ctx.log.info("stopping the runtime");
-    await stopRun(registry, record, ctx.log);
-  } else {
-    ctx.log.info(`leaving run ${record.runId} running: it was already running before this command`);
-  }
-  process.exitCode = 0;
 }

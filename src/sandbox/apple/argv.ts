@@ -1,3 +1,4 @@
+import { SANDBOX_PATHS } from "../../contract/layout.js";
 import { OpenworkError } from "../../errors/errors.js";
 import type { ValidatedMount } from "../../mounts/types.js";
 import type { LaunchSpec } from "../backend.js";
@@ -77,8 +78,8 @@ export function appleBindsFromMounts(mounts: readonly ValidatedMount[]): AppleBi
 /** Every bind of a launch: workspace, persisted directory, then the validated mounts. */
 export function appleBindsFor(spec: LaunchSpec): AppleBind[] {
   return [
-    { source: spec.workspace, target: "/workspace", readOnly: false },
-    { source: spec.persistDir, target: "/persist", readOnly: false },
+    { source: spec.workspace, target: SANDBOX_PATHS.workspace, readOnly: false },
+    { source: spec.persistDir, target: SANDBOX_PATHS.persist, readOnly: false },
     ...appleBindsFromMounts(spec.mounts),
   ];
 }
@@ -137,7 +138,7 @@ export function buildRunArgs(
   args.push(...appleMountArgs(appleBindsFor(spec)));
   if (spec.user) args.push("--user", spec.user);
   // as the Docker backend: start outside the user's workspace, so its files cannot steer start-up
-  args.push("--workdir", "/persist");
+  args.push("--workdir", SANDBOX_PATHS.persist);
   args.push(spec.image, ...spec.command);
   return { args, env, name };
 }

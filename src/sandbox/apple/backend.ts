@@ -3,6 +3,7 @@ import { finished } from "node:stream/promises";
 import { execa } from "execa";
 import { errorMessage, OpenworkError, systemErrorCode } from "../../errors/errors.js";
 import { type Logger, lineRelay, silentLogger } from "../../logging/logger.js";
+import { done, notYet, pollUntil } from "../../retry/poll.js";
 import type {
   LaunchSpec,
   LogOptions,
@@ -116,13 +117,14 @@ export class AppleContainerBackend implements SandboxBackend {
         hint: "run `container system start` yourself and read its output",
       });
     // the apiserver registers with launchd as `system start` returns; give it a moment to answer
-    const deadline = Date.now() + 15_000;
-    let again = await this.quick(["system", "status"]);
-    while (again.exitCode !== 0 && Date.now() < deadline) {
-      await new Promise((resolve) => setTimeout(resolve, 500));
-      again = await this.quick(["system", "status"]);
-    }
-    if (again.exitCode !== 0)
+    const up = await pollUntil(
+      async () => {
+        const again = await this.quick(["system", "status"]);
+        return again.exitCode === 0 ? done(true) : notYet(cliError(again));
+      },
+      { what: "Apple's container service to answer", pace: { intervalMs: 500 }, deadlineMs: 15_000 },
+    ).catch(() => false);
+    if (!up)
       throw new OpenworkError(
         "Apple's container service is still not running after `container system start`",
         {

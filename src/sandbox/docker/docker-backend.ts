@@ -1,13 +1,14 @@
 import type Docker from "dockerode";
+import { SANDBOX_PATHS } from "../../contract/layout.js";
 import { createDockerClient, probeDocker } from "../../docker/client.js";
 import { errorMessage, OpenworkError } from "../../errors/errors.js";
 import { lineRelay } from "../../logging/logger.js";
 import { dockerMounts } from "../../mounts/docker-binds.js";
 import type {
+  BackendProbe,
   LaunchSpec,
   ListedSandbox,
   LogOptions,
-  ProbeResult,
   SandboxBackend,
   SandboxHandle,
   SandboxStatus,
@@ -35,7 +36,7 @@ export class DockerBackend implements SandboxBackend {
     return this.client;
   }
 
-  async probe(): Promise<ProbeResult> {
+  async probe(): Promise<BackendProbe> {
     const probe = await probeDocker(3000);
     if (!probe.ok) return { ok: false, reason: probe.reason };
     this.client ??= probe.docker;
@@ -67,14 +68,24 @@ export class DockerBackend implements SandboxBackend {
         Env: Object.entries(spec.env).map(([key, value]) => `${key}=${value}`),
         Labels: spec.labels,
         User: spec.user,
-        WorkingDir: "/persist",
+        WorkingDir: SANDBOX_PATHS.persist,
         ExposedPorts: exposed,
         HostConfig: {
           Init: true,
           // Mounts, not Binds: a Binds entry is colon-separated, so a path with a colon could not be said there.
           Mounts: dockerMounts([
-            { hostPath: spec.workspace, containerPath: "/workspace", readOnly: false, spec: "workspace" },
-            { hostPath: spec.persistDir, containerPath: "/persist", readOnly: false, spec: "persist" },
+            {
+              hostPath: spec.workspace,
+              containerPath: SANDBOX_PATHS.workspace,
+              readOnly: false,
+              spec: "workspace",
+            },
+            {
+              hostPath: spec.persistDir,
+              containerPath: SANDBOX_PATHS.persist,
+              readOnly: false,
+              spec: "persist",
+            },
             ...spec.mounts,
           ]),
           PortBindings: bindings,

@@ -6,11 +6,12 @@ import { OpenworkError } from "../../errors/errors.js";
 import { groupAlive, signalGroup } from "../../processes/groups.js";
 import { formatProcessId, identityOf, isAlive, parseProcessId } from "../../processes/identity.js";
 import { processGroupOf, readEnviron, readProcess } from "../../processes/inspect.js";
+import { done, notYet, pollUntil } from "../../retry/poll.js";
 import type {
+  BackendProbe,
   LaunchSpec,
   ListedSandbox,
   LogOptions,
-  ProbeResult,
   SandboxBackend,
   SandboxHandle,
   SandboxStatus,
@@ -29,7 +30,7 @@ const LOG_FILE_ENV = "OPENWORK_SANDBOX_LOG";
 export class HostBackend implements SandboxBackend {
   readonly kind = "none" as const;
 
-  async probe(): Promise<ProbeResult> {
+  async probe(): Promise<BackendProbe> {
     return { ok: true, version: `node ${process.version} on ${process.platform}-${process.arch}` };
   }
 
@@ -127,14 +128,16 @@ export class HostBackend implements SandboxBackend {
     // Only signal the group if its leader is still the process we started, or the group lives on without it.
     const leaderIsOurs = isAlive(identity);
     if (!leaderIsOurs && !(await this.groupIsOurs(identity.pid))) return;
+    const groupGone = (what: string, deadlineMs: number) =>
+      pollUntil(() => (groupAlive(identity.pid) ? notYet("the group lives") : done(true)), {
+        what: `process group ${identity.pid} to exit after ${what}`,
+        pace: { intervalMs: 50 },
+        deadlineMs,
+      }).catch(() => false);
     signalGroup(identity.pid, "SIGTERM");
-    const deadline = Date.now() + graceMs;
-    while (Date.now() < deadline && groupAlive(identity.pid)) await sleep(50);
-    if (groupAlive(identity.pid)) {
-      signalGroup(identity.pid, "SIGKILL");
-      const killDeadline = Date.now() + 5000;
-      while (Date.now() < killDeadline && groupAlive(identity.pid)) await sleep(50);
-    }
+    if (await groupGone("SIGTERM", graceMs)) return;
+    signalGroup(identity.pid, "SIGKILL");
+    await groupGone("SIGKILL", 5000);
   }
 
   /** After the leader exits, its group may hold survivors; they are ours if they carry our labels. */
@@ -179,8 +182,4 @@ export class HostBackend implements SandboxBackend {
     }
     return out;
   }
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((resolve) => setTimeout(resolve, ms));
 }

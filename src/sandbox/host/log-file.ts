@@ -1,5 +1,6 @@
 import { createReadStream } from "node:fs";
 import { open, stat } from "node:fs/promises";
+import { repeatUntilAborted } from "../../retry/poll.js";
 
 /** The last `count` lines of a file (all of it when count is undefined), read from the end in blocks. */
 export async function tailFile(file: string, count?: number): Promise<string[]> {
@@ -48,19 +49,21 @@ export async function followFile(
   for (const line of await tailFile(file, options.tail ?? 10)) onLine(line);
   let offset = await sizeOf(file);
   let pending = "";
-  while (!options.signal?.aborted) {
-    await new Promise((resolve) => setTimeout(resolve, options.intervalMs ?? 250));
-    const size = await sizeOf(file);
-    if (size < offset) offset = 0;
-    if (size === offset) continue;
-    for await (const chunk of createReadStream(file, { start: offset, end: size - 1 })) {
-      pending += (chunk as Buffer).toString("utf8");
-    }
-    offset = size;
-    const lines = pending.split(/\r?\n/);
-    pending = lines.pop() ?? "";
-    for (const line of lines) onLine(line);
-  }
+  await repeatUntilAborted(
+    async () => {
+      const size = await sizeOf(file);
+      if (size < offset) offset = 0;
+      if (size === offset) return;
+      for await (const chunk of createReadStream(file, { start: offset, end: size - 1 })) {
+        pending += (chunk as Buffer).toString("utf8");
+      }
+      offset = size;
+      const lines = pending.split(/\r?\n/);
+      pending = lines.pop() ?? "";
+      for (const line of lines) onLine(line);
+    },
+    { pace: { intervalMs: options.intervalMs ?? 250 }, signal: options.signal },
+  );
 }
 
 async function sizeOf(file: string): Promise<number> {

@@ -1,12 +1,20 @@
 import { z } from "zod";
 import { UsageError } from "../errors/errors.js";
+import { runtimeIdSchema } from "./runtime.js";
 
-const port = z.coerce
-  .number({ error: "expected a TCP port number" })
-  .int("expected an integer TCP port")
-  .min(1, "expected a TCP port 1-65535")
-  .max(65535, "expected a TCP port 1-65535");
-const pid = z.coerce.number({ error: "expected a process id" }).int("expected an integer process id").min(2);
+/** A TCP port given as text (a flag, an environment variable): digits only, 1-65535. */
+export const portSchema = z
+  .string()
+  .trim()
+  .regex(/^[0-9]+$/, "expected a TCP port number (digits only)")
+  .transform(Number)
+  .pipe(z.number().int().min(1, "expected a TCP port 1-65535").max(65535, "expected a TCP port 1-65535"));
+const port = portSchema;
+const pid = z
+  .string()
+  .regex(/^[0-9]+$/, "expected a process id (digits only)")
+  .transform(Number)
+  .pipe(z.number().int().min(2, "expected a process id above 1"));
 const path = z.string().min(1, "must not be empty").startsWith("/", "must be an absolute path");
 const secret = (what: string) => z.string().min(16, `${what} must be at least 16 characters`);
 const flag = z.enum(["0", "1", "true", "false"]).transform((value) => value === "1" || value === "true");
@@ -20,7 +28,7 @@ const flag = z.enum(["0", "1", "true", "false"]).transform((value) => value === 
 export const serveEnvSchema = z
   .object({
     OPENWORK_PERSIST: path,
-    OPENWORK_RUNTIME_ID: z.string().regex(/^[A-Za-z0-9._-]{1,64}$/, "expected a runtime id ([A-Za-z0-9._-])"),
+    OPENWORK_RUNTIME_ID: runtimeIdSchema,
     OPENWORK_WORKSPACE: path,
     OPENWORK_SERVER_HOST: z.string().min(1).default("127.0.0.1"),
     OPENWORK_SERVER_PORT: port,
@@ -33,14 +41,8 @@ export const serveEnvSchema = z
     OPENWORK_ROUTER_LOG: path.optional(),
     // Set only when a server hands over to its replacement after an upgrade of some components:
     // which staged runtime each adopted process runs from (default: OPENWORK_RUNTIME_ID).
-    OPENWORK_ENGINE_RUNTIME_ID: z
-      .string()
-      .regex(/^[A-Za-z0-9._-]{1,64}$/)
-      .optional(),
-    OPENWORK_ROUTER_RUNTIME_ID: z
-      .string()
-      .regex(/^[A-Za-z0-9._-]{1,64}$/)
-      .optional(),
+    OPENWORK_ENGINE_RUNTIME_ID: runtimeIdSchema.optional(),
+    OPENWORK_ROUTER_RUNTIME_ID: runtimeIdSchema.optional(),
     OPENWORK_HEALTH_DEADLINE_S: z.coerce.number().positive().max(3600).default(60),
     OPENWORK_TOKEN: secret("the client token"),
     OPENWORK_HOST_TOKEN: secret("the host token"),
@@ -99,4 +101,20 @@ export function serializeServeEnv(env: ServeEnv): Record<string, string> {
     out[key] = typeof value === "boolean" ? (value ? "1" : "0") : String(value);
   }
   return out;
+}
+
+/** The secrets a runtime is started with: only ever in its environment, never in a script, a file or argv. */
+export interface RuntimeSecretValues {
+  clientToken: string;
+  hostToken: string;
+  enginePassword: string;
+}
+
+/** The entrypoint's (and the server's) environment variables for the secrets. */
+export function secretEnv(secrets: RuntimeSecretValues): Record<string, string> {
+  return {
+    OPENWORK_TOKEN: secrets.clientToken,
+    OPENWORK_HOST_TOKEN: secrets.hostToken,
+    OPENCODE_SERVER_PASSWORD: secrets.enginePassword,
+  };
 }

@@ -1,30 +1,21 @@
 import { z } from "zod";
-
-export type Auth = "none" | "client" | "host";
-
-/** A route as data: the router dispatches on it and the OpenAPI document is generated from it. */
-export interface RouteSpec {
-  method: "GET" | "POST" | "ALL";
-  /** `:name` marks a path parameter */
-  path: string;
-  auth: Auth;
-  summary: string;
-  description?: string;
-  body?: z.ZodType;
-  /** the `data` of a success envelope (per status) */
-  responses: Record<number, { description: string; data?: z.ZodType; raw?: boolean }>;
-}
-
-const envelopeError = z.object({
-  ok: z.literal(false),
-  error: z.object({ code: z.string(), message: z.string(), requestId: z.string() }).loose(),
-});
+import { API_ERROR_CODES, type EndpointSpec, errorEnvelopeSchema } from "./api.js";
 
 function schemaOf(type: z.ZodType): unknown {
   return z.toJSONSchema(type, { io: "output", unrepresentable: "any" });
 }
 
-export function openApiDocument(routes: readonly RouteSpec[], version: string): Record<string, unknown> {
+/** The error envelope, with the code narrowed to the codes the server answers with. */
+function errorSchema(): unknown {
+  const schema = schemaOf(errorEnvelopeSchema) as {
+    properties: { error: { properties: { code: Record<string, unknown> } } };
+  };
+  schema.properties.error.properties.code = { type: "string", enum: [...API_ERROR_CODES] };
+  return schema;
+}
+
+/** The OpenAPI 3.1 document of these endpoints (the server serves it at /system/openapi.json). */
+export function openApiDocument(routes: readonly EndpointSpec[], version: string): Record<string, unknown> {
   const paths: Record<string, Record<string, unknown>> = {};
   for (const route of routes) {
     const path = route.path.replace(/:([A-Za-z]+)/g, "{$1}").replace(/\*$/, "{path}");
@@ -37,33 +28,40 @@ export function openApiDocument(routes: readonly RouteSpec[], version: string): 
     if (route.path.endsWith("*"))
       params.push({ name: "path", in: "path", required: true, schema: { type: "string" } });
     const responses: Record<string, unknown> = {};
+    const errorContent = { "application/json": { schema: errorSchema() } };
     for (const [status, response] of Object.entries(route.responses)) {
       responses[status] = response.raw
         ? { description: response.description }
-        : {
-            description: response.description,
-            content: {
-              "application/json": {
-                schema: {
-                  type: "object",
-                  required: ["ok", "data", "meta"],
-                  properties: {
-                    ok: { const: true },
-                    data: response.data ? schemaOf(response.data) : {},
-                    meta: { type: "object", properties: { requestId: { type: "string" } } },
+        : Number(status) >= 400
+          ? { description: response.description, content: errorContent }
+          : {
+              description: response.description,
+              content: {
+                "application/json": {
+                  schema: {
+                    type: "object",
+                    required: ["ok", "data", "meta"],
+                    properties: {
+                      ok: { const: true },
+                      data: response.data ? schemaOf(response.data) : {},
+                      meta: { type: "object", properties: { requestId: { type: "string" } } },
+                    },
                   },
                 },
               },
-            },
-          };
+            };
     }
-    const errorContent = { "application/json": { schema: schemaOf(envelopeError) } };
     if (route.auth !== "none") {
       responses["401"] = { description: "missing or wrong token", content: errorContent };
       if (route.auth === "host")
         responses["403"] = { description: "a valid token without host scope", content: errorContent };
     }
-    responses.default = { description: "error envelope", content: errorContent };
+    responses.default = {
+      description: route.errors
+        ? `error envelope; codes particular to this endpoint: ${route.errors.join(", ")}`
+        : "error envelope",
+      content: errorContent,
+    };
     const operation: Record<string, unknown> = {
       summary: route.summary,
       ...(route.description ? { description: route.description } : {}),

@@ -1,4 +1,6 @@
 import net from "node:net";
+import { portSchema } from "../contract/env.js";
+import { UsageError } from "../errors/errors.js";
 
 /** A TCP port that is free on 127.0.0.1 right now (the kernel picks it). */
 export function freeLoopbackPort(): Promise<number> {
@@ -13,4 +15,11 @@ export function freeLoopbackPort(): Promise<number> {
       );
     });
   });
+}
+
+/** A port the user typed (`--port`, a config field): digits only, 1-65535; a usage error names `what`. */
+export function parsePort(value: string, what: string): number {
+  const parsed = portSchema.safeParse(value);
+  if (parsed.success) return parsed.data;
+  throw new UsageError(`${what} must be a TCP port (1-65535, digits only), not "${value}"`);
 }

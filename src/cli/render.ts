@@ -1,0 +1,147 @@
+import type { RuntimeVersions } from "../contract/api.js";
+import type { CheckResult } from "../runs/check.js";
+import type { RunRecord } from "../runs/record.js";
+import type { StartResult } from "../runs/start.js";
+import type { OrphanInfo, RunStatus } from "../runs/status.js";
+import { versionsReport } from "../runs/versions.js";
+
+/*
+ * How results look on a terminal. Shared by the command modules (which do
+ * not import each other); nothing here decides anything.
+ */
+
+/** A plain text table for humans: columns padded to the widest cell. */
+export function renderTable(header: string[], rows: string[][]): string {
+  const widths = header.map((cell, index) =>
+    Math.max(cell.length, ...rows.map((row) => (row[index] ?? "").length)),
+  );
+  const line = (cells: string[]) =>
+    cells
+      .map((cell, index) => (index === cells.length - 1 ? cell : cell.padEnd(widths[index] ?? 0)))
+      .join("  ")
+      .trimEnd();
+  return [line(header), ...rows.map(line)].join("\n");
+}
+
+export function renderChecks(checks: readonly CheckResult[]): string {
+  return renderTable(
+    ["CHECK", "RESULT", "MS", "DETAIL"],
+    checks.map((check) => [check.name, check.ok ? "pass" : "FAIL", String(check.durationMs), check.detail]),
+  );
+}
+
+/** ACTIVE / PINNED / TARGET per component, then which runtime the pins come from. */
+export function renderVersions(versions: RuntimeVersions): string {
+  const report = versionsReport(versions);
+  const table = renderTable(
+    ["COMPONENT", "ACTIVE", "PINNED", "TARGET"],
+    report.components
+      .filter((row) => row.active !== null || row.pinned !== null || row.target !== null)
+      .map((row) => [row.name, row.active ?? "-", row.pinned ?? "-", row.target ?? "-"]),
+  );
+  const lines = [table, `pinned by runtime ${report.runtimeId}`];
+  if (report.target)
+    lines.push(`upgrading to runtime ${report.target.runtimeId} (operation ${report.target.operationId})`);
+  return lines.join("\n");
+}
+
+function componentLine(status: RunStatus): string {
+  const summary = status.runtime.summary;
+  if (!summary)
+    return status.runtime.reachable
+      ? (status.runtime.error ?? "reachable")
+      : (status.runtime.error ?? "unreachable");
+  return Object.entries(summary.components)
+    .map(([name, component]) => `${name}=${component.status}`)
+    .join(" ");
+}
+
+export function renderStatus(
+  statuses: readonly RunStatus[],
+  orphans: readonly OrphanInfo[],
+  corrupt: readonly string[],
+): string {
+  const table = renderTable(
+    ["RUN", "STATE", "HEALTH", "SANDBOX", "LOCAL", "COMPONENTS", "URL", "WORKSPACE"],
+    statuses.map((status) => [
+      status.runId,
+      status.state,
+      status.state === "running" ? (status.healthy ? "healthy" : "UNHEALTHY") : "-",
+      status.sandbox,
+      status.local.sandbox,
+      status.state === "running" ? componentLine(status) : (status.reason ?? "-"),
+      status.url ?? "-",
+      status.workspace,
+    ]),
+  );
+  const extra: string[] = [];
+  for (const orphan of orphans)
+    extra.push(
+      `orphan: ${orphan.kind} ${orphan.id} (run ${orphan.runId ?? "?"}) has no live run; remove with \`openwork stop --orphans\``,
+    );
+  for (const name of corrupt) extra.push(`unreadable run record: ${name}`);
+  return [table, ...extra].join("\n");
+}
+
+export function renderConnectInfo(result: StartResult, showSecrets: boolean, detach: boolean): string {
+  const { record } = result;
+  const versions = Object.entries(record.versions)
+    .filter(([, version]) => version)
+    .map(([name, version]) => `${name} ${version}`)
+    .join(", ");
+  const lines = [
+    `${result.reused ? "already running" : "runtime healthy"}: run ${record.runId} (${record.sandbox === "none" ? "host processes" : record.sandbox})`,
+    `  url:       ${record.url}`,
+    `  workspace: ${record.workspace}`,
+    `  versions:  ${versions}`,
+    `  tokens:    ${result.secretsFile} (client, host, owner; mode 0600)`,
+    `  attach:    ${record.url}/opencode/ with "Authorization: Bearer <client token>"`,
+  ];
+  if (showSecrets) {
+    lines.push(
+      `  client token: ${result.secrets.clientToken}`,
+      `  owner token:  ${result.secrets.ownerToken ?? "-"}`,
+    );
+  }
+  if (result.retired.length > 0) lines.push(`  replaced:  ${result.retired.join(", ")}`);
+  lines.push(
+    detach
+      ? `  status: openwork status ${record.runId}   logs: openwork logs ${record.runId}   stop: openwork stop ${record.runId}`
+      : "  Ctrl-C stops the runtime.",
+  );
+  return lines.join("\n");
+}
+
+/** The document `start --json` prints (DESIGN.md §3). */
+export function startDocument(result: StartResult, record: RunRecord) {
+  return {
+    runId: record.runId,
+    workspace: record.workspace,
+    sandbox: record.sandbox,
+    state: record.state,
+    url: record.url,
+    versions: record.versions,
+    runtimeId: record.runtimeId,
+    reused: result.reused,
+    retired: result.retired,
+    tokens: {
+      client: result.secrets.clientToken,
+      host: result.secrets.hostToken,
+      owner: result.secrets.ownerToken ?? null,
+    },
+    secretsFile: result.secretsFile,
+    logFile: record.logFile,
+  };
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes < 1024) return `${bytes} B`;
+  const units = ["KiB", "MiB", "GiB"];
+  let value = bytes / 1024;
+  let unit = 0;
+  while (value >= 1024 && unit < units.length - 1) {
+    value /= 1024;
+    unit++;
+  }
+  return `${value.toFixed(1)} ${units[unit]}`;
+}

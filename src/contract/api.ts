@@ -1,0 +1,482 @@
+import { z } from "zod";
+import { SIDECAR_NAMES, type SidecarName } from "../sidecars/names.js";
+import { runtimeIdSchema } from "./runtime.js";
+
+/**
+ * The runtime server's HTTP API (DESIGN.md §2) as data: every endpoint's
+ * method, path, auth, body and answers, with zod schemas for each. The server
+ * builds its route table and its OpenAPI document from these; the CLI's
+ * RuntimeClient parses every answer with them; the tests use them too.
+ */
+
+// ---- envelopes and errors ----------------------------------------------------------------
+
+/** Every error code the server answers with. */
+export const API_ERROR_CODES = [
+  // any endpoint
+  "invalid_url",
+  "not_found",
+  "method_not_allowed",
+  "unauthorized",
+  "forbidden",
+  "invalid_json",
+  "invalid_request",
+  "body_too_large",
+  "internal",
+  // the proxy
+  "engine_unavailable",
+  // components
+  "engine_unhealthy",
+  "router_unhealthy",
+  "router_disabled",
+  // upgrades
+  "upgrade_in_progress",
+  "runtime_unhealthy",
+  "runtime_not_found",
+  "runtime_invalid",
+  "manifest_invalid",
+  "operation_not_found",
+] as const;
+export type ApiErrorCode = (typeof API_ERROR_CODES)[number];
+
+export function isApiErrorCode(value: string): value is ApiErrorCode {
+  return (API_ERROR_CODES as readonly string[]).includes(value);
+}
+
+export const apiErrorSchema = z
+  .object({
+    code: z.string(),
+    message: z.string(),
+    requestId: z.string(),
+    hint: z.string().optional(),
+    /** 409 upgrade_in_progress: the operation that holds the upgrade */
+    operationId: z.string().optional(),
+    /** 503 from a component's health: what the probe saw */
+    data: z.unknown().optional(),
+  })
+  .strict();
+export type ApiErrorBody = z.output<typeof apiErrorSchema> & { code: ApiErrorCode };
+
+export const errorEnvelopeSchema = z.object({ ok: z.literal(false), error: apiErrorSchema }).strict();
+
+export function okEnvelopeSchema<T extends z.ZodType>(data: T) {
+  return z.object({ ok: z.literal(true), data, meta: z.object({ requestId: z.string() }).strict() }).strict();
+}
+
+// ---- shared pieces ----------------------------------------------------------------------------
+
+export const UPGRADABLE = ["opencode", "opencode-router", "openwork-server"] as const;
+export type Upgradable = (typeof UPGRADABLE)[number];
+
+const sidecarVersions = z.partialRecord(z.enum(SIDECAR_NAMES), z.string());
+export type SidecarVersions = Partial<Record<SidecarName, string>>;
+
+export const healthSchema = z.object({ status: z.literal("ok"), version: z.string() }).strict();
+export type ServerHealth = z.output<typeof healthSchema>;
+
+/**
+ * Versions. `active` is what the running processes report about themselves
+ * (the engine's own health answer; null until it has answered), never what a
+ * binary claimed at `--version` before it ran; `pinned` is runtime.json of the
+ * active runtime; `target` the runtime an upgrade in progress moves to.
+ */
+export const versionsSchema = z
+  .object({
+    active: z
+      .object({
+        opencode: z.string().nullable(),
+        "opencode-router": z.string().nullable(),
+        "openwork-server": z.string(),
+        node: z.string(),
+      })
+      .strict(),
+    pinned: z.object({ runtimeId: runtimeIdSchema, versions: sidecarVersions }).strict(),
+    target: z
+      .object({ runtimeId: runtimeIdSchema, versions: sidecarVersions, operationId: z.string() })
+      .strict()
+      .nullable(),
+  })
+  .strict();
+export type RuntimeVersions = z.output<typeof versionsSchema>;
+
+// ---- upgrade operations -----------------------------------------------------------------------
+
+export const UPGRADE_STEPS = [
+  /** manifest upgrades only: copy and hash the manifest's files into a content-addressed runtime */
+  "stage",
+  "verify",
+  "start-engine",
+  "gate-engine",
+  "switch-proxy",
+  "restart-router",
+  "gate-router",
+  "load-server",
+  "swap-server",
+  "retire-engine",
+  "record",
+] as const;
+export type UpgradeStep = (typeof UPGRADE_STEPS)[number];
+export const ROLLBACK_STEPS = [
+  "rollback:switch-proxy",
+  "rollback:restart-router",
+  "rollback:stop-new-engine",
+] as const;
+export type RollbackStep = (typeof ROLLBACK_STEPS)[number];
+
+export const OPERATION_STATES = ["running", "succeeded", "failed", "interrupted"] as const;
+export type OperationState = (typeof OPERATION_STATES)[number];
+export function isFinished(state: OperationState): boolean {
+  return state !== "running";
+}
+
+export const stepRecordSchema = z
+  .object({
+    name: z.enum([...UPGRADE_STEPS, ...ROLLBACK_STEPS]),
+    state: z.enum(["running", "done", "failed"]),
+    startedAt: z.string(),
+    finishedAt: z.string().nullable(),
+    detail: z.string().nullable(),
+  })
+  .strict();
+export type StepRecord = z.output<typeof stepRecordSchema>;
+
+export const operationSchema = z
+  .object({
+    operationId: z.string(),
+    state: z.enum(OPERATION_STATES),
+    request: z
+      .object({
+        runtimeId: z.string().optional(),
+        manifest: z.string().optional(),
+        components: z.array(z.enum(UPGRADABLE)).optional(),
+      })
+      .strict(),
+    from: z.object({ runtimeId: runtimeIdSchema, versions: sidecarVersions }).strict(),
+    to: z.object({ runtimeId: runtimeIdSchema, versions: sidecarVersions }).strict(),
+    components: z.array(z.enum(UPGRADABLE)),
+    step: z.enum(UPGRADE_STEPS).nullable(),
+    steps: z.array(stepRecordSchema),
+    error: z
+      .object({
+        /** the step that failed ("interrupted" operations may not know it) */
+        step: z.enum(UPGRADE_STEPS).nullable(),
+        /** the failing error's own code (verify_failed, health_timeout, wrong_version, usage, …) */
+        code: z.string(),
+        message: z.string(),
+        hint: z.string().optional(),
+        /** the failing component's last output */
+        recentOutput: z.array(z.string()).optional(),
+      })
+      .strict()
+      .nullable(),
+    rolledBack: z.boolean().nullable(),
+    notes: z.array(z.string()),
+    serverPid: z.number().int(),
+    createdAt: z.string(),
+    updatedAt: z.string(),
+    finishedAt: z.string().nullable(),
+  })
+  .strict();
+export type UpgradeOperation = z.output<typeof operationSchema>;
+
+export const upgradeRequestSchema = z
+  .object({
+    /** a runtime staged under the persisted directory */
+    runtimeId: runtimeIdSchema.optional(),
+    /** a Manifest v1 file the server can read (docs/manifest.md); its files are in `dir` */
+    manifest: z.string().min(1).optional(),
+    /** the directory holding the manifest's files (default: the manifest's own directory) */
+    dir: z.string().min(1).optional(),
+    components: z.array(z.enum(UPGRADABLE)).min(1).optional(),
+  })
+  .strict()
+  .refine((body) => (body.runtimeId === undefined) !== (body.manifest === undefined), {
+    message: "give exactly one of runtimeId (a staged runtime) or manifest (a manifest file path)",
+  })
+  .refine((body) => body.dir === undefined || body.manifest !== undefined, {
+    message: "dir goes with manifest",
+  });
+export type UpgradeRequest = z.output<typeof upgradeRequestSchema>;
+
+// ---- the summary ------------------------------------------------------------------------------
+
+export const COMPONENT_STATUSES = [
+  "starting",
+  "healthy",
+  "unhealthy",
+  "restarting",
+  "cooldown",
+  "stopped",
+] as const;
+export type ComponentStatus = (typeof COMPONENT_STATUSES)[number];
+
+export const COMPONENT_EVENTS = [
+  "adopted",
+  "started",
+  "healthy",
+  "exited",
+  "hung",
+  "restart-scheduled",
+  "cooldown",
+  "stopped",
+  "start-failed",
+] as const;
+
+export const exitInfoSchema = z
+  .object({
+    code: z.number().int().nullable(),
+    signal: z.string().nullable(),
+    at: z.string(),
+    /** false for adopted processes: nobody told us how they ended */
+    statusKnown: z.boolean(),
+  })
+  .strict();
+export type ExitInfo = z.output<typeof exitInfoSchema>;
+
+export const componentSummarySchema = z
+  .object({
+    status: z.enum(COMPONENT_STATUSES),
+    pid: z.number().int(),
+    adopted: z.boolean(),
+    startedAt: z.string(),
+    url: z.string(),
+    runtimeId: runtimeIdSchema,
+    /** what the running process reported in its last healthy answer (null until it answered) */
+    version: z.string().nullable(),
+    pinnedVersion: z.string().nullable(),
+    lastExit: exitInfoSchema.extend({ pid: z.number().int(), reason: z.string() }).strict().nullable(),
+    lastProbe: z.object({ at: z.string(), ok: z.boolean(), detail: z.string() }).strict().nullable(),
+    restarts: z
+      .object({
+        total: z.number().int(),
+        inWindow: z.number().int(),
+        budget: z.number().int(),
+        windowMs: z.number().int(),
+        cooldownUntil: z.string().nullable(),
+      })
+      .strict(),
+    events: z.array(
+      z.object({ at: z.string(), type: z.enum(COMPONENT_EVENTS), detail: z.string() }).strict(),
+    ),
+    log: z.object({ file: z.string(), rotations: z.number().int() }).strict(),
+    recentOutput: z.array(z.string()),
+  })
+  .strict();
+export type ComponentSummary = z.output<typeof componentSummarySchema>;
+
+export const disabledComponentSchema = z.object({ status: z.literal("disabled") }).strict();
+
+export const summarySchema = z
+  .object({
+    server: z
+      .object({
+        status: z.literal("healthy"),
+        pid: z.number().int(),
+        version: z.string(),
+        node: z.string(),
+        features: z.object({ reusePort: z.boolean(), execve: z.boolean() }).strict(),
+        startedAt: z.string(),
+        url: z.string(),
+      })
+      .strict(),
+    runtime: z
+      .object({
+        runtimeId: runtimeIdSchema,
+        target: z.string(),
+        runtimeVersion: z.string(),
+        /** the runtime the next start of this workspace runs (state/current-runtime) */
+        nextStart: z.string(),
+      })
+      .strict(),
+    workspace: z.string(),
+    components: z
+      .object({
+        opencode: componentSummarySchema,
+        "opencode-router": z.union([componentSummarySchema, disabledComponentSchema]),
+      })
+      .strict(),
+    upgrade: z.object({ running: z.string().nullable(), last: operationSchema.nullable() }).strict(),
+  })
+  .strict();
+export type RuntimeSummary = z.output<typeof summarySchema>;
+
+export const componentHealthSchema = z
+  .object({
+    healthy: z.boolean(),
+    version: z.string().nullable(),
+    detail: z.string(),
+    status: z.enum(COMPONENT_STATUSES),
+    url: z.string(),
+  })
+  .strict();
+export type ComponentHealth = z.output<typeof componentHealthSchema>;
+
+// ---- tokens -----------------------------------------------------------------------------------
+
+export const mintTokenRequestSchema = z.object({ label: z.string().max(200).optional() }).strict();
+export type MintTokenRequest = z.output<typeof mintTokenRequestSchema>;
+
+export const mintedTokenSchema = z
+  .object({
+    id: z.string(),
+    token: z.string(),
+    scope: z.literal("owner"),
+    label: z.string().nullable(),
+    createdAt: z.string(),
+  })
+  .strict();
+export type MintedToken = z.output<typeof mintedTokenSchema>;
+
+// ---- endpoints --------------------------------------------------------------------------------
+
+export type Auth = "none" | "client" | "host";
+
+export interface ResponseSpec {
+  description: string;
+  /** the `data` of the success envelope */
+  data?: z.ZodType;
+  /** not an envelope (the OpenAPI document, the engine's own answers) */
+  raw?: boolean;
+}
+
+/** One endpoint as data: what the server routes and documents, and what the client calls and parses. */
+export interface EndpointSpec {
+  method: "GET" | "POST" | "ALL";
+  /** `:name` marks a path parameter; a trailing `/*` matches the rest */
+  path: string;
+  auth: Auth;
+  summary: string;
+  description?: string;
+  body?: z.ZodType;
+  responses: Record<number, ResponseSpec>;
+  /** error codes particular to this endpoint (the generic ones apply to all) */
+  errors?: readonly ApiErrorCode[];
+}
+
+export const endpoints = {
+  health: {
+    method: "GET",
+    path: "/system/health",
+    auth: "none",
+    summary: "Liveness of the server itself",
+    responses: { 200: { description: "the server answers", data: healthSchema } },
+  },
+  openapi: {
+    method: "GET",
+    path: "/system/openapi.json",
+    auth: "none",
+    summary: "This API's OpenAPI document, generated from the contract",
+    responses: { 200: { description: "OpenAPI 3.1 document", raw: true } },
+  },
+  summary: {
+    method: "GET",
+    path: "/system/runtime/summary",
+    auth: "client",
+    summary:
+      "Every component's status, pid, url, version, last exit, restart counters, recent output; upgrade state",
+    responses: { 200: { description: "the summary", data: summarySchema } },
+  },
+  versions: {
+    method: "GET",
+    path: "/system/runtime/versions",
+    auth: "client",
+    summary:
+      "active (reported by the running processes), pinned (runtime.json) and target (an upgrade in progress) versions",
+    responses: { 200: { description: "versions", data: versionsSchema } },
+  },
+  upgrade: {
+    method: "POST",
+    path: "/system/runtime/upgrade",
+    auth: "host",
+    summary:
+      "Start a rolling, health-gated upgrade to a staged runtime (or a Manifest v1 the server can verify)",
+    description:
+      "Answers 202 with the operation; 409 upgrade_in_progress while another upgrade runs, 409 runtime_unhealthy while the engine is not healthy. Steps: stage (manifest upgrades), verify, start-engine, gate-engine, switch-proxy, restart-router, gate-router, load-server, swap-server, retire-engine, record. Any failed gate rolls back.",
+    body: upgradeRequestSchema,
+    responses: {
+      202: { description: "the upgrade started", data: operationSchema },
+      404: { description: "no such staged runtime" },
+      409: { description: "another upgrade is running, or the runtime is not healthy" },
+    },
+    errors: [
+      "upgrade_in_progress",
+      "runtime_unhealthy",
+      "runtime_not_found",
+      "runtime_invalid",
+      "manifest_invalid",
+    ],
+  },
+  operation: {
+    method: "GET",
+    path: "/system/runtime/upgrade/:operationId",
+    auth: "client",
+    summary: "Progress and result of one upgrade operation",
+    responses: {
+      200: { description: "the operation", data: operationSchema },
+      404: { description: "no such operation" },
+    },
+    errors: ["operation_not_found"],
+  },
+  engineHealth: {
+    method: "GET",
+    path: "/system/opencode/health",
+    auth: "client",
+    summary: "The engine's health, probed now",
+    responses: {
+      200: { description: "healthy", data: componentHealthSchema },
+      503: { description: "not healthy (the error's data has the same fields)" },
+    },
+    errors: ["engine_unhealthy"],
+  },
+  routerHealth: {
+    method: "GET",
+    path: "/system/router/health",
+    auth: "client",
+    summary: "The router's health, probed now",
+    responses: {
+      200: { description: "healthy", data: componentHealthSchema },
+      404: { description: "the router is not enabled" },
+      503: { description: "not healthy (the error's data has the same fields)" },
+    },
+    errors: ["router_unhealthy", "router_disabled"],
+  },
+  mintToken: {
+    method: "POST",
+    path: "/tokens",
+    auth: "host",
+    summary: "Mint an owner token (client scope; kept hashed by the server)",
+    body: mintTokenRequestSchema,
+    responses: { 201: { description: "the new token (shown once)", data: mintedTokenSchema } },
+  },
+  proxy: {
+    method: "ALL",
+    path: "/opencode/*",
+    auth: "client",
+    summary:
+      "Reverse proxy to the engine (streaming, server-sent events and WebSockets included); the engine's credentials are added server-side",
+    responses: {
+      200: { description: "the engine's answer, as is", raw: true },
+      502: { description: "the engine did not answer" },
+      503: { description: "the engine is restarting and was not healthy in time" },
+    },
+    errors: ["engine_unavailable"],
+  },
+} as const satisfies Record<string, EndpointSpec>;
+
+export type EndpointName = keyof typeof endpoints;
+
+/** The success data an endpoint answers with (for `status`). */
+export type DataOf<E extends EndpointSpec, S extends keyof E["responses"]> = E["responses"][S] extends {
+  data: infer D extends z.ZodType;
+}
+  ? z.output<D>
+  : never;
+
+/** A concrete path for an endpoint with parameters (`:operationId` → the value, URL-encoded). */
+export function pathOf(endpoint: EndpointSpec, params: Record<string, string> = {}): string {
+  return endpoint.path.replace(/:([A-Za-z]+)/g, (_, name: string) => {
+    const value = params[name];
+    if (value === undefined) throw new Error(`${endpoint.path}: no value for :${name}`);
+    return encodeURIComponent(value);
+  });
+}

@@ -1,0 +1,77 @@
+import path from "node:path";
+
+/**
+ * The persisted directory of a workspace (mounted at /persist in a sandbox),
+ * named once. The CLI, the server and the entrypoint (which receives these
+ * names when it is written) all find things here through this one table.
+ */
+export const PERSIST_DIRS = {
+  /** staged runtimes, one directory per runtime id */
+  runtimes: "runtimes",
+  /** the server's state: upgrade operations, owner tokens, child ledger, current runtime */
+  state: "state",
+  /** the engine's and router's own output */
+  logs: "logs",
+  /** HOME (and XDG directories) of the sidecars */
+  home: "home",
+} as const;
+
+/** Where a sandbox sees the persisted directory and the workspace (DESIGN.md §4: extra mounts go below extra/). */
+export const SANDBOX_PATHS = {
+  persist: "/persist",
+  workspace: "/workspace",
+  extraMounts: "/workspace/extra",
+} as const;
+
+export const LOG_FILES = { engine: "engine.log", router: "router.log" } as const;
+export type LogComponent = keyof typeof LOG_FILES;
+
+export const RUNTIME_JSON = "runtime.json";
+export const ENTRYPOINT_FILE = "entrypoint.sh";
+
+export interface PersistLayout {
+  root: string;
+  runtimesDir: string;
+  runtimeDir(runtimeId: string): string;
+  runtimeJson(runtimeId: string): string;
+  entrypoint(runtimeId: string): string;
+  /** the cross-process lock held while a runtime is staged (gc leaves such a runtime alone) */
+  stagingLock(runtimeId: string): string;
+  stateDir: string;
+  /** the runtime that runs in this workspace: written by the server after an upgrade, by the CLI at each start */
+  currentRuntimeFile: string;
+  upgradesDir: string;
+  upgradeFile(operationId: string): string;
+  /** processes the server spawned (pid and start time), so that a later start stops what a killed server left */
+  childrenFile: string;
+  /** owner tokens, hashed */
+  tokensFile: string;
+  logsDir: string;
+  logFile(component: LogComponent): string;
+  homeDir: string;
+}
+
+/** The layout under `root`, as the process that uses it sees that directory (a host path, or /persist). */
+export function persistLayout(root: string): PersistLayout {
+  const runtimesDir = path.join(root, PERSIST_DIRS.runtimes);
+  const stateDir = path.join(root, PERSIST_DIRS.state);
+  const logsDir = path.join(root, PERSIST_DIRS.logs);
+  const runtimeDir = (runtimeId: string) => path.join(runtimesDir, runtimeId);
+  return {
+    root,
+    runtimesDir,
+    runtimeDir,
+    runtimeJson: (runtimeId) => path.join(runtimeDir(runtimeId), RUNTIME_JSON),
+    entrypoint: (runtimeId) => path.join(runtimeDir(runtimeId), ENTRYPOINT_FILE),
+    stagingLock: (runtimeId) => path.join(runtimesDir, `.${runtimeId}`),
+    stateDir,
+    currentRuntimeFile: path.join(stateDir, "current-runtime"),
+    upgradesDir: path.join(stateDir, "upgrades"),
+    upgradeFile: (operationId) => path.join(stateDir, "upgrades", `${operationId}.json`),
+    childrenFile: path.join(stateDir, "children.json"),
+    tokensFile: path.join(stateDir, "tokens.json"),
+    logsDir,
+    logFile: (component) => path.join(logsDir, LOG_FILES[component]),
+    homeDir: path.join(root, PERSIST_DIRS.home),
+  };
+}

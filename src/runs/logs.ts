@@ -1,0 +1,41 @@
+import { persistLayout } from "../contract/layout.js";
+import { OpenworkError } from "../errors/errors.js";
+import { followFile, tailFile } from "../sandbox/host/log-file.js";
+import { backendOf } from "./reconcile.js";
+import type { RunRecord } from "./record.js";
+
+export type LogSource = "runtime" | "engine" | "router";
+export const LOG_SOURCES: readonly LogSource[] = ["runtime", "engine", "router"];
+
+/**
+ * A run's log lines, from wherever they are: the engine's and router's own
+ * files in the persisted directory; the runtime's output (entrypoint and
+ * server) in the run's log file on the host, or through the sandbox's backend.
+ */
+export async function readRunLogs(
+  record: RunRecord,
+  options: {
+    source: LogSource;
+    follow?: boolean;
+    tail?: number | undefined;
+    signal?: AbortSignal | undefined;
+  },
+  emit: (line: string) => void,
+): Promise<void> {
+  const { follow, tail, signal } = options;
+  const fromFile = async (file: string) => {
+    if (follow) await followFile(file, { tail, signal }, emit);
+    else for (const line of await tailFile(file, tail)) emit(line);
+  };
+  if (options.source !== "runtime") return fromFile(persistLayout(record.persistDir).logFile(options.source));
+  if (record.sandbox === "none" || !record.handle) return fromFile(record.logFile);
+  const backend = backendOf(record.sandbox);
+  const status = await backend.status(record.handle);
+  if (status.state === "missing") {
+    throw new OpenworkError(`the sandbox of run ${record.runId} is gone, and its output with it`, {
+      code: "logs_unavailable",
+      hint: "the engine's and router's own logs remain: --component engine|router",
+    });
+  }
+  await backend.logs(record.handle, { follow, tail, signal }, (_stream, line) => emit(line));
+}

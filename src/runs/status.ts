@@ -1,0 +1,119 @@
+import type { RuntimeSummary } from "../contract/api.js";
+import { ExitCode, type ExitCodeValue, errorMessage } from "../errors/errors.js";
+import type { Logger } from "../logging/logger.js";
+import type { ListedSandbox } from "../sandbox/backend.js";
+import { RuntimeClient } from "./client.js";
+import { backendOf, reconcileAll } from "./reconcile.js";
+import { isLive, type RunRecord } from "./record.js";
+import type { RunRegistry } from "./registry.js";
+import { type RunSelector, selectRuns } from "./select.js";
+
+export interface RunStatus {
+  runId: string;
+  workspace: string;
+  sandbox: RunRecord["sandbox"];
+  state: RunRecord["state"];
+  url: string | undefined;
+  /** what the running processes report (from the server when it answers, else the record's last word) */
+  versions: RunRecord["versions"];
+  healthy: boolean;
+  reason: string | undefined;
+  local: { sandbox: string; id: string | undefined };
+  runtime: { reachable: boolean; error?: string; summary?: RuntimeSummary };
+  createdAt: string;
+  startedAt: string | undefined;
+}
+
+export interface OrphanInfo {
+  kind: ListedSandbox["kind"];
+  id: string;
+  runId: string | undefined;
+  state: ListedSandbox["state"];
+}
+
+export function describeOrphan(orphan: ListedSandbox): OrphanInfo {
+  return { kind: orphan.kind, id: orphan.id, runId: orphan.labels["openwork.run"], state: orphan.state };
+}
+
+/**
+ * What "healthy" means for a run: its server answers, and every component it
+ * supervises is healthy (a disabled router counts as well).
+ */
+export function componentsHealthy(summary: RuntimeSummary): boolean {
+  return Object.values(summary.components).every(
+    (component) => component.status === "healthy" || component.status === "disabled",
+  );
+}
+
+/** Local state (is the process or container there) and the runtime's own view (what its server says). */
+export async function describeRun(registry: RunRegistry, record: RunRecord): Promise<RunStatus> {
+  const base = {
+    runId: record.runId,
+    workspace: record.workspace,
+    sandbox: record.sandbox,
+    state: record.state,
+    url: record.url,
+    versions: record.versions,
+    reason: record.reason,
+    createdAt: record.createdAt,
+    startedAt: record.startedAt,
+  };
+  let local = "not running";
+  if (record.handle && record.state !== "stopped") {
+    const status = await backendOf(record.sandbox)
+      .status(record.handle)
+      .catch((error: unknown) => ({ state: `unknown (${errorMessage(error)})`, exitCode: undefined }));
+    local = status.state === "exited" ? `exited (code ${status.exitCode ?? "?"})` : status.state;
+  }
+  const where = { sandbox: local, id: record.handle?.id };
+  if (record.state !== "running" || !record.url)
+    return { ...base, healthy: false, local: where, runtime: { reachable: false } };
+  const secrets = await registry.readSecrets(record.runId);
+  const client = new RuntimeClient(record.url, { client: secrets?.clientToken });
+  const health = await client.healthy(2000);
+  if (!health.ok)
+    return { ...base, healthy: false, local: where, runtime: { reachable: false, error: health.reason } };
+  try {
+    const summary = await client.summary(3000);
+    return {
+      ...base,
+      versions: {
+        opencode: summary.components.opencode.version,
+        router:
+          "version" in summary.components["opencode-router"]
+            ? summary.components["opencode-router"].version
+            : null,
+        server: summary.server.version,
+      },
+      healthy: componentsHealthy(summary),
+      local: where,
+      runtime: { reachable: true, summary },
+    };
+  } catch (error) {
+    return {
+      ...base,
+      healthy: false,
+      local: where,
+      runtime: { reachable: true, error: errorMessage(error) },
+    };
+  }
+}
+
+/** Exit 0 when every live run is healthy, 1 when one is not, 3 when none is live. */
+export function statusExitCode(statuses: readonly RunStatus[]): ExitCodeValue {
+  const live = statuses.filter((status) => isLive(status.state));
+  if (live.length === 0) return ExitCode.notRunning;
+  return live.every((status) => status.healthy) ? ExitCode.ok : ExitCode.failure;
+}
+
+/** `openwork status`: reconcile, select, and describe each selected run. */
+export async function statusOf(
+  registry: RunRegistry,
+  log: Logger,
+  selector: RunSelector,
+): Promise<{ statuses: RunStatus[]; orphans: OrphanInfo[]; corrupt: string[]; exitCode: ExitCodeValue }> {
+  const { records, orphans, corrupt } = await reconcileAll(registry, log);
+  const selected = await selectRuns(records, selector);
+  const statuses = await Promise.all(selected.map((record) => describeRun(registry, record)));
+  return { statuses, orphans: orphans.map(describeOrphan), corrupt, exitCode: statusExitCode(statuses) };
+}

@@ -1,0 +1,92 @@
+import { endpoints } from "../../contract/api.js";
+import type { ServeEnv } from "../../contract/env.js";
+import { done, notYet, pollUntil, sleep } from "../../retry/poll.js";
+import type { Route, UpgradeRoute } from "../dispatch.js";
+import { HttpError, sendError } from "../http.js";
+import { proxyRequest, proxyUpgrade, type Upstream } from "../proxy.js";
+import type { SupervisionPolicy } from "../supervisor.js";
+import type { Topology } from "../topology.js";
+
+export interface ProxyDeps {
+  topology: Topology;
+  policy: SupervisionPolicy;
+  env: ServeEnv;
+}
+
+/**
+ * The upstream to proxy to, once the engine can take requests. A (re)starting
+ * engine accepts connections before it answers them, so requests wait for the
+ * supervisor to see it healthy (bounded) instead of hanging inside it.
+ */
+async function readyUpstream(deps: ProxyDeps, afterRefusal = false): Promise<Upstream | undefined> {
+  // after a refused connection the pid poll may not have noticed the death yet
+  if (afterRefusal) await sleep(deps.policy.pidPollMs + 50);
+  return pollUntil<Upstream | undefined>(
+    () => {
+      const status = deps.topology.engine.status;
+      if (status === "healthy" || status === "unhealthy") return done(deps.topology.upstream);
+      if (status === "cooldown" || status === "stopped") return done(undefined);
+      return notYet(`the engine is ${status}`);
+    },
+    {
+      what: "the engine to take requests",
+      pace: { intervalMs: 50 },
+      deadlineMs: Math.min(30_000, deps.policy.startDeadlineMs),
+    },
+  ).catch(() => undefined);
+}
+
+/** The path and query on the engine: the request's, without the /opencode prefix. */
+function engineTarget(url: URL): string {
+  return `${url.pathname.slice("/opencode".length) || "/"}${url.search}`;
+}
+
+export function proxyRoutes(deps: ProxyDeps): Route[] {
+  return [
+    {
+      endpoint: endpoints.proxy,
+      handle: async ({ req, res, requestId, url }) => {
+        const upstream = await readyUpstream(deps);
+        if (!upstream) {
+          throw new HttpError(
+            503,
+            "engine_unavailable",
+            `the engine is ${deps.topology.engine.status}; try again shortly`,
+          );
+        }
+        const bodyless =
+          req.headers["content-length"] === undefined && req.headers["transfer-encoding"] === undefined;
+        proxyRequest(req, res, {
+          upstream,
+          target: engineTarget(url),
+          workspace: deps.env.OPENWORK_WORKSPACE,
+          requestId,
+          onError: (status, code, message) => sendError(res, requestId, status, code, message),
+          retry: bodyless ? () => readyUpstream(deps, true) : undefined,
+        });
+      },
+    },
+  ];
+}
+
+/** WebSockets under /opencode/ (e.g. the engine's PTY sessions), proxied with the engine's credentials. */
+export function proxyUpgrades(deps: ProxyDeps): UpgradeRoute[] {
+  return [
+    {
+      endpoint: endpoints.proxy,
+      handle: async (req, socket, head, requestId, url) => {
+        const upstream = await readyUpstream(deps);
+        if (!upstream) {
+          socket.end("HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+          return;
+        }
+        proxyUpgrade(req, socket, head, {
+          upstream,
+          target: engineTarget(url),
+          workspace: deps.env.OPENWORK_WORKSPACE,
+          requestId,
+        });
+      },
+    },
+  ];
+}

@@ -1,0 +1,139 @@
+import type http from "node:http";
+import {
+  type ComponentHealth,
+  endpoints,
+  type RuntimeSummary,
+  type RuntimeVersions,
+  type UpgradeOperation,
+} from "../../contract/api.js";
+import type { ServeEnv } from "../../contract/env.js";
+import type { PersistLayout } from "../../contract/layout.js";
+import { openApiDocument } from "../../contract/openapi.js";
+import { pinnedVersions } from "../../contract/runtime.js";
+import { readCurrentRuntime } from "../../staging/current-runtime.js";
+import type { Route } from "../dispatch.js";
+import { HttpError, sendError, sendOk } from "../http.js";
+import type { Supervised } from "../supervisor.js";
+import type { Topology } from "../topology.js";
+import type { OperationStore } from "../upgrade-record.js";
+import { nodeFeatures, SERVER_VERSION } from "../version.js";
+
+export interface SystemDeps {
+  topology: Topology;
+  env: ServeEnv;
+  layout: PersistLayout;
+  operations: OperationStore;
+  /** the upgrade in progress, if any */
+  runningUpgrade(): UpgradeOperation | undefined;
+  startedAt: string;
+}
+
+/** /system/versions: active from the running processes, pinned from runtime.json, target from an upgrade. */
+export function versionsOf(deps: SystemDeps): RuntimeVersions {
+  const { topology } = deps;
+  const running = deps.runningUpgrade();
+  return {
+    active: {
+      opencode: topology.engine.version ?? null,
+      "opencode-router": topology.router?.version ?? null,
+      "openwork-server": SERVER_VERSION,
+      node: process.versions.node,
+    },
+    pinned: { runtimeId: topology.runtime.json.runtimeId, versions: pinnedVersions(topology.runtime.json) },
+    target: running
+      ? { runtimeId: running.to.runtimeId, versions: running.to.versions, operationId: running.operationId }
+      : null,
+  };
+}
+
+export function summaryOf(deps: SystemDeps): RuntimeSummary {
+  const { topology, env } = deps;
+  const runtime = topology.runtime.json;
+  return {
+    server: {
+      status: "healthy",
+      pid: process.pid,
+      version: SERVER_VERSION,
+      node: process.versions.node,
+      features: nodeFeatures(),
+      startedAt: deps.startedAt,
+      url: `http://${env.OPENWORK_SERVER_HOST}:${env.OPENWORK_SERVER_PORT}`,
+    },
+    runtime: {
+      runtimeId: runtime.runtimeId,
+      target: runtime.target,
+      runtimeVersion: runtime.runtimeVersion,
+      nextStart: readCurrentRuntime(deps.layout) ?? runtime.runtimeId,
+    },
+    workspace: env.OPENWORK_WORKSPACE,
+    components: {
+      opencode: topology.engine.summary(),
+      "opencode-router": topology.router ? topology.router.summary() : { status: "disabled" },
+    },
+    upgrade: {
+      running: deps.runningUpgrade()?.operationId ?? null,
+      last: deps.operations.all().at(-1) ?? null,
+    },
+  };
+}
+
+/** A component's health, probed now: 200 with the probe's view, or 503 `<name>_unhealthy` with the same data. */
+async function componentHealth(
+  component: Supervised,
+  code: "engine_unhealthy" | "router_unhealthy",
+  res: http.ServerResponse,
+  requestId: string,
+): Promise<void> {
+  const probe = await component.definition.probe(2000);
+  const data: ComponentHealth = {
+    healthy: probe.ok,
+    version: probe.version ?? null,
+    detail: probe.detail,
+    status: component.status,
+    url: component.definition.url,
+  };
+  if (probe.ok) sendOk(res, requestId, 200, data);
+  else
+    sendError(res, requestId, 503, code, `the ${component.name} is not healthy: ${probe.detail}`, { data });
+}
+
+export function systemRoutes(deps: SystemDeps): Route[] {
+  return [
+    {
+      endpoint: endpoints.health,
+      handle: ({ res, requestId }) => sendOk(res, requestId, 200, { status: "ok", version: SERVER_VERSION }),
+    },
+    {
+      endpoint: endpoints.openapi,
+      handle: ({ res, requestId }) => {
+        const text = JSON.stringify(openApiDocument(Object.values(endpoints), SERVER_VERSION));
+        res.writeHead(200, { "content-type": "application/json; charset=utf-8", "x-request-id": requestId });
+        res.end(text);
+      },
+    },
+    {
+      endpoint: endpoints.summary,
+      handle: async ({ res, requestId }) => {
+        await Promise.all([deps.topology.engine.tail.poll(), deps.topology.router?.tail.poll()]);
+        sendOk(res, requestId, 200, summaryOf(deps));
+      },
+    },
+    {
+      endpoint: endpoints.versions,
+      handle: ({ res, requestId }) => sendOk(res, requestId, 200, versionsOf(deps)),
+    },
+    {
+      endpoint: endpoints.engineHealth,
+      handle: ({ res, requestId }) =>
+        componentHealth(deps.topology.engine, "engine_unhealthy", res, requestId),
+    },
+    {
+      endpoint: endpoints.routerHealth,
+      handle: async ({ res, requestId }) => {
+        const router = deps.topology.router;
+        if (!router) throw new HttpError(404, "router_disabled", "the router is not enabled in this runtime");
+        await componentHealth(router, "router_unhealthy", res, requestId);
+      },
+    },
+  ];
+}
