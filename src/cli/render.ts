@@ -1,6 +1,6 @@
 import type { RuntimeVersions } from "../contract/api.js";
 import type { CheckResult } from "../runs/check.js";
-import type { RunRecord } from "../runs/record.js";
+import { type RunRecord, runView } from "../runs/record.js";
 import type { StartResult } from "../runs/start.js";
 import type { OrphanInfo, RunStatus } from "../runs/status.js";
 import { versionsReport } from "../runs/versions.js";
@@ -115,12 +115,7 @@ export function renderConnectInfo(result: StartResult, showSecrets: boolean, det
 /** The document `start --json` prints (DESIGN.md §3). */
 export function startDocument(result: StartResult, record: RunRecord) {
   return {
-    runId: record.runId,
-    workspace: record.workspace,
-    sandbox: record.sandbox,
-    state: record.state,
-    url: record.url,
-    versions: record.versions,
+    ...runView(record),
     runtimeId: record.runtimeId,
     reused: result.reused,
     retired: result.retired,

@@ -46,3 +46,15 @@ export type RunSecrets = z.infer<typeof RunSecretsSchema>;
 export function isLive(state: RunState): boolean {
   return state === "starting" || state === "running" || state === "retiring";
 }
+
+/** What `start --json` and `status --json` say of every run, at least (DESIGN.md §3). */
+export function runView(record: RunRecord) {
+  return {
+    runId: record.runId,
+    workspace: record.workspace,
+    sandbox: record.sandbox,
+    state: record.state,
+    url: record.url,
+    versions: record.versions,
+  };
+}

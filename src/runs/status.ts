@@ -4,7 +4,7 @@ import type { Logger } from "../logging/logger.js";
 import type { ListedSandbox } from "../sandbox/backend.js";
 import { RuntimeClient } from "./client.js";
 import { backendOf, reconcileAll } from "./reconcile.js";
-import { isLive, type RunRecord } from "./record.js";
+import { isLive, type RunRecord, runView } from "./record.js";
 import type { RunRegistry } from "./registry.js";
 import { type RunSelector, selectRuns } from "./select.js";
 
@@ -48,12 +48,7 @@ export function componentsHealthy(summary: RuntimeSummary): boolean {
 /** Local state (is the process or container there) and the runtime's own view (what its server says). */
 export async function describeRun(registry: RunRegistry, record: RunRecord): Promise<RunStatus> {
   const base = {
-    runId: record.runId,
-    workspace: record.workspace,
-    sandbox: record.sandbox,
-    state: record.state,
-    url: record.url,
-    versions: record.versions,
+    ...runView(record),
     reason: record.reason,
     createdAt: record.createdAt,
     startedAt: record.startedAt,

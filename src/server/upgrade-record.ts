@@ -1,6 +1,11 @@
 import { randomUUID } from "node:crypto";
 import { readdirSync } from "node:fs";
-import { type OperationState, operationSchema, type UpgradeOperation } from "../contract/api.js";
+import {
+  type OperationState,
+  operationSchema,
+  type StepRecord,
+  type UpgradeOperation,
+} from "../contract/api.js";
 import type { PersistLayout } from "../contract/layout.js";
 import { writeFileAtomicSync } from "../files/atomic.js";
 import { readJsonFile } from "../files/json.js";
@@ -80,4 +85,22 @@ export class OperationStore {
     }
     return marked;
   }
+}
+
+/** Append a step (or a rollback step) to an operation, running from now. */
+export function beginStep(record: UpgradeOperation, name: StepRecord["name"]): StepRecord {
+  const entry: StepRecord = {
+    name,
+    state: "running",
+    startedAt: new Date().toISOString(),
+    finishedAt: null,
+    detail: null,
+  };
+  record.steps.push(entry);
+  return entry;
+}
+
+/** The step ended, done or failed, with what there is to say about it. */
+export function endStep(entry: StepRecord, state: "done" | "failed", detail: string | null): void {
+  Object.assign(entry, { state, finishedAt: new Date().toISOString(), detail });
 }

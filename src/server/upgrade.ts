@@ -37,7 +37,7 @@ import {
 } from "./runtime-files.js";
 import { Supervised, type SupervisionPolicy } from "./supervisor.js";
 import type { Listener, Topology } from "./topology.js";
-import type { OperationStore } from "./upgrade-record.js";
+import { beginStep, endStep, type OperationStore } from "./upgrade-record.js";
 
 export { UPGRADABLE };
 
@@ -198,31 +198,16 @@ export class UpgradeRunner {
       fn: () => Promise<T> | T,
       detail?: (value: T) => string,
     ): Promise<T> => {
-      const entry: StepRecord = {
-        name,
-        state: "running",
-        startedAt: new Date().toISOString(),
-        finishedAt: null,
-        detail: null,
-      };
-      record.steps.push(entry);
+      const entry = beginStep(record, name);
       record.step = name;
       save();
       try {
         const value = await fn();
-        Object.assign(entry, {
-          state: "done",
-          finishedAt: new Date().toISOString(),
-          detail: detail ? detail(value) : null,
-        });
+        endStep(entry, "done", detail ? detail(value) : null);
         save();
         return value;
       } catch (error) {
-        Object.assign(entry, {
-          state: "failed",
-          finishedAt: new Date().toISOString(),
-          detail: errorMessage(error),
-        });
+        endStep(entry, "failed", errorMessage(error));
         save();
         if (error instanceof StepFailure) throw error;
         // The error may come from the new bundle's own copy of our classes: recognised by brand, not instanceof.
@@ -503,25 +488,13 @@ export class UpgradeRunner {
     const { topology, policy, log, operations } = this.deps;
     let clean = true;
     const undo = async (name: StepRecord["name"], fn: () => Promise<string> | string) => {
-      const entry: StepRecord = {
-        name,
-        state: "running",
-        startedAt: new Date().toISOString(),
-        finishedAt: null,
-        detail: null,
-      };
-      record.steps.push(entry);
+      const entry = beginStep(record, name);
       operations.save(record);
       try {
-        const detail = await fn();
-        Object.assign(entry, { state: "done", finishedAt: new Date().toISOString(), detail });
+        endStep(entry, "done", await fn());
       } catch (error) {
         clean = false;
-        Object.assign(entry, {
-          state: "failed",
-          finishedAt: new Date().toISOString(),
-          detail: errorMessage(error),
-        });
+        endStep(entry, "failed", errorMessage(error));
       }
       operations.save(record);
     };

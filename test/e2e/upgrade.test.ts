@@ -4,6 +4,7 @@ import http from "node:http";
 import path from "node:path";
 import { after, before, test } from "node:test";
 import { pathToFileURL } from "node:url";
+import { UPGRADE_STEPS, type UpgradeOperation } from "../../src/contract/api.js";
 import { pidState } from "../../src/processes/inspect.js";
 import { sha256File } from "../../src/sidecars/hash.js";
 import { runCli } from "../helpers/cli.js";
@@ -68,19 +69,18 @@ async function upgrade(body: Record<string, unknown>): Promise<{ status: number;
   return rt.call("POST", "/system/runtime/upgrade", { token: rt.hostToken, hostHeader: true, body });
 }
 
-async function finished(operationId: string): Promise<any> {
+async function finished(operationId: string): Promise<UpgradeOperation> {
   return waitFor(
     async () => {
-      const result = await rt.call("GET", `/system/runtime/upgrade/${operationId}`);
-      assert.equal(result.status, 200);
-      return result.body.data.state === "running" ? undefined : result.body.data;
+      const operation = await rt.client.operation(operationId);
+      return operation.state === "running" ? undefined : operation;
     },
     { timeoutMs: 90_000, intervalMs: 200, what: `upgrade ${operationId} to finish` },
   );
 }
 
 async function assertOldStillServing(): Promise<void> {
-  const versions = (await rt.call("GET", "/system/runtime/versions")).body.data;
+  const versions = await rt.client.versions();
   assert.equal(versions.active.opencode, PREVIOUS_OPENCODE);
   assert.equal(versions.active["opencode-router"], "0.1.0-double");
   assert.equal(versions.target, null, "no upgrade is pending after a rollback");
@@ -94,8 +94,8 @@ async function failsAt(runtimeId: string, step: string, reason: RegExp): Promise
   assert.equal(started.status, 202, JSON.stringify(started.body));
   const operation = await finished(started.body.data.operationId);
   assert.equal(operation.state, "failed", JSON.stringify(operation));
-  assert.equal(operation.error.step, step);
-  assert.match(operation.error.message, reason);
+  assert.equal(operation.error?.step, step);
+  assert.match(operation.error?.message, reason);
   assert.equal(operation.rolledBack, true, JSON.stringify(operation.steps));
   await assertOldStillServing();
   return operation;
@@ -165,8 +165,8 @@ test("the new server reports another version than runtime.json pins → failed a
   assert.equal(started.status, 202, JSON.stringify(started.body));
   const operation = await finished(started.body.data.operationId);
   assert.equal(operation.state, "failed");
-  assert.equal(operation.error.step, "load-server");
-  assert.match(operation.error.message, /reports version 0\.1\.1-upgrade, runtime\.json pins 9\.9\.9/);
+  assert.equal(operation.error?.step, "load-server");
+  assert.match(operation.error?.message, /reports version 0\.1\.1-upgrade, runtime\.json pins 9\.9\.9/);
   const versions = (await rt.call("GET", "/system/runtime/versions")).body.data;
   assert.equal(versions.active["openwork-server"], builtServerVersion());
   await assertOldStillServing();
@@ -200,10 +200,10 @@ test("a usage error of the new server is recorded as such (recognised by brand a
   const operation = await finished(started.body.data.operationId);
   assert.equal(operation.state, "failed");
   assert.deepEqual(
-    { step: operation.error.step, code: operation.error.code, message: operation.error.message },
+    { step: operation.error?.step, code: operation.error?.code, message: operation.error?.message },
     { step: "load-server", code: "usage", message: "OPENWORK_EXAMPLE is not set" },
   );
-  assert.equal(operation.error.hint, "the entrypoint sets it");
+  assert.equal(operation.error?.hint, "the entrypoint sets it");
   await assertOldStillServing();
 });
 
@@ -239,18 +239,8 @@ test("two concurrent upgrades → one 202, one 409; the upgrade succeeds: versio
   assert.equal(operation.state, "succeeded", JSON.stringify(operation, null, 2));
   assert.deepEqual(
     operation.steps.map((s: { name: string }) => s.name),
-    [
-      "verify",
-      "start-engine",
-      "gate-engine",
-      "switch-proxy",
-      "restart-router",
-      "gate-router",
-      "load-server",
-      "swap-server",
-      "retire-engine",
-      "record",
-    ],
+    UPGRADE_STEPS.filter((step) => step !== "stage"),
+    "every step but staging, which only manifest upgrades have",
   );
   const versions = (await rt.call("GET", "/system/runtime/versions")).body.data;
   assert.equal(versions.active.opencode, "1.18.34");
@@ -258,7 +248,10 @@ test("two concurrent upgrades → one 202, one 409; the upgrade succeeds: versio
   assert.equal(versions.active["openwork-server"], "0.1.1-upgrade");
   assert.equal(versions.pinned.runtimeId, goodRuntime);
   const endedAt = await streamEnded;
-  assert.ok(endedAt > Date.parse(operation.steps[3].finishedAt), "the old stream closed after the switch");
+  assert.ok(
+    endedAt > Date.parse(operation.steps[3]?.finishedAt ?? ""),
+    "the old stream closed after the switch",
+  );
   assert.equal(readFileSync(path.join(persist, "state", "current-runtime"), "utf8").trim(), goodRuntime);
   assert.notEqual(pidState(oldPid), "alive", "the old engine is retired");
   const summary = (await rt.call("GET", "/system/runtime/summary")).body.data;
@@ -306,7 +299,7 @@ test("two concurrent upgrades → one 202, one 409; the upgrade succeeds: versio
   const third = await finished(again.body.data.operationId);
   assert.equal(third.state, "succeeded", JSON.stringify(third, null, 2));
   assert.deepEqual(third.components, ["opencode-router", "openwork-server"]);
-  assert.equal(third.steps[0].name, "stage");
+  assert.equal(third.steps[0]?.name, "stage");
   const final = (await rt.call("GET", "/system/runtime/versions")).body.data;
   assert.equal(final.active["opencode-router"], "0.3.0-double");
   assert.equal(final.active.opencode, "1.18.34");

@@ -15,8 +15,9 @@ import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { packageRoot } from "../../src/config/package-root.js";
-import { persistLayout } from "../../src/contract/layout.js";
+import { PERSIST_DIRS, persistLayout } from "../../src/contract/layout.js";
 import { type RuntimeContent, runtimeJsonOf, serializeRuntimeJson } from "../../src/contract/runtime.js";
+import { RuntimeClient } from "../../src/runs/client.js";
 import { sha256File } from "../../src/sidecars/hash.js";
 import { type SidecarName, STAGED_FILE } from "../../src/sidecars/names.js";
 import { freePort, waitFor } from "./net.js";
@@ -166,7 +167,7 @@ export async function serverBundle(version: string): Promise<SidecarInput> {
 // the server, which adopts both.
 const ENTRYPOINT = `#!/bin/sh
 set -eu
-rt="$OPENWORK_PERSIST/runtimes/$OPENWORK_RUNTIME_ID"
+rt="$OPENWORK_PERSIST/${PERSIST_DIRS.runtimes}/$OPENWORK_RUNTIME_ID"
 node="\${OPENWORK_TEST_NODE:-$rt/node}"
 wait_healthy() {
   what=$1; shift
@@ -198,6 +199,8 @@ export interface RunningRuntime {
   serverLog: string;
   ports: { server: number; engine: number; router: number };
   process: ChildProcess;
+  /** the CLI's own typed client (contract types), with the client and host tokens */
+  client: RuntimeClient;
   /** GET/POST on the server with a token (client by default); returns status and parsed body */
   call(
     method: string,
@@ -236,26 +239,27 @@ export async function startRuntime(options: StartOptions): Promise<RunningRuntim
   const clientToken = same?.clientToken ?? `owc_${randomBytes(18).toString("base64url")}`;
   const hostToken = same?.hostToken ?? `owh_${randomBytes(18).toString("base64url")}`;
   const enginePassword = same?.enginePassword ?? randomBytes(18).toString("base64url");
-  const logs = path.join(options.persist, "logs");
+  const layout = persistLayout(options.persist);
+  const logs = layout.logsDir;
   mkdirSync(logs, { recursive: true });
-  const entrypoint = path.join(options.persist, "runtimes", options.runtimeId, "entrypoint.sh");
+  const entrypoint = layout.entrypoint(options.runtimeId);
   writeFileSync(entrypoint, ENTRYPOINT, { mode: 0o755 });
   const serverLog = path.join(logs, "server.log");
   const out = openSync(serverLog, "a");
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
-    HOME: path.join(options.persist, "home"),
-    XDG_DATA_HOME: path.join(options.persist, "home", ".local", "share"),
-    XDG_CONFIG_HOME: path.join(options.persist, "home", ".config"),
-    XDG_STATE_HOME: path.join(options.persist, "home", ".local", "state"),
-    XDG_CACHE_HOME: path.join(options.persist, "home", ".cache"),
+    HOME: path.join(layout.homeDir),
+    XDG_DATA_HOME: path.join(layout.homeDir, ".local", "share"),
+    XDG_CONFIG_HOME: path.join(layout.homeDir, ".config"),
+    XDG_STATE_HOME: path.join(layout.homeDir, ".local", "state"),
+    XDG_CACHE_HOME: path.join(layout.homeDir, ".cache"),
     OPENWORK_PERSIST: options.persist,
     OPENWORK_RUNTIME_ID: options.runtimeId,
     OPENWORK_WORKSPACE: workspace,
     OPENWORK_SERVER_HOST: "127.0.0.1",
     OPENWORK_SERVER_PORT: String(serverPort),
     OPENWORK_ENGINE_PORT: String(enginePort),
-    OPENWORK_ENGINE_LOG: path.join(logs, "engine.log"),
+    OPENWORK_ENGINE_LOG: layout.logFile("engine"),
     OPENWORK_HEALTH_DEADLINE_S: String(options.healthDeadlineS ?? 30),
     OPENWORK_TEST_START_DEADLINE_S: String(options.startDeadlineS ?? 120),
     OPENWORK_TOKEN: clientToken,
@@ -267,7 +271,7 @@ export async function startRuntime(options: StartOptions): Promise<RunningRuntim
       ? {
           OPENWORK_ROUTER_ENABLED: "1",
           OPENWORK_ROUTER_HEALTH_PORT: String(routerPort),
-          OPENWORK_ROUTER_LOG: path.join(logs, "router.log"),
+          OPENWORK_ROUTER_LOG: layout.logFile("router"),
         }
       : {}),
     ...(options.node ? { OPENWORK_TEST_NODE: options.node } : {}),
@@ -345,6 +349,7 @@ export async function startRuntime(options: StartOptions): Promise<RunningRuntim
     serverLog,
     ports: { server: serverPort, engine: enginePort, router: routerPort },
     process: child,
+    client: new RuntimeClient(url, { client: clientToken, host: hostToken }),
     call,
     stop,
   };
