@@ -47,6 +47,39 @@ mkdir -p "$XDG_CONFIG_HOME" "$XDG_DATA_HOME" "$XDG_STATE_HOME" "$XDG_CACHE_HOME"
 # Never start in the workspace: files there must not influence how sidecars start.
 cd "$HOME" || exit 1
 
+# Components run detached from this shell, which becomes the server: each is started by a subshell
+# that exits at once, so its keeper (the subshell that waits for it and records its exit code) is
+# re-parented to init (tini in a container, the system's init on a host) and reaped there. The
+# server adopts a component without ever holding it as a dead child (a zombie).
+RUN_DIR=$OPENWORK_PERSIST/$PERSIST_STATE/entrypoint/$$
+mkdir -p "$RUN_DIR" || exit 1
+find "$OPENWORK_PERSIST/$PERSIST_STATE/entrypoint" -mindepth 1 -maxdepth 1 -type d -mtime +1 -exec rm -rf {} + 2>/dev/null
+
+# start_detached NAME LOG COMMAND...: sets STARTED_PID; the exit code lands in $RUN_DIR/NAME.exit.
+start_detached() {
+  name=$1 file=$2
+  shift 2
+  rm -f "$RUN_DIR/$name.pid" "$RUN_DIR/$name.exit"
+  mkfifo "$RUN_DIR/$name.pid" || return 1
+  (
+    (
+      "$@" >>"$file" 2>&1 </dev/null &
+      echo $! >"$RUN_DIR/$name.pid"
+      wait $!
+      echo $? >"$RUN_DIR/$name.exit.tmp" && mv -f "$RUN_DIR/$name.exit.tmp" "$RUN_DIR/$name.exit"
+    ) &
+  )
+  read -r STARTED_PID <"$RUN_DIR/$name.pid"
+  rm -f "$RUN_DIR/$name.pid"
+}
+
+# exit_code_of NAME: what the keeper recorded (it may take a moment after the process is gone).
+exit_code_of() {
+  tries=0
+  while [ ! -f "$RUN_DIR/$1.exit" ] && [ "$tries" -lt 20 ]; do sleep 0.05; tries=$((tries + 1)); done
+  cat "$RUN_DIR/$1.exit" 2>/dev/null || echo unknown
+}
+
 ENGINE_PID=
 ROUTER_PID=
 PROBE_PID=
@@ -76,11 +109,7 @@ wait_healthy() {
   PROBE_PID=
   case $result in
     0) return 0 ;;
-    3)
-      wait "$pid" 2>/dev/null
-      code=$?
-      log "$name exited with code $code before it was healthy; its last output:"
-      ;;
+    3) log "$name exited with code $(exit_code_of "$name") before it was healthy; its last output:" ;;
     *) log "$name was not healthy within ${OPENWORK_HEALTH_DEADLINE_S}s ($url); its last output:" ;;
   esac
   last_output "$file" "$offset"
@@ -90,8 +119,11 @@ wait_healthy() {
 
 log "starting the engine on 127.0.0.1:$OPENWORK_ENGINE_PORT (runtime $OPENWORK_RUNTIME_ID)"
 offset=$(log_size "$OPENWORK_ENGINE_LOG")
-"$RUNTIME_DIR/opencode" serve --hostname 127.0.0.1 --port "$OPENWORK_ENGINE_PORT" >>"$OPENWORK_ENGINE_LOG" 2>&1 </dev/null &
-ENGINE_PID=$!
+start_detached engine "$OPENWORK_ENGINE_LOG" "$RUNTIME_DIR/opencode" serve --hostname 127.0.0.1 --port "$OPENWORK_ENGINE_PORT" || {
+  log "could not start the engine"
+  exit 1
+}
+ENGINE_PID=$STARTED_PID
 wait_healthy engine "$ENGINE_PID" "http://127.0.0.1:$OPENWORK_ENGINE_PORT/global/health" "$OPENWORK_ENGINE_LOG" "$offset" \
   --basic-auth-env OPENCODE_SERVER_PASSWORD --user-env OPENCODE_SERVER_USERNAME
 log "engine healthy (pid $ENGINE_PID)"
@@ -102,9 +134,13 @@ if [ "$OPENWORK_ROUTER_ENABLED" = 1 ]; then
   if [ ! -x "$RUNTIME_DIR/opencode-router" ]; then log "the router is enabled but $RUNTIME_DIR/opencode-router is missing"; stop_children; exit 1; fi
   log "starting the router (health on 127.0.0.1:$OPENWORK_ROUTER_HEALTH_PORT)"
   offset=$(log_size "$OPENWORK_ROUTER_LOG")
-  OPENCODE_URL="http://127.0.0.1:$OPENWORK_ENGINE_PORT" OPENCODE_ROUTER_HEALTH_PORT=$OPENWORK_ROUTER_HEALTH_PORT \
-    "$RUNTIME_DIR/opencode-router" serve "$OPENWORK_WORKSPACE" >>"$OPENWORK_ROUTER_LOG" 2>&1 </dev/null &
-  ROUTER_PID=$!
+  start_detached router "$OPENWORK_ROUTER_LOG" env OPENCODE_URL="http://127.0.0.1:$OPENWORK_ENGINE_PORT" \
+    OPENCODE_ROUTER_HEALTH_PORT="$OPENWORK_ROUTER_HEALTH_PORT" "$RUNTIME_DIR/opencode-router" serve "$OPENWORK_WORKSPACE" || {
+    log "could not start the router"
+    stop_children
+    exit 1
+  }
+  ROUTER_PID=$STARTED_PID
   wait_healthy router "$ROUTER_PID" "http://127.0.0.1:$OPENWORK_ROUTER_HEALTH_PORT/health" "$OPENWORK_ROUTER_LOG" "$offset"
   log "router healthy (pid $ROUTER_PID)"
   OPENWORK_ROUTER_PID=$ROUTER_PID

@@ -2,7 +2,7 @@ import { CommanderError } from "commander";
 import { ExitCode, errorMessage, isOpenworkError, oneLine, StartFailedError } from "../errors/errors.js";
 import { redactText } from "../logging/redact.js";
 import { buildProgram } from "./program.js";
-import { overrideHint } from "./sidecar-options.js";
+import { cliWording } from "./wording.js";
 
 /**
  * Run the CLI and return the exit code. Every failure ends as one line on
@@ -44,8 +44,8 @@ export function reportError(error: unknown, verbose: boolean): number {
     return error.exitCode;
   }
   if (isOpenworkError(error)) {
-    const hint = overrideHint(error.code) ?? error.hint;
-    process.stderr.write(`openwork: ${redactText(oneLine({ ...error, message: error.message, hint }))}\n`);
+    const worded = cliWording(error);
+    process.stderr.write(`openwork: ${redactText(oneLine({ ...error, ...worded }))}\n`);
     if (verbose && error instanceof Error && error.stack)
       process.stderr.write(`${redactText(error.stack)}\n`);
     return error.exitCode;

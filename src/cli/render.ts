@@ -1,6 +1,7 @@
 import type { RuntimeVersions } from "../contract/api.js";
 import type { CheckResult } from "../runs/check.js";
 import { type RunRecord, runView } from "../runs/record.js";
+import type { CorruptRecord } from "../runs/registry.js";
 import type { StartResult } from "../runs/start.js";
 import type { OrphanInfo, RunStatus } from "../runs/status.js";
 import { versionsReport } from "../runs/versions.js";
@@ -59,7 +60,7 @@ function componentLine(status: RunStatus): string {
 export function renderStatus(
   statuses: readonly RunStatus[],
   orphans: readonly OrphanInfo[],
-  corrupt: readonly string[],
+  corrupt: readonly CorruptRecord[],
 ): string {
   const table = renderTable(
     ["RUN", "STATE", "HEALTH", "SANDBOX", "LOCAL", "COMPONENTS", "URL", "WORKSPACE"],
@@ -79,7 +80,7 @@ export function renderStatus(
     extra.push(
       `orphan: ${orphan.kind} ${orphan.id} (run ${orphan.runId ?? "?"}) has no live run; remove with \`openwork stop --orphans\``,
     );
-  for (const name of corrupt) extra.push(`unreadable run record: ${name}`);
+  for (const entry of corrupt) extra.push(`unreadable run record: ${entry.reason}`);
   return [table, ...extra].join("\n");
 }
 

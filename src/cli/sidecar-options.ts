@@ -3,7 +3,7 @@ import path from "node:path";
 import { type Command, Option } from "commander";
 import { UsageError } from "../errors/errors.js";
 import type { SidecarName } from "../sidecars/names.js";
-import { SOURCE_CHOICES, SOURCE_REFUSALS, type SourceChoice, type SourcePolicy } from "../sources/resolve.js";
+import { SOURCE_CHOICES, type SourceChoice, type SourcePolicy } from "../sources/resolve.js";
 
 /** The flags as commander hands them over. */
 export interface SidecarOverrideFlags {
@@ -93,18 +93,4 @@ export function sourcePolicyFrom(flags: SidecarOverrideFlags): SourcePolicy {
     allowExternal: flags.allowExternal === true,
     allowVersionMismatch: flags.allowVersionMismatch === true,
   };
-}
-
-/** The flag that answers a refusal of the sources (the domain names the problem, the CLI its own flags). */
-export function overrideHint(code: string): string | undefined {
-  switch (code) {
-    case SOURCE_REFUSALS.externalNotAllowed:
-      return "pass --allow-external to use a binary that is not verified against the manifest";
-    case SOURCE_REFUSALS.versionMismatch:
-      return "use a matching binary, or add --allow-version-mismatch";
-    case SOURCE_REFUSALS.versionUncheckable:
-      return "add --allow-version-mismatch to accept it unchecked";
-    default:
-      return undefined;
-  }
 }

@@ -1,3 +1,4 @@
+import { createHmac } from "node:crypto";
 import { z } from "zod";
 import { SIDECAR_NAMES, type SidecarName } from "../sidecars/names.js";
 import { runtimeIdSchema } from "./runtime.js";
@@ -22,6 +23,7 @@ export const API_ERROR_CODES = [
   "invalid_json",
   "invalid_request",
   "body_too_large",
+  "request_timeout",
   "internal",
   // the proxy
   "engine_unavailable",
@@ -71,8 +73,29 @@ export type Upgradable = (typeof UPGRADABLE)[number];
 const sidecarVersions = z.partialRecord(z.enum(SIDECAR_NAMES), z.string());
 export type SidecarVersions = Partial<Record<SidecarName, string>>;
 
-export const healthSchema = z.object({ status: z.literal("ok"), version: z.string() }).strict();
+export const healthSchema = z
+  .object({
+    status: z.literal("ok"),
+    version: z.string(),
+    /** present when asked with ?challenge=: proves the server holds this run's host token (healthProof) */
+    proof: z.string().optional(),
+  })
+  .strict();
 export type ServerHealth = z.output<typeof healthSchema>;
+
+/** A challenge a client may send to /system/health (?challenge=…). */
+export const HEALTH_CHALLENGE = /^[A-Za-z0-9_-]{16,128}$/;
+
+/**
+ * The proof a server gives for a challenge: HMAC-SHA256, keyed with the
+ * sha256 of the host token, over "openwork-health:" and the challenge. A
+ * client that knows the host token checks it before it sends the server any
+ * token: another process answering on the port (a stale runtime, another
+ * run) cannot produce it, and the token itself never crosses the wire.
+ */
+export function healthProof(hostTokenDigest: Buffer, challenge: string): string {
+  return createHmac("sha256", hostTokenDigest).update(`openwork-health:${challenge}`).digest("hex");
+}
 
 /**
  * Versions. `active` is what the running processes report about themselves
@@ -358,7 +381,7 @@ export const endpoints = {
     method: "GET",
     path: "/system/health",
     auth: "none",
-    summary: "Liveness of the server itself",
+    summary: "Liveness of the server itself; with ?challenge=, a proof that it holds the run's host token",
     responses: { 200: { description: "the server answers", data: healthSchema } },
   },
   openapi: {

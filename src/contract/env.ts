@@ -44,6 +44,12 @@ export const serveEnvSchema = z
     OPENWORK_ENGINE_RUNTIME_ID: runtimeIdSchema.optional(),
     OPENWORK_ROUTER_RUNTIME_ID: runtimeIdSchema.optional(),
     OPENWORK_HEALTH_DEADLINE_S: z.coerce.number().positive().max(3600).default(60),
+    /** every log the server writes or tails is rotated past this size */
+    OPENWORK_LOG_MAX_BYTES: z.coerce
+      .number()
+      .int()
+      .min(4096)
+      .default(10 * 1024 * 1024),
     OPENWORK_TOKEN: secret("the client token"),
     OPENWORK_HOST_TOKEN: secret("the host token"),
     OPENCODE_SERVER_USERNAME: z.string().min(1).default("opencode"),
@@ -102,6 +108,9 @@ export function serializeServeEnv(env: ServeEnv): Record<string, string> {
   }
   return out;
 }
+
+/** Where a host runtime's output goes: set by the host backend on the entrypoint, inherited by the server. */
+export const OUTPUT_FILE_ENV = "OPENWORK_SANDBOX_LOG";
 
 /** The secrets a runtime is started with: only ever in its environment, never in a script, a file or argv. */
 export interface RuntimeSecretValues {

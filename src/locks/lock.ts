@@ -12,21 +12,45 @@ export interface LockOptions {
   onWait?: () => void;
 }
 
+/** The lock was taken over while held (this process was paused past the stale time, or its lock removed). */
+export class LockLostError extends OpenworkError {
+  constructor(readonly file: string) {
+    super(
+      `lost the lock ${file}.lock while holding it: another openwork process took it over (this one was paused or slowed past the lock's stale time)`,
+      { code: "lock_lost", hint: "run the command again; what this one had started was undone" },
+    );
+    this.name = "LockLostError";
+  }
+}
+
 /**
  * Run `fn` while holding a cross-process lock named by `file`. The lock is a
  * directory beside it, refreshed while held, so a crashed holder blocks others
- * only until it goes stale, never forever.
+ * only until it goes stale, never forever. Should the lock be lost while held,
+ * `signal` aborts: fn undoes what it had not finished, and the error it ends
+ * with is reported as the LockLostError it is (never a raw ECOMPROMISED).
  */
-export async function withLock<T>(file: string, fn: () => Promise<T>, options: LockOptions = {}): Promise<T> {
+export async function withLock<T>(
+  file: string,
+  fn: (signal: AbortSignal) => Promise<T>,
+  options: LockOptions = {},
+): Promise<T> {
   await mkdir(path.dirname(file), { recursive: true });
   const staleMs = options.staleMs ?? 20_000;
   const waitMs = options.waitMs ?? 30 * 60_000;
   let announced = false;
+  const lost = new AbortController();
   const release = await pollUntil(
     async () => {
       try {
         return done(
-          await lockfile.lock(file, { realpath: false, stale: staleMs, update: Math.floor(staleMs / 4) }),
+          await lockfile.lock(file, {
+            realpath: false,
+            stale: staleMs,
+            update: Math.floor(staleMs / 4),
+            // proper-lockfile's default throws from a timer, which would crash the process.
+            onCompromised: () => lost.abort(new LockLostError(file)),
+          }),
         );
       } catch (error) {
         if ((error as { code?: string }).code !== "ELOCKED") throw error;
@@ -46,8 +70,11 @@ export async function withLock<T>(file: string, fn: () => Promise<T>, options: L
     });
   });
   try {
-    return await fn();
+    // Finished work stands (a later reconcile settles any overlap); unfinished work reports the loss.
+    return await fn(lost.signal);
+  } catch (error) {
+    throw lost.signal.aborted ? lost.signal.reason : error;
   } finally {
-    await release().catch(() => {});
+    if (!lost.signal.aborted) await release().catch(() => {});
   }
 }

@@ -43,6 +43,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
       level: (label) => ({ level: label }),
     },
   };
+  survive(destination);
   if (format === "pretty") {
     const stream = pretty({
       destination: destination as unknown as Writable,
@@ -53,8 +54,33 @@ export function createLogger(options: LoggerOptions = {}): Logger {
     });
     return pino(pinoOptions, stream);
   }
-  const stream = destination === process.stderr ? pino.destination({ dest: 2, sync: true }) : destination;
-  return pino(pinoOptions, stream as pino.DestinationStream);
+  if (destination !== process.stderr) return pino(pinoOptions, destination as pino.DestinationStream);
+  // Past 1 MiB of records it could not write (a full disk), the destination drops new ones instead of growing.
+  const stream = pino.destination({ dest: 2, sync: true, maxLength: 1024 * 1024 });
+  survive(stream);
+  return pino(pinoOptions, stream);
+}
+
+const surviving = new WeakSet<object>();
+
+/**
+ * Logging never kills a process: a destination that cannot be written (a
+ * full or read-only disk, a closed pipe) loses records, and says nothing
+ * more about it than that it failed — there is nowhere to say it.
+ */
+function survive(stream: { on(event: "error", listener: (error: Error) => void): unknown }): void {
+  if (surviving.has(stream) || typeof (stream as { on?: unknown }).on !== "function") return;
+  surviving.add(stream);
+  stream.on("error", () => {
+    lostWrites++;
+  });
+}
+
+let lostWrites = 0;
+
+/** How many times a log destination failed to take a write in this process. */
+export function lostLogWrites(): number {
+  return lostWrites;
 }
 
 /** A logger that drops everything: for library callers that pass none. */

@@ -116,6 +116,6 @@ export async function checkStartedRun(options: {
   const record =
     options.keepRunning || result.reused
       ? result.record
-      : await stopRun(options.registry, result.record, options.log);
+      : (await stopRun(options.registry, result.record, options.log)).record;
   return { checks, passed: checks.every((check) => check.ok), record };
 }

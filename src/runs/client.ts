@@ -1,3 +1,4 @@
+import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
 import { request } from "undici";
 import type { z } from "zod";
 import {
@@ -5,6 +6,7 @@ import {
   type EndpointSpec,
   endpoints,
   errorEnvelopeSchema,
+  healthProof,
   isApiErrorCode,
   type MintedToken,
   okEnvelopeSchema,
@@ -44,6 +46,7 @@ export interface ClientTokens {
 
 interface CallOptions {
   params?: Record<string, string>;
+  query?: Record<string, string> | undefined;
   body?: unknown;
   timeoutMs?: number;
 }
@@ -60,8 +63,36 @@ export class RuntimeClient {
     private readonly tokens: ClientTokens = {},
   ) {}
 
-  health(timeoutMs = 2000): Promise<ServerHealth> {
-    return this.call(endpoints.health, 200, endpoints.health.responses[200].data, { timeoutMs });
+  health(timeoutMs = 2000, challenge?: string): Promise<ServerHealth> {
+    return this.call(endpoints.health, 200, endpoints.health.responses[200].data, {
+      timeoutMs,
+      query: challenge === undefined ? undefined : { challenge },
+    });
+  }
+
+  /**
+   * Is the server that answers the one holding our host token? It proves it
+   * by answering a fresh challenge (healthProof); the token is never sent.
+   * Needs the host token; never throws.
+   */
+  async identify(
+    timeoutMs = 2000,
+  ): Promise<{ answers: false; reason: string } | { answers: true; ours: boolean }> {
+    const hostToken = this.tokens.host;
+    if (!hostToken) throw new Error("identify: the host token is needed to check the server's proof");
+    const challenge = randomBytes(18).toString("base64url");
+    let health: ServerHealth;
+    try {
+      health = await this.health(timeoutMs, challenge);
+    } catch (error) {
+      return { answers: false, reason: errorMessage(error) };
+    }
+    const expected = Buffer.from(
+      healthProof(createHash("sha256").update(hostToken).digest(), challenge),
+      "hex",
+    );
+    const given = Buffer.from(health.proof ?? "", "hex");
+    return { answers: true, ours: given.length === expected.length && timingSafeEqual(given, expected) };
   }
 
   /** Is the server answering its health check? Never throws. */
@@ -124,7 +155,8 @@ export class RuntimeClient {
     data: T,
     options: CallOptions = {},
   ): Promise<z.output<T>> {
-    const path = pathOf(endpoint, options.params);
+    const query = options.query ? `?${new URLSearchParams(options.query).toString()}` : "";
+    const path = `${pathOf(endpoint, options.params)}${query}`;
     const method = endpoint.method === "ALL" ? "GET" : endpoint.method;
     const answer = await this.send(method, path, endpoint.auth, options.body, options.timeoutMs);
     const json = parseJson(answer.text);

@@ -2,7 +2,7 @@ import { errorMessage, OpenworkError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
 import { done, notYet, pollUntil, WaitAbortedError } from "../retry/poll.js";
 import { readRunLogs } from "./logs.js";
-import { backendOf, stopRun } from "./reconcile.js";
+import { backendOf, recordBestEffort, stopRun } from "./reconcile.js";
 import type { RunRecord } from "./record.js";
 import type { RunRegistry } from "./registry.js";
 
@@ -45,11 +45,16 @@ export async function followInForeground(options: {
   stopFollowing.abort();
   await following;
   if (ended) {
-    await registry.update(record.runId, {
-      state: "failed",
-      reason: `the runtime exited (code ${ended.exitCode ?? "unknown"})`,
-      stoppedAt: new Date().toISOString(),
-    });
+    await recordBestEffort(
+      registry,
+      record,
+      {
+        state: "failed",
+        reason: `the runtime exited (code ${ended.exitCode ?? "unknown"})`,
+        stoppedAt: new Date().toISOString(),
+      },
+      log,
+    );
     throw new OpenworkError(`the runtime exited on its own (code ${ended.exitCode ?? "unknown"})`, {
       code: "runtime_exited",
       hint: `see openwork logs ${record.runId}`,

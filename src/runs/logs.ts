@@ -1,6 +1,6 @@
 import { persistLayout } from "../contract/layout.js";
 import { OpenworkError } from "../errors/errors.js";
-import { followFile, tailFile } from "../sandbox/host/log-file.js";
+import { eachLine, followFile, tailFile } from "../sandbox/host/log-file.js";
 import { backendOf } from "./reconcile.js";
 import type { RunRecord } from "./record.js";
 
@@ -25,6 +25,7 @@ export async function readRunLogs(
   const { follow, tail, signal } = options;
   const fromFile = async (file: string) => {
     if (follow) await followFile(file, { tail, signal }, emit);
+    else if (tail === undefined) await eachLine(file, emit);
     else for (const line of await tailFile(file, tail)) emit(line);
   };
   if (options.source !== "runtime") return fromFile(persistLayout(record.persistDir).logFile(options.source));

@@ -7,6 +7,9 @@ import { hostTarget, sandboxTarget, type Target } from "../sidecars/platform.js"
 import type { SourcePolicy } from "../sources/resolve.js";
 import { readCurrentRuntime, writeCurrentRuntime } from "../staging/current-runtime.js";
 import { gcRuntimes, stageRuntime, verifyStagedRuntime } from "../staging/index.js";
+import { resolveRuntime } from "../staging/stage.js";
+import { checkReportedVersions } from "../staging/versions.js";
+import { openStore } from "../store/store.js";
 import type { RunRecord } from "./record.js";
 
 /** What the user asked of the runtime's sidecars: a manifest, and where sidecars may come from. */
@@ -22,6 +25,48 @@ export interface PreparedRuntime {
   target: Target;
   /** what runtime.json pins (what the processes must report once they run) */
   pinned: RunRecord["versions"];
+}
+
+/** The manifest, target and sidecars a runtime request means (checked: the router must be available). */
+async function planOf(request: RuntimeRequest & { sandboxed: boolean; router: boolean }) {
+  const target = request.sandboxed ? sandboxTarget() : hostTarget();
+  const manifest = request.manifest ? await loadManifest(request.manifest) : await defaultManifest(target);
+  const wanted: SidecarName[] = ["opencode", "openwork-server", "node"];
+  if (request.router) {
+    const available =
+      sidecarsFor(manifest, target).includes("opencode-router") ||
+      request.sources?.external?.["opencode-router"];
+    if (!available) {
+      throw new OpenworkError(
+        `the router is asked for, but the manifest has no opencode-router for ${target}`,
+        {
+          code: "router_unavailable",
+          exitCode: 2,
+          hint: "give a router binary, or a manifest that carries opencode-router",
+        },
+      );
+    }
+    wanted.push("opencode-router");
+  }
+  return { target, manifest, wanted };
+}
+
+/**
+ * The runtime id a request would stage, resolved and verified but staged
+ * nowhere: what a start compares with the runtime already running.
+ */
+export async function plannedRuntimeId(
+  request: RuntimeRequest & { sandboxed: boolean; router: boolean; log: Logger },
+): Promise<string> {
+  const { target, manifest, wanted } = await planOf(request);
+  const { runtimeJson } = await resolveRuntime({
+    manifest,
+    target,
+    sources: request.sources,
+    log: request.log,
+    only: wanted,
+  });
+  return runtimeJson.runtimeId;
 }
 
 /**
@@ -40,22 +85,7 @@ export async function prepareRuntime(
     inUse?: string[];
   },
 ): Promise<PreparedRuntime> {
-  const target = request.sandboxed ? sandboxTarget() : hostTarget();
-  const manifest = request.manifest ? await loadManifest(request.manifest) : await defaultManifest(target);
-  const wanted: SidecarName[] = ["opencode", "openwork-server", "node"];
-  if (request.router) {
-    const available =
-      sidecarsFor(manifest, target).includes("opencode-router") ||
-      request.sources?.external?.["opencode-router"];
-    if (!available) {
-      throw new OpenworkError(`--router is set, but the manifest has no opencode-router for ${target}`, {
-        code: "router_unavailable",
-        exitCode: 2,
-        hint: "pass --router-bin PATH --allow-external, or a --manifest that carries opencode-router",
-      });
-    }
-    wanted.push("opencode-router");
-  }
+  const { target, manifest, wanted } = await planOf(request);
   const staged = await stageRuntime({
     manifest,
     target,
@@ -64,7 +94,9 @@ export async function prepareRuntime(
     log: request.log,
     only: wanted,
   });
-  await verifyStagedRuntime(staged.dir);
+  const store = openStore({ log: request.log });
+  const runtimeJson = await verifyStagedRuntime(staged.dir, { statCache: store.statCache });
+  await checkReportedVersions(staged.dir, runtimeJson, { cache: store.versions, log: request.log });
   await gcRuntimes(request.persistDir, [staged.runtimeId, ...(request.inUse ?? [])], {
     log: request.log,
   }).catch((error: unknown) => request.log.warn({ err: error }, "could not garbage-collect old runtimes"));

@@ -4,12 +4,35 @@ import { isAlive } from "../processes/identity.js";
 import { LABEL_HOME, LABEL_MANAGED, LABEL_RUN, type ListedSandbox } from "../sandbox/backend.js";
 import { backendFor, registeredBackends } from "../sandbox/select.js";
 import { isLive, type RunRecord } from "./record.js";
-import type { RunRegistry } from "./registry.js";
+import type { CorruptRecord, RunRegistry } from "./registry.js";
 
 export const STOP_GRACE_MS = 10_000;
 
 /** The backend a record names (one instance per kind and process). */
 export const backendOf = backendFor;
+
+/**
+ * Record what reality already is. Best effort: on a full or read-only disk the
+ * record stays stale (the next command reconciles it again), and what could
+ * not be written is logged and returned, never thrown — so status, stop and
+ * the orphan sweep still do their work.
+ */
+export async function recordBestEffort(
+  registry: RunRegistry,
+  record: RunRecord,
+  patch: Partial<RunRecord>,
+  log: Logger,
+): Promise<{ record: RunRecord; notRecorded?: string }> {
+  const next = { ...record, ...patch };
+  try {
+    await registry.write(next);
+    return { record: next };
+  } catch (error) {
+    const reason = `could not record run ${record.runId} as ${next.state}: ${errorMessage(error)}`;
+    log.warn(reason);
+    return { record: next, notRecorded: reason };
+  }
+}
 
 function ownerAlive(record: RunRecord): boolean {
   return record.owner !== undefined && isAlive(record.owner);
@@ -42,6 +65,8 @@ export async function reconcileRecord(
   log: Logger,
 ): Promise<RunRecord> {
   if (!isLive(record.state)) return record;
+  const mark = async (patch: Partial<RunRecord>) =>
+    (await recordBestEffort(registry, record, patch, log)).record;
   try {
     if (record.state === "starting") {
       if (ownerAlive(record)) return record;
@@ -50,7 +75,7 @@ export async function reconcileRecord(
         "the openwork process that was starting this run died; removing what it left",
       );
       await teardown(record, 2000);
-      return registry.update(record.runId, {
+      return await mark({
         state: "failed",
         reason: "the openwork process that was starting this run died before the runtime was healthy",
         stoppedAt: new Date().toISOString(),
@@ -60,17 +85,14 @@ export async function reconcileRecord(
     if (record.state === "retiring") {
       log.info({ runId: record.runId }, "finishing the retirement of a replaced run");
       await teardown(record);
-      return registry.update(record.runId, { state: "stopped", stoppedAt: new Date().toISOString() });
+      return await mark({ state: "stopped", stoppedAt: new Date().toISOString() });
     }
     if (!record.handle) {
-      return registry.update(record.runId, {
-        state: "failed",
-        reason: "recorded as running without a sandbox handle",
-      });
+      return await mark({ state: "failed", reason: "recorded as running without a sandbox handle" });
     }
     const status = await backendOf(record.sandbox).status(record.handle);
     if (status.state === "running") return record;
-    return registry.update(record.runId, {
+    return await mark({
       state: "failed",
       reason:
         status.state === "missing"
@@ -129,7 +151,12 @@ export async function retireRun(
     );
   }
   await teardown(record);
-  await registry.update(record.runId, { state: "stopped", stoppedAt: new Date().toISOString() });
+  await recordBestEffort(
+    registry,
+    { ...record, state: "retiring" },
+    { state: "stopped", stoppedAt: new Date().toISOString() },
+    log,
+  );
   log.info({ runId: record.runId }, "old run retired");
 }
 
@@ -138,7 +165,7 @@ export async function reconcileAll(
   registry: RunRegistry,
   log: Logger,
   options: { orphans?: boolean } = {},
-): Promise<{ records: RunRecord[]; orphans: ListedSandbox[]; corrupt: string[] }> {
+): Promise<{ records: RunRecord[]; orphans: ListedSandbox[]; corrupt: CorruptRecord[] }> {
   const { records, corrupt } = await registry.list();
   const now = await Promise.all(records.map((record) => reconcileRecord(registry, record, log)));
   // Two live runs of one workspace: the newest wins.
@@ -181,19 +208,29 @@ export async function reconcileAll(
   return { records: now, orphans, corrupt };
 }
 
-/** Stop a run (grace, then kill) and remove its sandbox. Idempotent: a stopped run stays stopped. */
+/**
+ * Stop a run (grace, then kill) and remove its sandbox, then record it. The
+ * kill comes first: a record that cannot be written (a full or read-only
+ * disk) is said in `notRecorded`, and the run is stopped all the same.
+ * Idempotent: a stopped run stays stopped.
+ */
 export async function stopRun(
   registry: RunRegistry,
   record: RunRecord,
   log: Logger,
   graceMs = STOP_GRACE_MS,
-): Promise<RunRecord> {
-  if (record.state === "stopped") return record;
+): Promise<{ record: RunRecord; notRecorded?: string }> {
+  if (record.state === "stopped") return { record };
   await teardown(record, graceMs);
   log.info({ runId: record.runId }, "run stopped");
-  return registry.update(record.runId, {
-    state: record.state === "failed" ? "failed" : "stopped",
-    stoppedAt: record.stoppedAt ?? new Date().toISOString(),
-    owner: undefined,
-  });
+  return recordBestEffort(
+    registry,
+    record,
+    {
+      state: record.state === "failed" ? "failed" : "stopped",
+      stoppedAt: record.stoppedAt ?? new Date().toISOString(),
+      owner: undefined,
+    },
+    log,
+  );
 }

@@ -22,6 +22,12 @@ export const RunRecordSchema = z.object({
   runDir: z.string(),
   logFile: z.string(),
   router: z.boolean(),
+  /** published on all interfaces (start --allow-remote) */
+  allowRemote: z.boolean().optional(),
+  /** the extra mounts it was started with, as validated */
+  mounts: z
+    .array(z.object({ hostPath: z.string(), containerPath: z.string(), readOnly: z.boolean() }))
+    .optional(),
   versions: z
     .object({ opencode: z.string().nullable(), router: z.string().nullable(), server: z.string().nullable() })
     .default({ opencode: null, router: null, server: null }),

@@ -9,6 +9,12 @@ import { registerSecret } from "../logging/redact.js";
 import { type RunRecord, RunRecordSchema, type RunSecrets, RunSecretsSchema } from "./record.js";
 
 const RECORD = "run.json";
+
+/** A run directory whose record cannot be read, and why. */
+export interface CorruptRecord {
+  runId: string;
+  reason: string;
+}
 const SECRETS = "secrets.json";
 
 /**
@@ -86,8 +92,8 @@ export class RunRegistry {
     }
   }
 
-  /** Every readable record, newest first. Unreadable ones are skipped (and named by `corrupt`). */
-  async list(): Promise<{ records: RunRecord[]; corrupt: string[] }> {
+  /** Every readable record, newest first. Unreadable ones are skipped (and named, with why, by `corrupt`). */
+  async list(): Promise<{ records: RunRecord[]; corrupt: CorruptRecord[] }> {
     let names: string[];
     try {
       names = await readdir(this.paths.runs);
@@ -95,17 +101,18 @@ export class RunRegistry {
       return { records: [], corrupt: [] };
     }
     const records: RunRecord[] = [];
-    const corrupt: string[] = [];
+    const corrupt: CorruptRecord[] = [];
     await Promise.all(
       names.map(async (name) => {
         try {
           const record = await this.read(name);
           if (record) records.push(record);
-        } catch {
-          corrupt.push(name);
+        } catch (error) {
+          corrupt.push({ runId: name, reason: errorMessage(error) });
         }
       }),
     );
+    corrupt.sort((a, b) => a.runId.localeCompare(b.runId));
     records.sort((a, b) =>
       a.createdAt < b.createdAt ? 1 : a.createdAt > b.createdAt ? -1 : b.runId.localeCompare(a.runId),
     );

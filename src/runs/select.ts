@@ -4,7 +4,7 @@ import { ExitCode, OpenworkError, UsageError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
 import { reconcileAll } from "./reconcile.js";
 import type { RunRecord, RunSecrets } from "./record.js";
-import type { RunRegistry } from "./registry.js";
+import type { CorruptRecord, RunRegistry } from "./registry.js";
 
 export interface RunSelector {
   run?: string | undefined;
@@ -17,7 +17,11 @@ export interface RunSelector {
  * workspace (its newest run), or all. With none of them, the workspace is the
  * current directory.
  */
-export async function selectRuns(records: RunRecord[], selector: RunSelector): Promise<RunRecord[]> {
+export async function selectRuns(
+  records: RunRecord[],
+  selector: RunSelector,
+  corrupt: readonly CorruptRecord[] = [],
+): Promise<RunRecord[]> {
   const given = [selector.run !== undefined, selector.workspace !== undefined, selector.all === true].filter(
     Boolean,
   ).length;
@@ -34,8 +38,16 @@ export async function selectRuns(records: RunRecord[], selector: RunSelector): P
         `run id "${selector.run}" is ambiguous: it starts ${matches.length} runs`,
         "give more of it",
       );
-    if (matches.length === 0)
+    if (matches.length === 0) {
+      // A run whose record cannot be read is not a run that was never recorded: say which it is.
+      const unreadable = corrupt.find((entry) => entry.runId.startsWith(selector.run ?? ""));
+      if (unreadable)
+        throw new OpenworkError(unreadable.reason, {
+          code: "run_record_corrupt",
+          hint: "if the run is gone, remove its directory; a runtime still running for it is listed by `openwork status --all`",
+        });
       throw new UsageError(`no run "${selector.run}" is recorded`, "see `openwork status --all`");
+    }
     return matches;
   }
   const workspace = await realWorkspace(selector.workspace ?? process.cwd());
@@ -57,8 +69,8 @@ export async function findRun(
   log: Logger,
   selector: Omit<RunSelector, "all">,
 ): Promise<RunRecord> {
-  const { records } = await reconcileAll(registry, log, { orphans: false });
-  const [record] = await selectRuns(records, selector);
+  const { records, corrupt } = await reconcileAll(registry, log, { orphans: false });
+  const [record] = await selectRuns(records, selector, corrupt);
   if (!record)
     throw new OpenworkError("no run is recorded for this workspace", {
       code: "not_running",

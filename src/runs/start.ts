@@ -24,28 +24,40 @@ import {
   type SandboxHandle,
   type ValidatedMount,
 } from "../sandbox/backend.js";
-import { type SandboxChoice, selectBackend } from "../sandbox/select.js";
+import { backendFor, registeredBackends, type SandboxChoice, selectBackend } from "../sandbox/select.js";
 import { CleanupStack } from "./cleanup.js";
 import { RuntimeClient } from "./client.js";
 import { validateRunMounts } from "./mounts.js";
-import { noteCurrentRuntime, type PreparedRuntime, prepareRuntime, type RuntimeRequest } from "./prepare.js";
+import {
+  noteCurrentRuntime,
+  type PreparedRuntime,
+  plannedRuntimeId,
+  prepareRuntime,
+  type RuntimeRequest,
+} from "./prepare.js";
 import { reconcileWorkspace, retireRun } from "./reconcile.js";
 import type { RunRecord, RunSecrets } from "./record.js";
 import { RunRegistry } from "./registry.js";
 import { recordVersions } from "./versions.js";
 import { waitHealthy } from "./wait.js";
 
+/**
+ * What a start asks for. An option left undefined was not asked for: it takes
+ * its default for a new run, and is not compared with a run already running.
+ */
 export interface StartOptions {
   workspace: string;
-  sandbox: SandboxChoice;
+  /** default: none */
+  sandbox?: SandboxChoice | undefined;
   image?: string | undefined;
   mounts: string[];
   /** host port for the server (default: a free one) */
   port?: number | undefined;
-  router: boolean;
+  /** default: off */
+  router?: boolean | undefined;
   replace: boolean;
-  /** publish on all interfaces instead of 127.0.0.1 */
-  allowRemote?: boolean;
+  /** publish on all interfaces instead of 127.0.0.1 (default: off) */
+  allowRemote?: boolean | undefined;
   healthTimeoutMs?: number;
   runtime: RuntimeRequest;
   registry: RunRegistry;
@@ -76,27 +88,36 @@ const CONTAINER_ROUTER_PORT = 4097;
  * time (cross-process lock); a healthy run is returned, not duplicated; any
  * failure or signal on the way tears down everything this start made.
  */
-export async function startRun(options: StartOptions): Promise<StartResult> {
+export async function startRun(request: StartOptions): Promise<StartResult> {
+  let options = request;
   const { registry, log } = options;
   const workspace = await resolveWorkspace(options.workspace);
   const workspaceId = RunRegistry.workspaceId(workspace);
   // Validate everything the user typed before anything is started.
-  const mounts = validateRunMounts(options.sandbox, options.mounts, workspace);
-  if (options.image && options.sandbox === "none") {
+  const sandbox = options.sandbox ?? "none";
+  const mounts = validateRunMounts(sandbox, options.mounts, workspace);
+  if (options.image && sandbox === "none") {
     throw new UsageError(
       "--image applies to a sandbox, and --sandbox none runs host processes",
       "drop --image, or choose --sandbox docker, container or auto",
     );
   }
-  const backend = await selectBackend(options.sandbox);
+  const backend = await selectBackend(sandbox);
   log.debug({ sandbox: backend.kind }, "sandbox selected");
 
   return withLock(
     registry.workspaceLock(workspaceId),
-    async () => {
+    async (lockSignal) => {
+      // Losing the workspace lock is handled like Ctrl-C: whatever this start made is removed.
+      const signal = options.signal ? AbortSignal.any([options.signal, lockSignal]) : lockSignal;
+      options = { ...options, signal };
       const reconciled = await reconcileWorkspace(registry, workspace, log);
+      await refuseUnrecordedRuntimes(registry, workspaceId, reconciled.live);
       const current = reconciled.live.find((record) => record.state === "running");
       if (current && !options.replace) {
+        // Everything asked for is checked before the running run is handed back: nothing is silently ignored.
+        const differences = await differencesFrom(current, options, mounts, log);
+        if (differences.length > 0) throw new RunOptionsDifferError(current.runId, differences);
         const secrets = await registry.readSecrets(current.runId);
         const healthy = current.url ? await new RuntimeClient(current.url).healthy() : { ok: false };
         if (secrets && healthy.ok) {
@@ -174,7 +195,9 @@ async function launchNew(
     persistDir,
     runDir,
     logFile: path.join(runDir, "runtime.log"),
-    router: options.router,
+    router: options.router === true,
+    allowRemote: options.allowRemote === true,
+    mounts: mounts.map(({ hostPath, containerPath, readOnly }) => ({ hostPath, containerPath, readOnly })),
     versions: { opencode: null, router: null, server: null },
     createdAt: new Date().toISOString(),
     replaces,
@@ -206,7 +229,7 @@ async function launchNew(
       ...options.runtime,
       persistDir,
       sandboxed,
-      router: options.router,
+      router: options.router === true,
       log,
       inUse,
     });
@@ -230,7 +253,7 @@ async function launchNew(
       serverHost: sandboxed ? "0.0.0.0" : hostIp,
       serverPort: sandboxed ? CONTAINER_SERVER_PORT : ports.server,
       enginePort: ports.engine,
-      router: { enabled: options.router, healthPort: ports.routerHealth },
+      router: { enabled: options.router === true, healthPort: ports.routerHealth },
       healthDeadlineS: Math.ceil(healthMs / 1000),
     };
     const entrypoint = await writeEntrypoint(runtime.dir, config);
@@ -282,7 +305,7 @@ async function launchNew(
       backend,
       handle,
       // The entrypoint gives the engine and then the router a deadline each; the server follows.
-      deadlineMs: healthMs * (options.router ? 2 : 1) + 15_000,
+      deadlineMs: healthMs * (options.router === true ? 2 : 1) + 15_000,
       signal,
       onWaiting: (elapsed) =>
         log.info(`waiting for the runtime to be healthy (${Math.round(elapsed / 1000)} s)`),
@@ -345,4 +368,112 @@ export async function resolveWorkspace(input: string): Promise<string> {
   }
   if (!(await stat(real)).isDirectory()) throw new UsageError(`the workspace ${input} is not a directory`);
   return real;
+}
+
+/** One option a start asked for that the running run was started without (or with another value). */
+export interface OptionDifference {
+  option: "sandbox" | "image" | "port" | "router" | "allowRemote" | "mounts" | "runtime";
+  asked: string;
+  running: string;
+}
+
+/** A start asked for options the workspace's running runtime does not have: a new run needs `replace`. */
+export class RunOptionsDifferError extends OpenworkError {
+  constructor(
+    readonly runId: string,
+    readonly differences: readonly OptionDifference[],
+  ) {
+    super(
+      `the workspace's runtime (run ${runId}) runs with other options: ${differences
+        .map((d) => `${d.option} ${d.asked} asked, ${d.running} running`)
+        .join("; ")}`,
+      { code: "options_differ", exitCode: 2, hint: "replace it to start one with these options" },
+    );
+    this.name = "RunOptionsDifferError";
+  }
+}
+
+async function differencesFrom(
+  current: RunRecord,
+  options: StartOptions,
+  mounts: readonly ValidatedMount[],
+  log: Logger,
+): Promise<OptionDifference[]> {
+  const out: OptionDifference[] = [];
+  const differ = (option: OptionDifference["option"], asked: unknown, running: unknown) =>
+    out.push({ option, asked: String(asked), running: String(running) });
+  if (options.sandbox !== undefined) {
+    const same =
+      options.sandbox === "auto" ? current.sandbox !== "none" : options.sandbox === current.sandbox;
+    if (!same) differ("sandbox", options.sandbox, current.sandbox);
+  }
+  if (options.image !== undefined && options.image !== current.image)
+    differ("image", options.image, current.image ?? "the default image");
+  if (options.port !== undefined && options.port !== current.ports.server)
+    differ("port", options.port, current.ports.server);
+  if (options.router !== undefined && options.router !== current.router)
+    differ("router", options.router ? "on" : "off", current.router ? "on" : "off");
+  if (options.allowRemote !== undefined && options.allowRemote !== (current.allowRemote ?? false))
+    differ("allowRemote", options.allowRemote, current.allowRemote ?? false);
+  if (options.mounts.length > 0) {
+    const key = (m: { hostPath: string; containerPath: string; readOnly: boolean }) =>
+      `${m.hostPath}:${m.containerPath}:${m.readOnly ? "ro" : "rw"}`;
+    const asked = mounts.map(key).sort().join(", ");
+    const running = (current.mounts ?? []).map(key).sort().join(", ");
+    if (asked !== running) differ("mounts", asked, running || "none");
+  }
+  const sources = options.runtime.sources;
+  const runtimeAsked =
+    options.runtime.manifest !== undefined ||
+    Object.keys(sources?.external ?? {}).length > 0 ||
+    (sources?.prefer !== undefined && sources.prefer !== "auto");
+  if (runtimeAsked) {
+    const id = await plannedRuntimeId({
+      ...options.runtime,
+      sandboxed: current.sandbox !== "none",
+      router: current.router,
+      log,
+    });
+    if (id !== current.runtimeId) differ("runtime", `runtime ${id}`, `runtime ${current.runtimeId ?? "?"}`);
+  }
+  return out;
+}
+
+/**
+ * A runtime holds its persisted directory as long as it runs, whatever its
+ * record says: a sandbox labelled with this workspace that no live record
+ * accounts for (its record is corrupt, or was removed) means another runtime
+ * still uses the directory, and a second one must not be started beside it.
+ */
+async function refuseUnrecordedRuntimes(
+  registry: RunRegistry,
+  workspaceId: string,
+  live: readonly RunRecord[],
+): Promise<void> {
+  const known = new Set(live.map((record) => record.runId));
+  for (const kind of registeredBackends()) {
+    const backend = backendFor(kind);
+    if (kind !== "none" && !(await backend.probe()).ok) continue;
+    const found = await backend
+      .list({ [LABEL_MANAGED]: "1", [LABEL_HOME]: registry.homeId(), [LABEL_WORKSPACE]: workspaceId })
+      .catch(() => []);
+    for (const sandbox of found) {
+      if (sandbox.state !== "running") continue;
+      const runId = sandbox.labels[LABEL_RUN];
+      if (runId && known.has(runId)) continue;
+      const record = runId
+        ? await registry.read(runId).then(
+            (r) => (r ? `its record says ${r.state}` : "no record of it exists"),
+            (error: unknown) => errorMessage(error),
+          )
+        : "it carries no run id";
+      throw new OpenworkError(
+        `a runtime of this workspace is still running (${kind} ${sandbox.id}, run ${runId ?? "?"}) but ${record}`,
+        {
+          code: "runtime_unrecorded",
+          hint: "stop it first with `openwork stop --orphans` (after fixing or removing the record), then start again",
+        },
+      );
+    }
+  }
 }

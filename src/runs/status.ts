@@ -5,7 +5,7 @@ import type { ListedSandbox } from "../sandbox/backend.js";
 import { RuntimeClient } from "./client.js";
 import { backendOf, reconcileAll } from "./reconcile.js";
 import { isLive, type RunRecord, runView } from "./record.js";
-import type { RunRegistry } from "./registry.js";
+import type { CorruptRecord, RunRegistry } from "./registry.js";
 import { type RunSelector, selectRuns } from "./select.js";
 
 export interface RunStatus {
@@ -106,9 +106,14 @@ export async function statusOf(
   registry: RunRegistry,
   log: Logger,
   selector: RunSelector,
-): Promise<{ statuses: RunStatus[]; orphans: OrphanInfo[]; corrupt: string[]; exitCode: ExitCodeValue }> {
+): Promise<{
+  statuses: RunStatus[];
+  orphans: OrphanInfo[];
+  corrupt: CorruptRecord[];
+  exitCode: ExitCodeValue;
+}> {
   const { records, orphans, corrupt } = await reconcileAll(registry, log);
-  const selected = await selectRuns(records, selector);
+  const selected = await selectRuns(records, selector, corrupt);
   const statuses = await Promise.all(selected.map((record) => describeRun(registry, record)));
   return { statuses, orphans: orphans.map(describeOrphan), corrupt, exitCode: statusExitCode(statuses) };
 }

@@ -6,7 +6,7 @@ import { type RunSelector, selectRuns } from "./select.js";
 import { describeOrphan, type OrphanInfo } from "./status.js";
 
 export interface StopReport {
-  stopped: Array<{ runId: string; state: string; wasAlready: boolean }>;
+  stopped: Array<{ runId: string; state: string; wasAlready: boolean; notRecorded?: string }>;
   /** null when orphans were not asked about */
   orphansRemoved: OrphanInfo[] | null;
   /** nothing was selected and no orphans were asked about */
@@ -51,7 +51,12 @@ export async function stopRuns(options: {
     if (options.signal?.aborted) break;
     const wasAlready = record.state === "stopped" || record.state === "failed";
     const after = await stopRun(registry, record, log, options.graceMs);
-    stopped.push({ runId: record.runId, state: after.state, wasAlready });
+    stopped.push({
+      runId: record.runId,
+      state: after.record.state,
+      wasAlready,
+      ...(after.notRecorded ? { notRecorded: after.notRecorded } : {}),
+    });
   }
   return {
     stopped,

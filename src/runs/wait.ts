@@ -26,8 +26,15 @@ export async function waitHealthy(options: WaitOptions): Promise<void> {
   try {
     await pollUntil(
       async ({ attempt }) => {
-        const health = await options.client.healthy(2000);
-        if (health.ok) return done(true);
+        const health = await options.client.identify(2000);
+        if (health.answers && health.ours) return done(true);
+        if (health.answers) {
+          // Something else answers on our port: it gets none of this run's tokens.
+          throw new OpenworkError(
+            `another server answers on ${options.client.baseUrl}, not the runtime this start launched; refusing to send it this run's tokens`,
+            { code: "foreign_server", hint: "choose another port, or stop what listens there" },
+          );
+        }
         // Without an in-process exit promise (another process launched it), ask the backend now and then.
         if (exitCode === undefined && (!options.handle.exited || attempt % 10 === 0)) {
           const status = await options.backend.status(options.handle);
@@ -35,7 +42,7 @@ export async function waitHealthy(options: WaitOptions): Promise<void> {
         }
         if (exitCode !== undefined)
           throw await startFailure(options, `exited with code ${exitCode} before it was healthy`);
-        return notYet(health.reason);
+        return notYet(health.answers ? "answered" : health.reason);
       },
       {
         what: "the runtime server to answer",

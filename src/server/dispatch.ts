@@ -3,6 +3,7 @@ import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import type { EndpointSpec } from "../contract/api.js";
 import { errorMessage, isOpenworkError } from "../errors/errors.js";
+import { isAuthenticated, markAuthenticated } from "./connections.js";
 import { HttpError, requestIdOf, sendError } from "./http.js";
 import { allows, type TokenStore } from "./tokens.js";
 
@@ -44,6 +45,8 @@ export function createDispatcher(options: {
 
   const handle = async (req: http.IncomingMessage, res: http.ServerResponse): Promise<void> => {
     const requestId = requestIdOf(req);
+    // A connection that has shown no token is closed after an error answer: it cannot linger.
+    if (!isAuthenticated(req.socket)) res.setHeader("connection", "close");
     const url = parseTarget(req.url);
     if (!url) return sendError(res, requestId, 400, "invalid_url", "the request target is not a valid URL");
     const method = req.method ?? "GET";
@@ -82,6 +85,10 @@ export function createDispatcher(options: {
     const auth = route.endpoint.auth;
     if (auth !== "none") {
       const scope = tokens.authenticate(req);
+      if (scope !== undefined) {
+        markAuthenticated(req.socket);
+        res.removeHeader("connection");
+      }
       if (scope === undefined) {
         res.setHeader("www-authenticate", 'Bearer realm="openwork"');
         return sendError(
@@ -106,6 +113,8 @@ export function createDispatcher(options: {
       await route.handle({ req, res, requestId, params, url });
     } catch (error) {
       if (error instanceof HttpError) {
+        // After a body that was too slow or too large, the rest of it is not waited for.
+        if (error.status === 408 || error.status === 413) res.setHeader("connection", "close");
         sendError(res, requestId, error.status, error.code, error.message, error.extra);
       } else {
         log.error({ err: error, requestId }, "request failed");
@@ -132,6 +141,7 @@ export function createDispatcher(options: {
     });
     if (!route) return refuse(404, "not_found", `no WebSocket endpoint at ${url.pathname}`);
     const scope = tokens.authenticate(req);
+    if (scope !== undefined) markAuthenticated(req.socket);
     if (route.endpoint.auth !== "none" && scope === undefined)
       return refuse(401, "unauthorized", "a valid token is required (Authorization: Bearer <token>)");
     if (!allows(scope, route.endpoint.auth))

@@ -53,7 +53,7 @@ export class Generation {
         log.warn({ processes: reaped }, "stopped processes a previous server had started and left behind");
     }
     useChildLedger(layout.childrenFile);
-    const policy = defaultPolicy(env.OPENWORK_HEALTH_DEADLINE_S * 1000);
+    const policy = defaultPolicy(env.OPENWORK_HEALTH_DEADLINE_S * 1000, env.OPENWORK_LOG_MAX_BYTES);
     const runtime = readRuntime(layout, env.OPENWORK_RUNTIME_ID);
     const engine = adoptEngine(options, layout, policy);
     const router = routerEnabled(env)
@@ -90,6 +90,7 @@ export class Generation {
           operations,
           runningUpgrade: () => upgrades.running(),
           startedAt: new Date().toISOString(),
+          proof: (challenge) => tokens.proof(challenge),
         }),
         ...upgradeRoutes(upgrades, operations),
         ...tokenRoutes(tokens),

@@ -59,14 +59,46 @@ export class HttpError extends Error {
   }
 }
 
-/** Read a JSON body with a size limit. */
-export async function readJsonBody(req: http.IncomingMessage, limit = 64 * 1024): Promise<unknown> {
+/**
+ * Read a JSON body with a size limit and a deadline: our own bodies are small,
+ * so one that trickles in is refused (408) long before the server's request timeout.
+ */
+export async function readJsonBody(
+  req: http.IncomingMessage,
+  limit = 64 * 1024,
+  deadlineMs = 10_000,
+): Promise<unknown> {
   const chunks: Buffer[] = [];
   let size = 0;
-  for await (const chunk of req) {
-    size += (chunk as Buffer).length;
-    if (size > limit) throw new HttpError(413, "body_too_large", `the request body exceeds ${limit} bytes`);
-    chunks.push(chunk as Buffer);
+  const reading = (async () => {
+    for await (const chunk of req) {
+      size += (chunk as Buffer).length;
+      if (size > limit) throw new HttpError(413, "body_too_large", `the request body exceeds ${limit} bytes`);
+      chunks.push(chunk as Buffer);
+    }
+  })();
+  reading.catch(() => undefined);
+  let timer: NodeJS.Timeout | undefined;
+  const late = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () =>
+        reject(
+          new HttpError(408, "request_timeout", `the request body did not arrive within ${deadlineMs} ms`),
+        ),
+      deadlineMs,
+    );
+  });
+  try {
+    await Promise.race([reading, late]);
+  } catch (error) {
+    if (error instanceof HttpError) throw error;
+    throw new HttpError(
+      400,
+      "invalid_request",
+      `the request body could not be read: ${(error as Error).message}`,
+    );
+  } finally {
+    clearTimeout(timer);
   }
   if (size === 0) return undefined;
   try {

@@ -39,7 +39,8 @@ export class LogTail {
   }
 
   start(): this {
-    this.timer ??= setInterval(() => void this.poll(), this.options.pollMs ?? 500);
+    // A failed poll (a full disk during rotation) is tried again at the next tick; it never throws out of the timer.
+    this.timer ??= setInterval(() => void this.poll().catch(() => undefined), this.options.pollMs ?? 500);
     this.timer.unref();
     return this;
   }

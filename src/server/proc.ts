@@ -3,6 +3,7 @@ import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import type { ExitInfo } from "../contract/api.js";
+import { errorMessage, OpenworkError } from "../errors/errors.js";
 import { writeFileAtomicSync } from "../files/atomic.js";
 import { pidState, processGroupOf, readProcess } from "../processes/inspect.js";
 import { done, notYet, pollUntil } from "../retry/poll.js";
@@ -81,15 +82,23 @@ function ledgerAdd(pid: number, command: string): void {
   ]);
 }
 
+/**
+ * Forget a process that has exited. Best effort: an entry left behind names a
+ * pid and start time that no later process has, so a later start skips it.
+ */
 function ledgerRemove(pid: number): void {
   const file = ledgerFile();
   if (!file) return;
-  const entries = readLedger(file);
-  if (entries.some((e) => e.pid === pid))
-    writeLedger(
-      file,
-      entries.filter((e) => e.pid !== pid),
-    );
+  try {
+    const entries = readLedger(file);
+    if (entries.some((e) => e.pid === pid))
+      writeLedger(
+        file,
+        entries.filter((e) => e.pid !== pid),
+      );
+  } catch {
+    // a full or read-only disk: see above
+  }
 }
 
 /**
@@ -107,7 +116,11 @@ export function reapStaleChildren(file: string): LedgerEntry[] {
       // gone meanwhile
     }
   }
-  writeLedger(file, []);
+  try {
+    writeLedger(file, []);
+  } catch {
+    // The entries name exact processes (pid and start time): ones reaped now will not match again.
+  }
   return reaped;
 }
 
@@ -154,10 +167,44 @@ export function spawnComponent(spec: SpawnSpec): ProcHandle {
     handle.exited = { code, signal, at: new Date().toISOString(), statusKnown: true };
     ledgerRemove(handle.pid);
   });
-  if (child.pid !== undefined) ledgerAdd(child.pid, spec.command);
+  if (child.pid !== undefined) {
+    try {
+      ledgerAdd(child.pid, spec.command);
+    } catch (error) {
+      // No child may outlive a ledger write that failed: nobody could stop it after a hard crash.
+      try {
+        process.kill(-child.pid, "SIGKILL");
+      } catch {
+        // already gone
+      }
+      throw new OpenworkError(
+        `could not record ${path.basename(spec.command)} (pid ${child.pid}) in ${ledgerFile()}: ${errorMessage(error)}; stopped it again`,
+        { code: "ledger_write_failed", hint: "free space on the disk that holds the persisted directory" },
+      );
+    }
+  }
   if (handle.pid === -1)
     handle.exited = { code: null, signal: null, at: handle.startedAt, statusKnown: false };
   return handle;
+}
+
+/**
+ * How a process ended. For a child of ours, the kernel may say it is gone a
+ * moment before Node reports its exit status: wait for that report (briefly)
+ * rather than call it a process that is not our child.
+ */
+export async function exitOf(handle: ProcHandle, waitMs = 1000): Promise<ExitInfo | undefined> {
+  const child = handle.child;
+  if (handle.exited || !child || handle.adopted) return handle.exited;
+  await new Promise<void>((resolve) => {
+    const timer = setTimeout(resolve, waitMs);
+    child.once("exit", () => {
+      clearTimeout(timer);
+      // The handle's own exit listener was registered first and has run.
+      resolve();
+    });
+  });
+  return handle.exited;
 }
 
 export function isRunning(handle: ProcHandle): boolean {

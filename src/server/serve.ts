@@ -5,7 +5,9 @@ import type { HandoffInput, NextGeneration } from "../contract/handoff.js";
 import { OpenworkError } from "../errors/errors.js";
 import { createLogger } from "../logging/logger.js";
 import { registerSecret } from "../logging/redact.js";
+import { applyTimeouts, capUnauthenticated } from "./connections.js";
 import { Generation } from "./generation.js";
+import { rotateOwnOutput } from "./own-output.js";
 import { nodeFeatures, SERVER_VERSION } from "./version.js";
 
 function serverLogger(): Logger {
@@ -62,10 +64,11 @@ export async function serveMain(): Promise<number> {
   // The server is the runtime's main process (in a container, the one the init waits on):
   // a stray rejection is logged, not allowed to take the engine and router down with it.
   process.on("unhandledRejection", (reason) => log.error({ err: reason }, "unhandled rejection"));
-  const server = http.createServer();
-  // Long-lived event streams must not be cut by the server's own timeouts.
-  server.requestTimeout = 0;
-  server.headersTimeout = 60_000;
+  // Timeouts are enforced by a periodic check: every second, not Node's default 30 s.
+  const server = http.createServer({ connectionsCheckingInterval: 1000 });
+  applyTimeouts(server);
+  capUnauthenticated(server);
+  rotateOwnOutput(env.OPENWORK_LOG_MAX_BYTES, log);
   const generation = await Generation.create({ env, log, server });
   server.on("request", generation.listener.handler);
   server.on("upgrade", generation.listener.upgradeHandler);

@@ -13,6 +13,7 @@ import {
 import { LogTail } from "./logtail.js";
 import {
   type ExitInfo,
+  exitOf,
   isRunning,
   type ProcHandle,
   type SpawnSpec,
@@ -63,9 +64,11 @@ export interface SupervisionPolicy {
   windowMs: number;
   cooldownMs: number;
   stopGraceMs: number;
+  /** a component's log file is rotated past this size */
+  logMaxBytes: number;
 }
 
-export function defaultPolicy(startDeadlineMs: number): SupervisionPolicy {
+export function defaultPolicy(startDeadlineMs: number, logMaxBytes = 10 * 1024 * 1024): SupervisionPolicy {
   return {
     pidPollMs: 200,
     probeIntervalMs: 2000,
@@ -78,6 +81,7 @@ export function defaultPolicy(startDeadlineMs: number): SupervisionPolicy {
     windowMs: 5 * 60_000,
     cooldownMs: 60_000,
     stopGraceMs: 5000,
+    logMaxBytes,
   };
 }
 
@@ -127,7 +131,7 @@ export class Supervised {
     tail?: LogTail,
   ) {
     this.#handle = handle;
-    this.tail = tail ?? new LogTail(definition.logFile).start();
+    this.tail = tail ?? new LogTail(definition.logFile, { rotateBytes: policy.logMaxBytes }).start();
     this.event(handle.adopted ? "adopted" : "started", `pid ${handle.pid}`);
   }
 
@@ -169,9 +173,10 @@ export class Supervised {
       const healthy = await pollUntil<HealthProbe>(
         async ({ remainingMs }) => {
           if (!isRunning(this.#handle)) {
+            const exit = await exitOf(this.#handle);
             await this.tail.poll();
             throw new StartFailedError(
-              `${this.name} (pid ${this.#handle.pid}) exited before it was healthy${describeExit(this.#handle.exited)}`,
+              `${this.name} (pid ${this.#handle.pid}) exited before it was healthy${describeExit(exit, this.#handle.adopted)}`,
               this.name,
               this.tail.recent(10),
             );
@@ -291,7 +296,7 @@ export class Supervised {
       signal: exited?.signal ?? null,
       at: exited?.at ?? new Date().toISOString(),
       statusKnown: exited?.statusKnown ?? false,
-      reason: `exited unexpectedly${describeExit(exited)}`,
+      reason: `exited unexpectedly${describeExit(exited, this.#handle.adopted)}`,
     };
     this.event("exited", this.#lastExit.reason);
     this.log.warn({ component: this.name, pid: this.#handle.pid, exit: this.#lastExit }, "component exited");
@@ -384,8 +389,8 @@ export class Supervised {
   }
 }
 
-function describeExit(exit: ExitInfo | undefined): string {
-  if (!exit) return " (not our child: exit status unknown)";
+function describeExit(exit: ExitInfo | undefined, adopted = true): string {
+  if (!exit) return adopted ? " (adopted, not our child: exit status unknown)" : " (exit status unknown)";
   if (!exit.statusKnown) return " (exit status unknown)";
   return exit.signal ? ` (signal ${exit.signal})` : ` (exit code ${exit.code})`;
 }

@@ -1,7 +1,7 @@
 import { createHash, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import type http from "node:http";
 import { z } from "zod";
-import type { Auth, MintedToken } from "../contract/api.js";
+import { type Auth, healthProof, type MintedToken } from "../contract/api.js";
 import { writeFileAtomicSync } from "../files/atomic.js";
 import { readJsonFile } from "../files/json.js";
 import { registerSecret } from "../logging/redact.js";
@@ -74,6 +74,11 @@ export class TokenStore {
       else if (isClient && scope === undefined) scope = "client";
     }
     return scope;
+  }
+
+  /** The answer to a health challenge (src/contract/api.ts, healthProof). */
+  proof(challenge: string): string {
+    return healthProof(this.host, challenge);
   }
 
   mintOwner(label: string | undefined): MintedToken {

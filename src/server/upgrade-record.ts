@@ -20,6 +20,9 @@ const OPERATION_ID = /^[A-Za-z0-9_-]{1,80}$/;
  * a file that does not match is not an operation.
  */
 export class OperationStore {
+  /** the last state of every operation this process saved, written or not (a full disk refuses writes) */
+  readonly #latest = new Map<string, UpgradeOperation>();
+
   constructor(private readonly layout: PersistLayout) {}
 
   create(init: Pick<UpgradeOperation, "request" | "from" | "to" | "components">): UpgradeOperation {
@@ -42,13 +45,17 @@ export class OperationStore {
     return record;
   }
 
+  /** Record an operation's state; throws when the file cannot be written (what this process knows is kept). */
   save(record: UpgradeOperation): void {
     record.updatedAt = new Date().toISOString();
+    this.#latest.set(record.operationId, structuredClone(record));
     writeFileAtomicSync(this.layout.upgradeFile(record.operationId), `${JSON.stringify(record, null, 2)}\n`);
   }
 
   get(operationId: string): UpgradeOperation | undefined {
     if (!OPERATION_ID.test(operationId)) return undefined;
+    const known = this.#latest.get(operationId);
+    if (known) return structuredClone(known);
     return readJsonFile(this.layout.upgradeFile(operationId), operationSchema);
   }
 
@@ -80,7 +87,11 @@ export class OperationStore {
         code: "interrupted",
         message: `the server (pid ${record.serverPid}) stopped during step ${record.step ?? "unknown"}; the runtime it restarted with is the one recorded as current`,
       };
-      this.save(record);
+      try {
+        this.save(record);
+      } catch {
+        // A full disk: it is reported interrupted by this process, and again by the next cold start.
+      }
       marked.push(record.operationId);
     }
     return marked;

@@ -192,7 +192,15 @@ export class UpgradeRunner {
   private async execute(record: UpgradeOperation, target: Target): Promise<void> {
     const { topology, env, log: parentLog, policy, layout } = this.deps;
     const log = parentLog.child({ operationId: record.operationId });
-    const save = () => this.deps.operations.save(record);
+    // A state that cannot be written (a full disk) must not stop the upgrade or its rollback half-way:
+    // the server still answers with what it knows.
+    const save = () => {
+      try {
+        this.deps.operations.save(record);
+      } catch (error) {
+        log.warn(`could not write the state of upgrade ${record.operationId}: ${errorMessage(error)}`);
+      }
+    };
     const step = async <T>(
       name: UpgradeStep,
       fn: () => Promise<T> | T,
@@ -401,16 +409,20 @@ export class UpgradeRunner {
           ? { recentOutput: [...failure.recentOutput] }
           : {}),
       };
-      record.rolledBack = await this.rollback(record, {
-        oldEngine,
-        oldUpstream,
-        oldRouter,
-        newEngine,
-        newUpstream,
-        newRouter,
-        proxySwitched,
-        routerTouched,
-      });
+      record.rolledBack = await this.rollback(
+        record,
+        {
+          oldEngine,
+          oldUpstream,
+          oldRouter,
+          newEngine,
+          newUpstream,
+          newRouter,
+          proxySwitched,
+          routerTouched,
+        },
+        save,
+      );
       if (createdRuntime) {
         // Staged for this operation alone, and nothing runs from it now: remove it.
         await removeStaged(layout, createdRuntime).then(
@@ -484,19 +496,20 @@ export class UpgradeRunner {
       proxySwitched: boolean;
       routerTouched: boolean;
     },
+    save: () => void,
   ): Promise<boolean> {
-    const { topology, policy, log, operations } = this.deps;
+    const { topology, policy, log } = this.deps;
     let clean = true;
     const undo = async (name: StepRecord["name"], fn: () => Promise<string> | string) => {
       const entry = beginStep(record, name);
-      operations.save(record);
+      save();
       try {
         endStep(entry, "done", await fn());
       } catch (error) {
         clean = false;
         endStep(entry, "failed", errorMessage(error));
       }
-      operations.save(record);
+      save();
     };
     if (parts.proxySwitched) {
       await undo("rollback:switch-proxy", () => {

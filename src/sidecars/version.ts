@@ -15,7 +15,12 @@ export interface VersionProbe {
  */
 export async function probeVersion(
   command: readonly string[],
-  options: { timeoutMs?: number; env?: NodeJS.ProcessEnv } = {},
+  options: {
+    timeoutMs?: number;
+    env?: NodeJS.ProcessEnv;
+    /** what is being checked, for messages ("the opencode sidecar") */
+    what?: string | undefined;
+  } = {},
 ): Promise<VersionProbe> {
   const [file, ...args] = command;
   if (!file) throw new Error("probeVersion: empty command");
@@ -32,10 +37,11 @@ export async function probeVersion(
     stdout = String(result.stdout);
   } catch (error) {
     const timedOut = (error as { timedOut?: boolean }).timedOut === true;
+    const checking = options.what ? `checking ${options.what}: ` : "";
     throw new OpenworkError(
       timedOut
-        ? `${file} --version did not answer within ${timeout} ms`
-        : `${file} --version failed: ${firstLine(errorMessage(error))}`,
+        ? `${checking}${file} --version did not answer within ${timeout} ms`
+        : `${checking}${file} --version failed: ${firstLine(errorMessage(error))}`,
       {
         code: "version_probe_failed",
         hint: "check that the file is an executable for this platform",
@@ -51,9 +57,12 @@ export async function probeVersion(
   const version =
     semver.valid(semver.clean(raw) ?? "") ?? semver.coerce(raw, { includePrerelease: true })?.version;
   if (!version) {
-    throw new OpenworkError(`${file} --version printed "${raw}", which holds no version`, {
-      code: "version_probe_failed",
-    });
+    throw new OpenworkError(
+      `${options.what ? `checking ${options.what}: ` : ""}${file} --version printed "${raw}", which holds no version`,
+      {
+        code: "version_probe_failed",
+      },
+    );
   }
   return { version, raw };
 }

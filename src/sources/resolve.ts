@@ -246,7 +246,7 @@ async function resolveExternal(
     );
   } else {
     const command = name === "openwork-server" ? [process.execPath, file] : [file];
-    version = (await probeVersion(command)).version;
+    version = (await probeVersion(command, { what: `the ${name} sidecar` })).version;
     if (pin && !semver.eq(version, pin)) {
       if (!policy.allowVersionMismatch) {
         throw new OpenworkError(
@@ -265,6 +265,9 @@ async function resolveExternal(
     }
   }
   const blob = await options.store.ingestFile(file, {}, `${flag} ${file}`);
+  // What it just said about itself holds for these bytes: staging need not ask again.
+  if (canExecute(target) || name === "openwork-server")
+    await options.store.versions.set(blob.sha256, version);
   options.log.info(
     { sidecar: name, file, version, sha256: blob.sha256 },
     `${name}: using the external binary ${file} (${version})`,

@@ -54,13 +54,13 @@ export interface StageResult {
 }
 
 /**
- * Resolve every sidecar of `manifest` for `target` into the store (verified),
- * then stage them into `<persistDir>/runtimes/<runtime-id>/` by hard link (a
- * copy across devices, logged). A file already staged with the right bytes is
- * kept, so staging the same manifest again writes 0 bytes. runtime.json is
- * written last, atomically: a runtime without it is incomplete.
+ * Resolve every sidecar of `manifest` for `target` into the store (verified)
+ * and say what runtime.json they make — its id included — without staging
+ * anything (what a start compares with the runtime already running).
  */
-export async function stageRuntime(options: StageOptions): Promise<StageResult> {
+export async function resolveRuntime(
+  options: Omit<StageOptions, "persistDir">,
+): Promise<{ runtimeJson: RuntimeJson; resolved: ResolvedSidecar[] }> {
   const log = options.log ?? silentLogger();
   const store = options.store ?? openStore({ log });
   const policy = options.sources ?? {};
@@ -82,7 +82,6 @@ export async function stageRuntime(options: StageOptions): Promise<StageResult> 
       ),
     );
   }
-  // The id is computed from what runtime.json will say, before anything is placed.
   const runtimeJson: RuntimeJson = runtimeJsonOf({
     target: options.target,
     runtimeVersion: options.manifest.runtimeVersion,
@@ -93,6 +92,20 @@ export async function stageRuntime(options: StageOptions): Promise<StageResult> 
       ]),
     ),
   });
+  return { runtimeJson, resolved };
+}
+
+/**
+ * Resolve every sidecar of `manifest` for `target` into the store (verified),
+ * then stage them into `<persistDir>/runtimes/<runtime-id>/` by hard link (a
+ * copy across devices, logged). A file already staged with the right bytes is
+ * kept, so staging the same manifest again writes 0 bytes. runtime.json is
+ * written last, atomically: a runtime without it is incomplete.
+ */
+export async function stageRuntime(options: StageOptions): Promise<StageResult> {
+  const log = options.log ?? silentLogger();
+  const store = options.store ?? openStore({ log });
+  const { runtimeJson, resolved } = await resolveRuntime({ ...options, store, log });
   const runtimeId = runtimeJson.runtimeId;
   const layout = persistLayout(path.resolve(options.persistDir));
   const dir = layout.runtimeDir(runtimeId);

@@ -9,6 +9,7 @@ import { type Logger, silentLogger } from "../logging/logger.js";
 import { pidState } from "../processes/inspect.js";
 import { syncDir, tempSibling } from "./link.js";
 import { StatCache } from "./stat-cache.js";
+import { VersionCache } from "./version-cache.js";
 
 export interface StoreOptions {
   /** the store's root (default: openworkPaths().store) */
@@ -46,6 +47,7 @@ export class BlobStore {
   readonly dir: string;
   readonly locksDir: string;
   readonly statCache: StatCache;
+  readonly versions: VersionCache;
   private readonly log: Logger;
 
   constructor(options: StoreOptions = {}) {
@@ -53,6 +55,7 @@ export class BlobStore {
     this.dir = path.resolve(options.dir ?? paths.store);
     this.locksDir = path.resolve(options.locksDir ?? paths.locks);
     this.statCache = new StatCache(path.join(this.dir, "statcache"));
+    this.versions = new VersionCache(path.join(this.dir, "versions"));
     this.log = options.log ?? silentLogger();
   }
 

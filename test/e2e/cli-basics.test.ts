@@ -45,6 +45,13 @@ test("usage errors exit 2 with one line and no stack trace", async () => {
     ["sidecars", "list", "--target", "sparc-x64"],
     ["--log-format", "xml", "sidecars", "list"],
     ["sidecars", "list", "--nope"],
+    // a port is digits: no exponent, no hex, no sign
+    ["start", "--port", "1e3"],
+    ["start", "--port", "0x50"],
+    ["start", "--port", "+80"],
+    ["start", "--port", "65536"],
+    ["logs", "--tail", "1e3"],
+    ["runtime", "upgrade", "--manifest", "m.json", "--components", "opencode,bogus"],
   ];
   for (const args of cases) {
     const result = await runCli(args);

@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { appendFileSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { appendFileSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
@@ -8,6 +8,8 @@ import { execa } from "execa";
 import { openworkPaths } from "../../src/config/paths.js";
 import { silentLogger } from "../../src/logging/logger.js";
 import { parseProcessId } from "../../src/processes/identity.js";
+import { pidState } from "../../src/processes/inspect.js";
+import { RuntimeClient } from "../../src/runs/client.js";
 import { RunRegistry } from "../../src/runs/registry.js";
 import { startRun } from "../../src/runs/start.js";
 import { CLI, runCli } from "../helpers/cli.js";
@@ -68,6 +70,23 @@ test("detach, then status, logs, check and stop from new processes; stop twice; 
 
   const again = await start(ws);
   assert.equal(again.doc.runId, doc.runId, "a second start returns the same run");
+  // Options the running run was not started with are not silently ignored: exit 2, naming each.
+  const differs = await runCli(["start", "--detach", "--workspace", ws, "--router", "--port", "1"], {
+    home,
+    env,
+  });
+  assert.equal(differs.exitCode, 2, differs.stderr);
+  assert.match(differs.stderr, /--port 1 \(it runs with \d+\)/);
+  assert.match(differs.stderr, /--router on \(it runs with off\)/);
+  assert.match(differs.stderr, /--replace/);
+  const missing = await runCli(["start", "--detach", "--workspace", ws, "--manifest", "/nonexistent.json"], {
+    home,
+    env,
+  });
+  assert.equal(missing.exitCode, 2, missing.stderr);
+  assert.match(missing.stderr, /cannot read the manifest \/nonexistent\.json/);
+  const same = await runCli(["start", "--detach", "--workspace", ws, "--sandbox", "none"], { home, env });
+  assert.equal(same.exitCode, 0, `an option equal to the running run's is fine: ${same.stderr}`);
 
   const status = await runCli(["--json", "status", "--workspace", ws], { home, env });
   assert.equal(status.exitCode, 0, status.stderr);
@@ -291,5 +310,69 @@ test("active versions are what the engine reports when it runs; check fails nami
   const versionCheck = checks.find((item) => item.name === "versions match the pinned ones");
   assert.equal(versionCheck?.ok, false);
   assert.match(versionCheck?.detail ?? "", /opencode runs 1\.18\.34, runtime [0-9a-f]{16} pins 1\.18\.99/);
+  assert.equal((await runCli(["stop", started.doc.runId], { home, env })).exitCode, 0);
+});
+
+test("a corrupt record of a live run: status says so, start refuses a second runtime, stop --orphans clears it", async () => {
+  const ws = workspace();
+  const first = await start(ws);
+  assert.equal(first.exitCode, 0, first.stderr);
+  writeFileSync(path.join(home, "runs", first.doc.runId, "run.json"), "{ not json");
+  const status = await runCli(["status", first.doc.runId], { home, env });
+  assert.equal(status.exitCode, 1, status.stderr);
+  assert.match(status.stderr, /run record .*run\.json is corrupt/);
+  const second = await start(ws);
+  assert.equal(second.exitCode, 1, second.stderr);
+  assert.match(second.stderr, new RegExp(`still running \\(none .*run ${first.doc.runId}\\) but .*corrupt`));
+  assert.equal(
+    (await hostProcessesOf(first.doc.runId)).length > 0,
+    true,
+    "the first runtime still runs, alone",
+  );
+  const swept = await runCli(["stop", "--orphans"], { home, env });
+  assert.equal(swept.exitCode, 0, swept.stderr);
+  assert.deepEqual(await hostProcessesOf(first.doc.runId), []);
+  const third = await start(ws);
+  assert.equal(third.exitCode, 0, third.stderr);
+  assert.equal((await runCli(["stop", third.doc.runId], { home, env })).exitCode, 0);
+});
+
+test("a start never hands its tokens to another server on its port", async () => {
+  const a = await start(workspace());
+  assert.equal(a.exitCode, 0, a.stderr);
+  const port = new URL(a.doc.url).port;
+  const ws = workspace();
+  const b = await start(ws, ["--port", port]);
+  assert.equal(b.exitCode, 1, b.stderr);
+  assert.match(b.stderr, new RegExp(`another server answers on http://127\\.0\\.0\\.1:${port}`));
+  const status = await runCli(["--json", "status", "--workspace", ws], { home, env });
+  assert.equal((JSON.parse(status.stdout) as { state: string }).state, "failed");
+  const check = await runCli(["--json", "check", a.doc.runId], { home, env });
+  assert.equal(check.exitCode, 0, check.stdout);
+  assert.equal((await runCli(["stop", a.doc.runId], { home, env })).exitCode, 0);
+});
+
+test("a workspace path full of shell and replacement characters is served as it is; a dead adopted engine is no zombie of the server", async () => {
+  const ws = path.join(workspace(), "ws $$ $& $' $` ' \" é");
+  mkdirSync(ws);
+  const started = await start(ws);
+  assert.equal(started.exitCode, 0, started.stderr);
+  const client = new RuntimeClient(started.doc.url, { client: started.doc.tokens.client });
+  const summary = await client.summary();
+  assert.equal(summary.workspace, ws);
+  const adopted = summary.components.opencode;
+  assert.equal(adopted.adopted, true);
+  process.kill(adopted.pid, "SIGKILL");
+  await waitFor(
+    async () => {
+      const now = (await client.summary()).components.opencode;
+      return now.status === "healthy" && now.pid !== adopted.pid ? true : undefined;
+    },
+    { timeoutMs: 30_000, what: "the engine restarted" },
+  );
+  await waitFor(async () => (pidState(adopted.pid) === "gone" ? true : undefined), {
+    timeoutMs: 5000,
+    what: `the dead engine ${adopted.pid} reaped (not left a zombie of the server ${summary.server.pid})`,
+  });
   assert.equal((await runCli(["stop", started.doc.runId], { home, env })).exitCode, 0);
 });

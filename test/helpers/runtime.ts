@@ -248,7 +248,7 @@ export async function startRuntime(options: StartOptions): Promise<RunningRuntim
   const out = openSync(serverLog, "a");
   const env: NodeJS.ProcessEnv = {
     PATH: process.env.PATH,
-    HOME: path.join(layout.homeDir),
+    HOME: layout.homeDir,
     XDG_DATA_HOME: path.join(layout.homeDir, ".local", "share"),
     XDG_CONFIG_HOME: path.join(layout.homeDir, ".config"),
     XDG_STATE_HOME: path.join(layout.homeDir, ".local", "state"),
@@ -267,6 +267,8 @@ export async function startRuntime(options: StartOptions): Promise<RunningRuntim
     OPENCODE_SERVER_USERNAME: "opencode",
     OPENCODE_SERVER_PASSWORD: enginePassword,
     OPENWORK_LOG_LEVEL: "info",
+    // as the host backend does: where the runtime's own output goes (the server rotates it)
+    OPENWORK_SANDBOX_LOG: serverLog,
     ...(options.router
       ? {
           OPENWORK_ROUTER_ENABLED: "1",

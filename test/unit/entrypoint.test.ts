@@ -225,3 +225,32 @@ test("the rendered script is valid sh", async () => {
 function escapeRegExp(text: string): string {
   return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
 }
+
+test("every value that reaches the script comes out as it went in: replacement patterns, quotes, newlines, random text", async () => {
+  // `$&`, `$$`, `` $` `` and `$'` are String.replace patterns: a path holding one once served another directory.
+  const fixed = ["/tmp/ws$$x", "/tmp/ws$&x", "/tmp/ws$`x", "/tmp/ws$'x", "/tmp/$1$<name>", "a\nb\r\tc"];
+  // Random text from the whole Unicode range, control characters and lone surrogates included.
+  let seed = 20261130;
+  const random = () => {
+    seed = (seed * 1103515245 + 12345) % 2 ** 31;
+    return seed;
+  };
+  const randomValues = Array.from({ length: 40 }, () =>
+    Array.from({ length: 1 + (random() % 24) }, () => String.fromCharCode(1 + (random() % 0xfffe))).join(""),
+  );
+  for (const value of [...fixed, ...randomValues]) {
+    // What the script will see is the UTF-8 of the value (a lone surrogate becomes U+FFFD on the way).
+    const expected = Buffer.from(value, "utf8").toString("utf8");
+    const text = renderEntrypoint(config(value, value, { runtimeId: value }));
+    const block = text.slice(text.indexOf("# Written by openwork"), text.indexOf("log() {"));
+    const { stdout } = await execa(
+      "sh",
+      [
+        "-c",
+        `${block}\nprintf '%s\\n%s\\n%s' "$OPENWORK_PERSIST" "$OPENWORK_WORKSPACE" "$OPENWORK_RUNTIME_ID"`,
+      ],
+      { stripFinalNewline: false, env: { PATH: process.env.PATH }, extendEnv: false, encoding: "utf8" },
+    );
+    assert.equal(stdout, `${expected}\n${expected}\n${expected}`, JSON.stringify(value));
+  }
+});

@@ -89,7 +89,8 @@ export function registerRuns(program: Command): void {
         const removed = report.orphansRemoved ?? [];
         ctx.output({ stopped: report.stopped, orphansRemoved: removed }, () => {
           const lines = report.stopped.map(
-            (item) => `${item.runId}: ${item.wasAlready ? `already ${item.state}` : item.state}`,
+            (item) =>
+              `${item.runId}: ${item.wasAlready ? `already ${item.state}` : item.state}${item.notRecorded ? ` (not recorded: ${item.notRecorded})` : ""}`,
           );
           if (report.nothingSelected) lines.push("nothing to stop: no run is recorded for this workspace");
           for (const orphan of removed)

@@ -124,15 +124,17 @@ async function runStart(flags: StartFlags, command: Command, detach: boolean): P
       );
     }
     const registry = new RunRegistry();
+    // What the user did not type is left undefined: a new run takes the default, a running one is not compared.
+    const typed = (option: string) => command.getOptionValueSource(option) === "cli";
     const result = await startRun({
       workspace: flags.workspace,
-      sandbox: parseSandboxChoice(flags.sandbox),
+      sandbox: typed("sandbox") ? parseSandboxChoice(flags.sandbox) : undefined,
       image: flags.image,
       mounts: flags.mount,
       port,
-      router: flags.router === true,
+      router: flags.router,
       replace: flags.replace === true,
-      allowRemote: flags.allowRemote === true,
+      allowRemote: flags.allowRemote,
       healthTimeoutMs: healthTimeout * 1000,
       runtime: { manifest: flags.manifest, sources: sourcePolicyFrom(flags) },
       registry,

@@ -90,6 +90,8 @@ export class DockerBackend implements SandboxBackend {
           ]),
           PortBindings: bindings,
           RestartPolicy: { Name: "no" },
+          // The runtime's output is bounded like every log we keep: 3 files of 10 MiB.
+          LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "3" } },
           SecurityOpt: ["no-new-privileges"],
         },
       });

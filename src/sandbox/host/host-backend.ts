@@ -2,6 +2,7 @@ import { spawn } from "node:child_process";
 import { closeSync, openSync, readdirSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
+import { OUTPUT_FILE_ENV } from "../../contract/env.js";
 import { OpenworkError } from "../../errors/errors.js";
 import { groupAlive, signalGroup } from "../../processes/groups.js";
 import { formatProcessId, identityOf, isAlive, parseProcessId } from "../../processes/identity.js";
@@ -20,7 +21,7 @@ import { followFile, tailFile } from "./log-file.js";
 
 /** The environment variable that carries a host sandbox's labels (processes have no labels of their own). */
 export const LABELS_ENV = "OPENWORK_SANDBOX_LABELS";
-const LOG_FILE_ENV = "OPENWORK_SANDBOX_LOG";
+const LOG_FILE_ENV = OUTPUT_FILE_ENV;
 
 /**
  * Host processes: the entrypoint runs as the leader of its own process group,

@@ -2,6 +2,26 @@ import { createReadStream } from "node:fs";
 import { open, stat } from "node:fs/promises";
 import { repeatUntilAborted } from "../../retry/poll.js";
 
+/**
+ * Every line of a file, read as a stream: a log of any size is printed
+ * without being held in memory. A missing file has no lines.
+ */
+export async function eachLine(file: string, onLine: (line: string) => void): Promise<void> {
+  let pending = "";
+  try {
+    for await (const chunk of createReadStream(file)) {
+      pending += (chunk as Buffer).toString("utf8");
+      const lines = pending.split(/\r?\n/);
+      pending = lines.pop() ?? "";
+      for (const line of lines) onLine(line);
+    }
+  } catch (error) {
+    if ((error as { code?: string }).code === "ENOENT") return;
+    throw error;
+  }
+  if (pending.length > 0) onLine(pending);
+}
+
 /** The last `count` lines of a file (all of it when count is undefined), read from the end in blocks. */
 export async function tailFile(file: string, count?: number): Promise<string[]> {
   let handle: Awaited<ReturnType<typeof open>>;

@@ -2,6 +2,7 @@ import type http from "node:http";
 import {
   type ComponentHealth,
   endpoints,
+  HEALTH_CHALLENGE,
   type RuntimeSummary,
   type RuntimeVersions,
   type UpgradeOperation,
@@ -26,6 +27,8 @@ export interface SystemDeps {
   /** the upgrade in progress, if any */
   runningUpgrade(): UpgradeOperation | undefined;
   startedAt: string;
+  /** the answer to a health challenge */
+  proof(challenge: string): string;
 }
 
 /** /system/versions: active from the running processes, pinned from runtime.json, target from an upgrade. */
@@ -101,7 +104,20 @@ export function systemRoutes(deps: SystemDeps): Route[] {
   return [
     {
       endpoint: endpoints.health,
-      handle: ({ res, requestId }) => sendOk(res, requestId, 200, { status: "ok", version: SERVER_VERSION }),
+      handle: ({ res, requestId, url }) => {
+        const challenge = url.searchParams.get("challenge");
+        if (challenge !== null && !HEALTH_CHALLENGE.test(challenge))
+          throw new HttpError(
+            400,
+            "invalid_request",
+            "challenge: expected 16-128 characters of [A-Za-z0-9_-]",
+          );
+        sendOk(res, requestId, 200, {
+          status: "ok",
+          version: SERVER_VERSION,
+          ...(challenge !== null ? { proof: deps.proof(challenge) } : {}),
+        });
+      },
     },
     {
       endpoint: endpoints.openapi,
