@@ -166,7 +166,7 @@ export class RuntimeTamperedError extends OpenworkError {
       `refusing to run the staged runtime ${runtimeId}: ${mismatches
         .map(
           (m) =>
-            `${m.file}: expected sha256 ${m.expectedSha256}, actual ${m.actualSha256 ?? `none (${m.reason})`}`,
+            `the ${m.name} sidecar ${m.file}: expected sha256 ${m.expectedSha256}, actual ${m.actualSha256 ?? `none (${m.reason})`}`,
         )
         .join("; ")}`,
       {

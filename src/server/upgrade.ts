@@ -116,18 +116,19 @@ export class UpgradeRunner {
         { operationId: held.operationId },
       );
     }
-    if (topology.engine.status !== "healthy") {
-      throw new HttpError(
-        409,
-        "runtime_unhealthy",
-        `the engine is ${topology.engine.status}: upgrade a healthy runtime, so that a failed gate has something to roll back to`,
-      );
-    }
     // Claim the lock before any await: a second request in the same tick must see it.
     let record: UpgradeOperation | undefined;
     setLock({ operationId: "pending", record: () => record });
     try {
+      // A request that names nothing usable is refused as such (400/404) whatever the engine's state.
       const target = this.resolveTarget(request);
+      if (topology.engine.status !== "healthy") {
+        throw new HttpError(
+          409,
+          "runtime_unhealthy",
+          `the engine is ${topology.engine.status}: upgrade a healthy runtime, so that a failed gate has something to roll back to`,
+        );
+      }
       const content = target.kind === "staged" ? target.runtime.json : target.plan.content;
       const toId = target.kind === "staged" ? target.runtime.json.runtimeId : target.plan.runtimeId;
       const from = topology.runtime.json;

@@ -233,7 +233,10 @@ test("a missing staged file is reported with every other mismatch", async (t) =>
   await assert.rejects(verifyStagedRuntime(staged.dir, { statCache: store.statCache }), (error: unknown) => {
     assert.ok(error instanceof RuntimeTamperedError);
     assert.deepEqual(error.mismatches.map((m) => m.name).sort(), ["node", "opencode"]);
-    assert.match(error.message, /node: expected sha256 [0-9a-f]{64}, actual none \(missing\)/);
+    assert.match(
+      error.message,
+      /the node sidecar \S+\/node: expected sha256 [0-9a-f]{64}, actual none \(missing\)/,
+    );
     return true;
   });
 });

@@ -4,6 +4,7 @@ import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
+import { fileURLToPath } from "node:url";
 import { parseServeEnv } from "../../src/contract/env.js";
 import { persistLayout } from "../../src/contract/layout.js";
 import { runtimeJsonOf, serializeRuntimeJson } from "../../src/contract/runtime.js";
@@ -28,6 +29,8 @@ import { sha256File } from "../../src/sidecars/hash.js";
 import { freePort, waitFor } from "../helpers/net.js";
 
 const tmp = () => mkdtempSync(path.join(os.tmpdir(), "openwork-unit-"));
+/** dist/ of this build, where the compiled modules are (for tests that run them in a child process) */
+const ROOT_DIST = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "..", "..");
 
 function validEnv(): Record<string, string> {
   return {
@@ -266,7 +269,7 @@ test("a staged runtime is read by the contract's rule: runtime.json must hash to
   writeFileSync(path.join(dir, "opencode"), "opencode bytez");
   await assert.rejects(
     verifyRuntime(runtime, ["opencode"]),
-    /opencode: expected sha256 [0-9a-f]{64}, actual [0-9a-f]{64}/,
+    /the opencode sidecar \S+: expected sha256 [0-9a-f]{64}, actual [0-9a-f]{64}/,
   );
   await assert.rejects(
     verifyRuntime(runtime, ["opencode-router"]),
@@ -369,6 +372,26 @@ test("a manifest upgrade reads Manifest v1, is content-addressed, copies (never 
     readdirSync(current.layout.runtimesDir).filter((name) => name.startsWith(".staging-")),
     [],
     "the temporary directory is removed",
+  );
+  // Two entries naming the same file: each is copied to its own staged name, the caller's file is never written.
+  writeFileSync(path.join(upgradeDir, "shared"), "shared bytes");
+  const sharedDigest = await sha256File(path.join(upgradeDir, "shared"));
+  writeFileSync(
+    manifestFile,
+    JSON.stringify({
+      ...manifest,
+      sidecars: {
+        opencode: { targets: { "linux-x64": entry("1.1.0", "shared", sharedDigest) } },
+        "openwork-server": { targets: {} },
+        node: { targets: { "linux-x64": entry("24.21.0", "shared", digest) } },
+      },
+    }),
+  );
+  await assert.rejects(stagePlan(current.layout, planManifest(manifestFile, upgradeDir, running)), /node/);
+  assert.equal(
+    readFileSync(path.join(upgradeDir, "shared"), "utf8"),
+    "shared bytes",
+    "the caller's file is intact",
   );
   // What the server cannot verify is refused before anything is copied.
   writeFileSync(
@@ -546,4 +569,55 @@ test("supervision: a process that stops answering (SIGSTOP) is declared hung and
     "alive",
     "the frozen process was killed (SIGKILL reaches a stopped process)",
   );
+});
+
+test("a component of ours that exits at once is reported with its exit code, not as someone else's process", async () => {
+  const dir = tmp();
+  const definition = {
+    name: "opencode" as const,
+    runtimeId: "0123456789abcdef",
+    pinnedVersion: undefined,
+    url: "http://127.0.0.1:1",
+    port: 1,
+    logFile: path.join(dir, "c.log"),
+    launch: () => ({
+      command: "/bin/sh",
+      args: ["-c", "echo about to fail; exit 7"],
+      env: process.env,
+      cwd: dir,
+      logFile: path.join(dir, "c.log"),
+    }),
+    // the exit is seen through the pid before Node reports the status
+    probe: async () => ({ ok: false, detail: "down" }),
+  };
+  for (let round = 0; round < 5; round++) {
+    const component = Supervised.spawn(definition, defaultPolicy(5000), createLogger({ level: "silent" }));
+    await assert.rejects(component.waitHealthy(), (error: unknown) => {
+      assert.match(String(error), /exited before it was healthy \(exit code 7\)/);
+      assert.doesNotMatch(String(error), /not our child/);
+      return true;
+    });
+    component.tail.stop();
+  }
+});
+
+test("a log of any size is printed as a stream, not read into memory whole", async () => {
+  const dir = tmp();
+  const file = path.join(dir, "big.log");
+  const line = `${"z".repeat(1023)}\n`;
+  const { openSync, writeSync, closeSync } = await import("node:fs");
+  const fd = openSync(file, "w");
+  for (let i = 0; i < 64; i++) writeSync(fd, line.repeat(2048)); // 128 MiB
+  closeSync(fd);
+  const script = `
+    const { eachLine } = await import(${JSON.stringify(path.join(ROOT_DIST, "src", "sandbox", "host", "log-file.js"))});
+    let lines = 0;
+    await eachLine(${JSON.stringify(file)}, () => { lines++; });
+    console.log(JSON.stringify({ lines, maxRssMb: Math.round(process.resourceUsage().maxRSS / 1024) }));
+  `;
+  const { execa } = await import("execa");
+  const result = await execa(process.execPath, ["--input-type=module", "-e", script]);
+  const report = JSON.parse(String(result.stdout)) as { lines: number; maxRssMb: number };
+  assert.equal(report.lines, 64 * 2048);
+  assert.ok(report.maxRssMb < 120, `peak memory ${report.maxRssMb} MiB for a 128 MiB log`);
 });
