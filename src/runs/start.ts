@@ -24,7 +24,7 @@ import {
   type SandboxHandle,
   type ValidatedMount,
 } from "../sandbox/backend.js";
-import { backendFor, registeredBackends, type SandboxChoice, selectBackend } from "../sandbox/select.js";
+import { type SandboxChoice, selectBackend } from "../sandbox/select.js";
 import { CleanupStack } from "./cleanup.js";
 import { RuntimeClient } from "./client.js";
 import { validateRunMounts } from "./mounts.js";
@@ -112,7 +112,7 @@ export async function startRun(request: StartOptions): Promise<StartResult> {
       const signal = options.signal ? AbortSignal.any([options.signal, lockSignal]) : lockSignal;
       options = { ...options, signal };
       const reconciled = await reconcileWorkspace(registry, workspace, log);
-      await refuseUnrecordedRuntimes(registry, workspaceId, reconciled.live);
+      await refuseUnrecordedRuntimes(registry, workspaceId, reconciled.live, backend);
       const current = reconciled.live.find((record) => record.state === "running");
       if (current && !options.replace) {
         // Everything asked for is checked before the running run is handed back: nothing is silently ignored.
@@ -441,39 +441,38 @@ async function differencesFrom(
 
 /**
  * A runtime holds its persisted directory as long as it runs, whatever its
- * record says: a sandbox labelled with this workspace that no live record
- * accounts for (its record is corrupt, or was removed) means another runtime
- * still uses the directory, and a second one must not be started beside it.
+ * record says: a sandbox of the substrate being started, labelled with this
+ * workspace, that no live record accounts for (its record is corrupt, or was
+ * removed) means another runtime still uses the directory, and a second one
+ * must not be started beside it. Only the substrate being started is asked:
+ * asking every engine on every start would cost each start their probes.
  */
 async function refuseUnrecordedRuntimes(
   registry: RunRegistry,
   workspaceId: string,
   live: readonly RunRecord[],
+  backend: SandboxBackend,
 ): Promise<void> {
   const known = new Set(live.map((record) => record.runId));
-  for (const kind of registeredBackends()) {
-    const backend = backendFor(kind);
-    if (kind !== "none" && !(await backend.probe()).ok) continue;
-    const found = await backend
-      .list({ [LABEL_MANAGED]: "1", [LABEL_HOME]: registry.homeId(), [LABEL_WORKSPACE]: workspaceId })
-      .catch(() => []);
-    for (const sandbox of found) {
-      if (sandbox.state !== "running") continue;
-      const runId = sandbox.labels[LABEL_RUN];
-      if (runId && known.has(runId)) continue;
-      const record = runId
-        ? await registry.read(runId).then(
-            (r) => (r ? `its record says ${r.state}` : "no record of it exists"),
-            (error: unknown) => errorMessage(error),
-          )
-        : "it carries no run id";
-      throw new OpenworkError(
-        `a runtime of this workspace is still running (${kind} ${sandbox.id}, run ${runId ?? "?"}) but ${record}`,
-        {
-          code: "runtime_unrecorded",
-          hint: "stop it first with `openwork stop --orphans` (after fixing or removing the record), then start again",
-        },
-      );
-    }
+  const found = await backend
+    .list({ [LABEL_MANAGED]: "1", [LABEL_HOME]: registry.homeId(), [LABEL_WORKSPACE]: workspaceId })
+    .catch(() => []);
+  for (const sandbox of found) {
+    if (sandbox.state !== "running") continue;
+    const runId = sandbox.labels[LABEL_RUN];
+    if (runId && known.has(runId)) continue;
+    const record = runId
+      ? await registry.read(runId).then(
+          (r) => (r ? `its record says ${r.state}` : "no record of it exists"),
+          (error: unknown) => errorMessage(error),
+        )
+      : "it carries no run id";
+    throw new OpenworkError(
+      `a runtime of this workspace is still running (${backend.kind} ${sandbox.id}, run ${runId ?? "?"}) but ${record}`,
+      {
+        code: "runtime_unrecorded",
+        hint: "stop it first with `openwork stop --orphans` (after fixing or removing the record), then start again",
+      },
+    );
   }
 }
