@@ -88,8 +88,7 @@ const CONTAINER_ROUTER_PORT = 4097;
  * time (cross-process lock); a healthy run is returned, not duplicated; any
  * failure or signal on the way tears down everything this start made.
  */
-export async function startRun(request: StartOptions): Promise<StartResult> {
-  let options = request;
+export async function startRun(options: StartOptions): Promise<StartResult> {
   const { registry, log } = options;
   const workspace = await resolveWorkspace(options.workspace);
   const workspaceId = RunRegistry.workspaceId(workspace);
@@ -110,17 +109,16 @@ export async function startRun(request: StartOptions): Promise<StartResult> {
     async (lockSignal) => {
       // Losing the workspace lock is handled like Ctrl-C: whatever this start made is removed.
       const signal = options.signal ? AbortSignal.any([options.signal, lockSignal]) : lockSignal;
-      options = { ...options, signal };
       const reconciled = await reconcileWorkspace(registry, workspace, log);
       await refuseUnrecordedRuntimes(registry, workspaceId, reconciled.live, backend);
       const current = reconciled.live.find((record) => record.state === "running");
       if (current && !options.replace) {
-        // Everything asked for is checked before the running run is handed back: nothing is silently ignored.
-        const differences = await differencesFrom(current, options, mounts, log);
-        if (differences.length > 0) throw new RunOptionsDifferError(current.runId, differences);
         const secrets = await registry.readSecrets(current.runId);
         const healthy = current.url ? await new RuntimeClient(current.url).healthy() : { ok: false };
         if (secrets && healthy.ok) {
+          // Everything asked for is checked before the running run is handed back: nothing is silently ignored.
+          const differences = await differencesFrom(current, options, mounts, log);
+          if (differences.length > 0) throw new RunOptionsDifferError(current.runId, differences);
           log.info(
             { runId: current.runId, url: current.url },
             "a healthy runtime is already running for this workspace",
@@ -140,7 +138,15 @@ export async function startRun(request: StartOptions): Promise<StartResult> {
       }
       // Runtimes of live runs stay staged: gc must not remove what is running.
       const inUse = reconciled.live.flatMap((record) => (record.runtimeId ? [record.runtimeId] : []));
-      const result = await launchNew(options, backend, workspace, workspaceId, mounts, current?.runId, inUse);
+      const result = await launchNew(
+        { ...options, signal },
+        backend,
+        workspace,
+        workspaceId,
+        mounts,
+        current?.runId,
+        inUse,
+      );
       // Safe handoff: the new runtime is healthy; only now retire the old ones.
       const retired: string[] = [];
       for (const old of reconciled.live) {
