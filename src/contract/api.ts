@@ -1,4 +1,4 @@
-import { createHmac } from "node:crypto";
+import { createHash, createHmac } from "node:crypto";
 import { z } from "zod";
 import { SIDECAR_NAMES, type SidecarName } from "../sidecars/names.js";
 import { runtimeIdSchema } from "./runtime.js";
@@ -82,6 +82,11 @@ export const healthSchema = z
   })
   .strict();
 export type ServerHealth = z.output<typeof healthSchema>;
+
+/** A token as the server keeps it (fixed length: compared in constant time; the key of healthProof). */
+export function tokenDigest(token: string): Buffer {
+  return createHash("sha256").update(token).digest();
+}
 
 /** A challenge a client may send to /system/health (?challenge=…). */
 export const HEALTH_CHALLENGE = /^[A-Za-z0-9_-]{16,128}$/;

@@ -173,6 +173,28 @@ export async function pollUntil<T>(
 }
 
 /**
+ * Whether `condition` comes true within `deadlineMs`, checked every
+ * `intervalMs`: false when the time ran out. Anything else (an error the check
+ * throws, the signal) ends the wait as it would any other.
+ */
+export async function within(
+  condition: () => boolean | Promise<boolean>,
+  options: { what: string; intervalMs: number; deadlineMs: number; clock?: Clock | undefined },
+): Promise<boolean> {
+  try {
+    return await pollUntil(async () => ((await condition()) ? done(true) : notYet("not yet")), {
+      what: options.what,
+      pace: { intervalMs: options.intervalMs },
+      deadlineMs: options.deadlineMs,
+      clock: options.clock,
+    });
+  } catch (error) {
+    if (error instanceof WaitTimeoutError) return false;
+    throw error;
+  }
+}
+
+/**
  * Run `step` at the given pace until the signal aborts (a follow loop: there
  * is nothing to wait for but the user's Ctrl-C). Errors thrown by `step` end it.
  */

@@ -1,4 +1,4 @@
-import { createHash, randomBytes, timingSafeEqual } from "node:crypto";
+import { randomBytes, timingSafeEqual } from "node:crypto";
 import { request } from "undici";
 import type { z } from "zod";
 import {
@@ -14,6 +14,7 @@ import {
   type RuntimeSummary,
   type RuntimeVersions,
   type ServerHealth,
+  tokenDigest,
   type UpgradeOperation,
   type UpgradeRequest,
 } from "../contract/api.js";
@@ -87,10 +88,7 @@ export class RuntimeClient {
     } catch (error) {
       return { answers: false, reason: errorMessage(error) };
     }
-    const expected = Buffer.from(
-      healthProof(createHash("sha256").update(hostToken).digest(), challenge),
-      "hex",
-    );
+    const expected = Buffer.from(healthProof(tokenDigest(hostToken), challenge), "hex");
     const given = Buffer.from(health.proof ?? "", "hex");
     return { answers: true, ours: given.length === expected.length && timingSafeEqual(given, expected) };
   }

@@ -86,6 +86,7 @@ export async function prepareRuntime(
   },
 ): Promise<PreparedRuntime> {
   const { target, manifest, wanted } = await planOf(request);
+  const store = openStore({ log: request.log });
   const staged = await stageRuntime({
     manifest,
     target,
@@ -93,8 +94,8 @@ export async function prepareRuntime(
     sources: request.sources,
     log: request.log,
     only: wanted,
+    store,
   });
-  const store = openStore({ log: request.log });
   const runtimeJson = await verifyStagedRuntime(staged.dir, { statCache: store.statCache });
   await checkReportedVersions(staged.dir, runtimeJson, { cache: store.versions, log: request.log });
   await gcRuntimes(request.persistDir, [staged.runtimeId, ...(request.inUse ?? [])], {

@@ -179,6 +179,7 @@ async function launchNew(
   const runDir = registry.runDir(runId);
   const persistDir = registry.persistDir(workspaceId);
   const sandboxed = backend.kind !== "none";
+  const router = options.router === true;
   const healthMs = options.healthTimeoutMs ?? 90_000;
   const owner = identityOf(process.pid);
   const ports = {
@@ -201,7 +202,7 @@ async function launchNew(
     persistDir,
     runDir,
     logFile: path.join(runDir, "runtime.log"),
-    router: options.router === true,
+    router,
     allowRemote: options.allowRemote === true,
     mounts: mounts.map(({ hostPath, containerPath, readOnly }) => ({ hostPath, containerPath, readOnly })),
     versions: { opencode: null, router: null, server: null },
@@ -235,7 +236,7 @@ async function launchNew(
       ...options.runtime,
       persistDir,
       sandboxed,
-      router: options.router === true,
+      router,
       log,
       inUse,
     });
@@ -259,7 +260,7 @@ async function launchNew(
       serverHost: sandboxed ? "0.0.0.0" : hostIp,
       serverPort: sandboxed ? CONTAINER_SERVER_PORT : ports.server,
       enginePort: ports.engine,
-      router: { enabled: options.router === true, healthPort: ports.routerHealth },
+      router: { enabled: router, healthPort: ports.routerHealth },
       healthDeadlineS: Math.ceil(healthMs / 1000),
     };
     const entrypoint = await writeEntrypoint(runtime.dir, config);
@@ -311,7 +312,7 @@ async function launchNew(
       backend,
       handle,
       // The entrypoint gives the engine and then the router a deadline each; the server follows.
-      deadlineMs: healthMs * (options.router === true ? 2 : 1) + 15_000,
+      deadlineMs: healthMs * (router ? 2 : 1) + 15_000,
       signal,
       onWaiting: (elapsed) =>
         log.info(`waiting for the runtime to be healthy (${Math.round(elapsed / 1000)} s)`),

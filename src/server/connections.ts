@@ -27,7 +27,7 @@ export function isAuthenticated(socket: Socket): boolean {
  * descriptors anyone can hold without a token is bounded, and a client that
  * arrives later still gets in (it closes nobody who has shown a token).
  */
-export function capUnauthenticated(server: http.Server, cap = UNAUTHENTICATED_CAP): { open(): number } {
+export function capUnauthenticated(server: http.Server, cap = UNAUTHENTICATED_CAP): void {
   // Insertion order is age order.
   const sockets = new Set<Socket>();
   server.on("connection", (socket: Socket) => {
@@ -53,7 +53,6 @@ export function capUnauthenticated(server: http.Server, cap = UNAUTHENTICATED_CA
       sockets.delete(socket);
     });
   });
-  return { open: () => sockets.size };
 }
 
 /** How long a connection may stay open without sending a byte (the headers timeout, for requests that started). */

@@ -11,14 +11,10 @@ import { errorMessage } from "../errors/errors.js";
  * file behind stdout, is touched. In a container the engine's log driver
  * rotates instead (its LogConfig).
  */
-export function rotateOwnOutput(
-  maxBytes: number,
-  log: Logger,
-  intervalMs = 5000,
-): { check(): void; stop(): void } {
+export function rotateOwnOutput(maxBytes: number, log: Logger, intervalMs = 5000): void {
   const file = process.env[OUTPUT_FILE_ENV];
+  if (!file) return;
   const check = () => {
-    if (!file) return;
     try {
       const out = fstatSync(1);
       if (!out.isFile() || out.size <= maxBytes) return;
@@ -32,7 +28,5 @@ export function rotateOwnOutput(
       log.warn(`could not rotate ${file}: ${errorMessage(error)}`);
     }
   };
-  const timer = setInterval(check, intervalMs);
-  timer.unref();
-  return { check, stop: () => clearInterval(timer) };
+  setInterval(check, intervalMs).unref();
 }

@@ -6,7 +6,7 @@ import type { ExitInfo } from "../contract/api.js";
 import { errorMessage, OpenworkError } from "../errors/errors.js";
 import { writeFileAtomicSync } from "../files/atomic.js";
 import { pidState, processGroupOf, readProcess } from "../processes/inspect.js";
-import { done, notYet, pollUntil } from "../retry/poll.js";
+import { within } from "../retry/poll.js";
 
 export type { ExitInfo };
 
@@ -235,22 +235,18 @@ function getOwnGroup(): number | undefined {
 export async function terminate(handle: ProcHandle, graceMs: number): Promise<"exited" | "killed"> {
   if (!isRunning(handle)) return "exited";
   signal(handle, "SIGTERM");
-  const gone = () => (isRunning(handle) ? notYet(`pid ${handle.pid} still runs`) : done(true));
-  const exited = await pollUntil(gone, {
-    what: `pid ${handle.pid} to exit after SIGTERM`,
-    pace: { intervalMs: 50 },
-    deadlineMs: graceMs,
-  }).catch(() => false);
-  if (exited) {
+  const gone = (after: string, deadlineMs: number) =>
+    within(() => !isRunning(handle), {
+      what: `pid ${handle.pid} to exit after ${after}`,
+      intervalMs: 50,
+      deadlineMs,
+    });
+  if (await gone("SIGTERM", graceMs)) {
     // The leader is gone; make sure nothing it started lives on in its group.
     if (handle.ownGroup) signal(handle, "SIGKILL");
     return "exited";
   }
   signal(handle, "SIGKILL");
-  await pollUntil(gone, {
-    what: `pid ${handle.pid} to exit after SIGKILL`,
-    pace: { intervalMs: 50 },
-    deadlineMs: 5000,
-  }).catch(() => undefined);
+  await gone("SIGKILL", 5000);
   return "killed";
 }

@@ -1,6 +1,6 @@
 import http from "node:http";
 import type { Duplex } from "node:stream";
-import { done, notYet, pollUntil } from "../retry/poll.js";
+import { within } from "../retry/poll.js";
 
 /** Where proxied requests go. Replaced atomically on an upgrade; the old one drains. */
 export interface Upstream {
@@ -142,13 +142,11 @@ export async function drain(
   deadlineMs: number,
 ): Promise<{ finished: number; closedStreams: number }> {
   const start = upstream.inflight.size - upstream.streams.size;
-  await pollUntil(
-    () =>
-      upstream.inflight.size > upstream.streams.size
-        ? notYet(`${upstream.inflight.size - upstream.streams.size} request(s) in flight`)
-        : done(true),
-    { what: `upstream ${upstream.id} to drain`, pace: { intervalMs: 25 }, deadlineMs },
-  ).catch(() => undefined);
+  await within(() => upstream.inflight.size <= upstream.streams.size, {
+    what: `upstream ${upstream.id} to drain`,
+    intervalMs: 25,
+    deadlineMs,
+  });
   const closedStreams = upstream.streams.size;
   for (const res of upstream.streams) res.end();
   for (const res of upstream.inflight) res.destroy();

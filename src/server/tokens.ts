@@ -1,7 +1,7 @@
-import { createHash, randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
+import { randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import type http from "node:http";
 import { z } from "zod";
-import { type Auth, healthProof, type MintedToken } from "../contract/api.js";
+import { type Auth, healthProof, type MintedToken, tokenDigest } from "../contract/api.js";
 import { writeFileAtomicSync } from "../files/atomic.js";
 import { readJsonFile } from "../files/json.js";
 import { registerSecret } from "../logging/redact.js";
@@ -20,13 +20,9 @@ const ownersSchema = z.object({
 });
 type OwnerToken = z.output<typeof ownersSchema>["owners"][number];
 
-function digest(value: string): Buffer {
-  return createHash("sha256").update(value).digest();
-}
-
 /** Compare through fixed-length digests: constant time whatever the lengths. */
 function sameSecret(a: Buffer, b: string): boolean {
-  return timingSafeEqual(a, digest(b));
+  return timingSafeEqual(a, tokenDigest(b));
 }
 
 /**
@@ -42,8 +38,8 @@ export class TokenStore {
     hostToken: string,
     private readonly file: string,
   ) {
-    this.client = digest(clientToken);
-    this.host = digest(hostToken);
+    this.client = tokenDigest(clientToken);
+    this.host = tokenDigest(hostToken);
     registerSecret(clientToken);
     registerSecret(hostToken);
   }
@@ -87,7 +83,7 @@ export class TokenStore {
     const record: OwnerToken = {
       id: randomUUID(),
       label,
-      sha256: createHash("sha256").update(token).digest("hex"),
+      sha256: tokenDigest(token).toString("hex"),
       createdAt: new Date().toISOString(),
     };
     writeFileAtomicSync(this.file, `${JSON.stringify({ owners: [...this.owners(), record] }, null, 2)}\n`, {

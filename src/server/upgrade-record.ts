@@ -1,16 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { readdirSync } from "node:fs";
-import {
-  type OperationState,
-  operationSchema,
-  type StepRecord,
-  type UpgradeOperation,
-} from "../contract/api.js";
+import { operationSchema, type StepRecord, type UpgradeOperation } from "../contract/api.js";
 import type { PersistLayout } from "../contract/layout.js";
 import { writeFileAtomicSync } from "../files/atomic.js";
 import { readJsonFile } from "../files/json.js";
-
-export type { OperationState };
 
 const OPERATION_ID = /^[A-Za-z0-9_-]{1,80}$/;
 

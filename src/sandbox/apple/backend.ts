@@ -3,7 +3,7 @@ import { finished } from "node:stream/promises";
 import { execa } from "execa";
 import { errorMessage, OpenworkError, systemErrorCode } from "../../errors/errors.js";
 import { type Logger, lineRelay, silentLogger } from "../../logging/logger.js";
-import { done, notYet, pollUntil } from "../../retry/poll.js";
+import { within } from "../../retry/poll.js";
 import type {
   LaunchSpec,
   LogOptions,
@@ -117,13 +117,11 @@ export class AppleContainerBackend implements SandboxBackend {
         hint: "run `container system start` yourself and read its output",
       });
     // the apiserver registers with launchd as `system start` returns; give it a moment to answer
-    const up = await pollUntil(
-      async () => {
-        const again = await this.quick(["system", "status"]);
-        return again.exitCode === 0 ? done(true) : notYet(cliError(again));
-      },
-      { what: "Apple's container service to answer", pace: { intervalMs: 500 }, deadlineMs: 15_000 },
-    ).catch(() => false);
+    const up = await within(async () => (await this.quick(["system", "status"])).exitCode === 0, {
+      what: "Apple's container service to answer",
+      intervalMs: 500,
+      deadlineMs: 15_000,
+    });
     if (!up)
       throw new OpenworkError(
         "Apple's container service is still not running after `container system start`",

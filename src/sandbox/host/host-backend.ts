@@ -7,7 +7,7 @@ import { OpenworkError } from "../../errors/errors.js";
 import { groupAlive, signalGroup } from "../../processes/groups.js";
 import { formatProcessId, identityOf, isAlive, parseProcessId } from "../../processes/identity.js";
 import { processGroupOf, readEnviron, readProcess } from "../../processes/inspect.js";
-import { done, notYet, pollUntil } from "../../retry/poll.js";
+import { within } from "../../retry/poll.js";
 import type {
   BackendProbe,
   LaunchSpec,
@@ -129,12 +129,12 @@ export class HostBackend implements SandboxBackend {
     // Only signal the group if its leader is still the process we started, or the group lives on without it.
     const leaderIsOurs = isAlive(identity);
     if (!leaderIsOurs && !(await this.groupIsOurs(identity.pid))) return;
-    const groupGone = (what: string, deadlineMs: number) =>
-      pollUntil(() => (groupAlive(identity.pid) ? notYet("the group lives") : done(true)), {
-        what: `process group ${identity.pid} to exit after ${what}`,
-        pace: { intervalMs: 50 },
+    const groupGone = (after: string, deadlineMs: number) =>
+      within(() => !groupAlive(identity.pid), {
+        what: `process group ${identity.pid} to exit after ${after}`,
+        intervalMs: 50,
         deadlineMs,
-      }).catch(() => false);
+      });
     signalGroup(identity.pid, "SIGTERM");
     if (await groupGone("SIGTERM", graceMs)) return;
     signalGroup(identity.pid, "SIGKILL");
