@@ -93,6 +93,7 @@ async function main(): Promise<void> {
         image,
         workspace: scratch,
         persistDir: scratch,
+        runtimesDir: scratch,
         mounts,
         command: ["/workspace/extra/node/node", "-e", SERVER],
         env: {},

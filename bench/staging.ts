@@ -88,11 +88,11 @@ try {
 
     // Prefer the URL source: "auto" would find the bundled packages and skip the download.
     const store = new BlobStore({ dir: path.join(dir, "store"), locksDir: path.join(dir, "locks") });
-    const stage = (persistDir: string) =>
+    const stage = (stagingRoot: string) =>
       stageRuntime({
         manifest,
         target,
-        persistDir,
+        stagingRoot,
         store,
         sources: { prefer: "url" },
         http: { progress: "off" },

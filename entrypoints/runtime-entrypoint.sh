@@ -3,7 +3,8 @@
 # Starts the engine, waits until it is healthy, starts the router (when enabled)
 # and waits likewise, then execs the runtime server, which adopts both.
 # Secrets are only ever read from the environment: none is written here or put
-# on a command line. Do not edit: openwork rewrites this file on every start.
+# on a command line. The tokens come as their digests only (the server checks
+# tokens, it never holds one). Do not edit: openwork rewrites this file on every start.
 set -u
 umask 077
 
@@ -12,11 +13,11 @@ umask 077
 log() { printf 'openwork-entrypoint: %s\n' "$*" >&2; }
 
 # --- configuration: the environment wins over the values written above ------
-for name in OPENWORK_PERSIST OPENWORK_RUNTIME_ID OPENWORK_WORKSPACE OPENWORK_SERVER_HOST OPENWORK_SERVER_PORT OPENWORK_ENGINE_PORT; do
+for name in OPENWORK_PERSIST OPENWORK_RUNTIMES OPENWORK_RUNTIME_ID OPENWORK_WORKSPACE OPENWORK_SERVER_HOST OPENWORK_SERVER_PORT OPENWORK_ENGINE_PORT; do
   eval "value=\${$name:-}"
   if [ -z "$value" ]; then log "$name is empty: it must name a value"; exit 2; fi
 done
-for name in OPENWORK_TOKEN OPENWORK_HOST_TOKEN OPENCODE_SERVER_PASSWORD; do
+for name in OPENWORK_TOKEN_SHA256 OPENWORK_HOST_TOKEN_SHA256 OPENCODE_SERVER_PASSWORD; do
   eval "value=\${$name:-}"
   if [ -z "$value" ]; then
     log "$name must be set in the environment (a secret: it is never written into this script)"
@@ -26,7 +27,7 @@ done
 unset value
 case "$OPENWORK_ROUTER_ENABLED" in 1 | 0) ;; *) log "OPENWORK_ROUTER_ENABLED must be 0 or 1"; exit 2 ;; esac
 
-RUNTIME_DIR=$OPENWORK_PERSIST/$PERSIST_RUNTIMES/$OPENWORK_RUNTIME_ID
+RUNTIME_DIR=$OPENWORK_RUNTIMES/$OPENWORK_RUNTIME_ID
 if [ ! -d "$RUNTIME_DIR" ]; then log "runtime directory $RUNTIME_DIR is missing"; exit 1; fi
 LOG_DIR=$OPENWORK_PERSIST/$PERSIST_LOGS
 OPENWORK_ENGINE_LOG=$LOG_DIR/$ENGINE_LOG_FILE
@@ -40,7 +41,7 @@ XDG_STATE_HOME=$HOME/.local/state
 XDG_CACHE_HOME=$HOME/.cache
 PATH=$RUNTIME_DIR:$PATH
 export HOME XDG_CONFIG_HOME XDG_DATA_HOME XDG_STATE_HOME XDG_CACHE_HOME PATH
-export OPENWORK_PERSIST OPENWORK_RUNTIME_ID OPENWORK_WORKSPACE OPENWORK_SERVER_HOST OPENWORK_SERVER_PORT
+export OPENWORK_PERSIST OPENWORK_RUNTIMES OPENWORK_RUNTIME_ID OPENWORK_WORKSPACE OPENWORK_SERVER_HOST OPENWORK_SERVER_PORT
 export OPENWORK_ENGINE_PORT OPENWORK_ENGINE_LOG OPENWORK_ROUTER_ENABLED OPENWORK_ROUTER_HEALTH_PORT
 export OPENCODE_SERVER_USERNAME="${OPENCODE_SERVER_USERNAME:-opencode}"
 mkdir -p "$XDG_CONFIG_HOME" "$XDG_DATA_HOME" "$XDG_STATE_HOME" "$XDG_CACHE_HOME" "$LOG_DIR" "$OPENWORK_PERSIST/$PERSIST_STATE" || exit 1
@@ -60,6 +61,11 @@ start_detached() {
   name=$1 file=$2
   shift 2
   rm -f "$RUN_DIR/$name.pid" "$RUN_DIR/$name.exit"
+  # A log is appended to, never through a link: one planted here would make this start write a file elsewhere.
+  if [ -L "$file" ] || { [ -e "$file" ] && [ ! -f "$file" ]; }; then
+    log "$file is not a regular file (a link?); replacing it"
+    rm -f "$file" || return 1
+  fi
   mkfifo "$RUN_DIR/$name.pid" || return 1
   (
     (

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { UsageError } from "../errors/errors.js";
+import { tokenDigest } from "./api.js";
 import { runtimeIdSchema } from "./runtime.js";
 
 /** A TCP port given as text (a flag, an environment variable): digits only, 1-65535. */
@@ -16,7 +17,8 @@ const pid = z
   .transform(Number)
   .pipe(z.number().int().min(2, "expected a process id above 1"));
 const path = z.string().min(1, "must not be empty").startsWith("/", "must be an absolute path");
-const secret = (what: string) => z.string().min(16, `${what} must be at least 16 characters`);
+const digest = (what: string) =>
+  z.string().regex(/^[0-9a-f]{64}$/, `${what} must be a sha256 digest (64 lowercase hex digits)`);
 const flag = z.enum(["0", "1", "true", "false"]).transform((value) => value === "1" || value === "true");
 
 /**
@@ -28,6 +30,8 @@ const flag = z.enum(["0", "1", "true", "false"]).transform((value) => value === 
 export const serveEnvSchema = z
   .object({
     OPENWORK_PERSIST: path,
+    /** where staged runtimes are (default: OPENWORK_PERSIST/runtimes); read-only in a sandbox */
+    OPENWORK_RUNTIMES: path.optional(),
     OPENWORK_RUNTIME_ID: runtimeIdSchema,
     OPENWORK_WORKSPACE: path,
     OPENWORK_SERVER_HOST: z.string().min(1).default("127.0.0.1"),
@@ -50,8 +54,10 @@ export const serveEnvSchema = z
       .int()
       .min(4096)
       .default(10 * 1024 * 1024),
-    OPENWORK_TOKEN: secret("the client token"),
-    OPENWORK_HOST_TOKEN: secret("the host token"),
+    // The tokens' digests only: the runtime can check a token but holds none (DESIGN.md §4a), so
+    // nothing the agent can read in the sandbox (environ, memory, files) is a usable token.
+    OPENWORK_TOKEN_SHA256: digest("the client token's digest"),
+    OPENWORK_HOST_TOKEN_SHA256: digest("the host token's digest"),
     OPENCODE_SERVER_USERNAME: z.string().min(1).default("opencode"),
     OPENCODE_SERVER_PASSWORD: z.string().min(8, "the engine password must be at least 8 characters"),
   })
@@ -67,11 +73,11 @@ export const serveEnvSchema = z
           ctx.addIssue({ code: "custom", path: [key], message: "is required when the router is enabled" });
       }
     }
-    if (env.OPENWORK_TOKEN === env.OPENWORK_HOST_TOKEN) {
+    if (env.OPENWORK_TOKEN_SHA256 === env.OPENWORK_HOST_TOKEN_SHA256) {
       ctx.addIssue({
         code: "custom",
-        path: ["OPENWORK_HOST_TOKEN"],
-        message: "must differ from OPENWORK_TOKEN (a client could otherwise upgrade the runtime)",
+        path: ["OPENWORK_HOST_TOKEN_SHA256"],
+        message: "must differ from OPENWORK_TOKEN_SHA256 (a client could otherwise upgrade the runtime)",
       });
     }
   });
@@ -112,18 +118,23 @@ export function serializeServeEnv(env: ServeEnv): Record<string, string> {
 /** Where a host runtime's output goes: set by the host backend on the entrypoint, inherited by the server. */
 export const OUTPUT_FILE_ENV = "OPENWORK_SANDBOX_LOG";
 
-/** The secrets a runtime is started with: only ever in its environment, never in a script, a file or argv. */
+/** The secrets of a run (the CLI keeps them); a runtime is given only what it needs to check them. */
 export interface RuntimeSecretValues {
   clientToken: string;
   hostToken: string;
   enginePassword: string;
 }
 
-/** The entrypoint's (and the server's) environment variables for the secrets. */
+/**
+ * The entrypoint's (and the server's) environment for the secrets: the
+ * tokens' sha256 digests (the server compares digests; a token is never in the
+ * runtime) and the engine's password (the engine itself needs it). Only ever
+ * in the environment: never in a script, a file or argv.
+ */
 export function secretEnv(secrets: RuntimeSecretValues): Record<string, string> {
   return {
-    OPENWORK_TOKEN: secrets.clientToken,
-    OPENWORK_HOST_TOKEN: secrets.hostToken,
+    OPENWORK_TOKEN_SHA256: tokenDigest(secrets.clientToken).toString("hex"),
+    OPENWORK_HOST_TOKEN_SHA256: tokenDigest(secrets.hostToken).toString("hex"),
     OPENCODE_SERVER_PASSWORD: secrets.enginePassword,
   };
 }

@@ -8,7 +8,7 @@ import path from "node:path";
 export const PERSIST_DIRS = {
   /** staged runtimes, one directory per runtime id */
   runtimes: "runtimes",
-  /** the server's state: upgrade operations, owner tokens, child ledger, current runtime */
+  /** the server's state: upgrade operations, child ledger, current runtime */
   state: "state",
   /** the engine's and router's own output */
   logs: "logs",
@@ -19,6 +19,8 @@ export const PERSIST_DIRS = {
 /** Where a sandbox sees the persisted directory and the workspace (DESIGN.md §4: extra mounts go below extra/). */
 export const SANDBOX_PATHS = {
   persist: "/persist",
+  /** the staged runtimes, mounted read-only: the sandbox executes them and can change none of them */
+  runtimes: "/runtimes",
   workspace: "/workspace",
   extraMounts: "/workspace/extra",
 } as const;
@@ -44,16 +46,17 @@ export interface PersistLayout {
   upgradeFile(operationId: string): string;
   /** processes the server spawned (pid and start time), so that a later start stops what a killed server left */
   childrenFile: string;
-  /** owner tokens, hashed */
-  tokensFile: string;
   logsDir: string;
   logFile(component: LogComponent): string;
   homeDir: string;
 }
 
-/** The layout under `root`, as the process that uses it sees that directory (a host path, or /persist). */
-export function persistLayout(root: string): PersistLayout {
-  const runtimesDir = path.join(root, PERSIST_DIRS.runtimes);
+/**
+ * The layout under `root`, as the process that uses it sees that directory (a
+ * host path, or /persist). Staged runtimes are under root/runtimes on the
+ * host substrate; a sandbox gets them from elsewhere, read-only (`runtimesDir`).
+ */
+export function persistLayout(root: string, runtimesDir = path.join(root, PERSIST_DIRS.runtimes)): PersistLayout {
   const stateDir = path.join(root, PERSIST_DIRS.state);
   const logsDir = path.join(root, PERSIST_DIRS.logs);
   const runtimeDir = (runtimeId: string) => path.join(runtimesDir, runtimeId);
@@ -69,7 +72,6 @@ export function persistLayout(root: string): PersistLayout {
     upgradesDir: path.join(stateDir, "upgrades"),
     upgradeFile: (operationId) => path.join(stateDir, "upgrades", `${operationId}.json`),
     childrenFile: path.join(stateDir, "children.json"),
-    tokensFile: path.join(stateDir, "tokens.json"),
     logsDir,
     logFile: (component) => path.join(logsDir, LOG_FILES[component]),
     homeDir: path.join(root, PERSIST_DIRS.home),

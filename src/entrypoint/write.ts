@@ -11,6 +11,8 @@ export { ENTRYPOINT_FILE };
 export interface EntrypointConfig {
   /** the persisted directory as the runtime sees it (/persist in a sandbox) */
   persist: string;
+  /** the directory of staged runtimes as the runtime sees it (/runtimes in a sandbox, read-only) */
+  runtimes: string;
   runtimeId: string;
   /** the workspace as the runtime sees it (/workspace in a sandbox) */
   workspace: string;
@@ -35,6 +37,7 @@ function readTemplate(): string {
 export function configLines(config: EntrypointConfig): string {
   const values: Array<[string, string]> = [
     ["OPENWORK_PERSIST", config.persist],
+    ["OPENWORK_RUNTIMES", config.runtimes],
     ["OPENWORK_RUNTIME_ID", config.runtimeId],
     ["OPENWORK_WORKSPACE", config.workspace],
     ["OPENWORK_SERVER_HOST", config.serverHost],
@@ -46,7 +49,6 @@ export function configLines(config: EntrypointConfig): string {
   ];
   // The persisted directory's layout (src/contract/layout.ts): fixed names, not settings.
   const layout: Array<[string, string]> = [
-    ["PERSIST_RUNTIMES", PERSIST_DIRS.runtimes],
     ["PERSIST_STATE", PERSIST_DIRS.state],
     ["PERSIST_LOGS", PERSIST_DIRS.logs],
     ["PERSIST_HOME", PERSIST_DIRS.home],

@@ -23,12 +23,14 @@ export async function readRunLogs(
   emit: (line: string) => void,
 ): Promise<void> {
   const { follow, tail, signal } = options;
-  const fromFile = async (file: string) => {
-    if (follow) await followFile(file, { tail, signal }, emit);
-    else if (tail === undefined) await eachLine(file, emit);
-    else for (const line of await tailFile(file, tail)) emit(line);
+  // The engine's and router's logs are in the persisted directory, which a sandbox writes: no link is followed there.
+  const fromFile = async (file: string, root?: string) => {
+    if (follow) await followFile(file, { tail, signal, root }, emit);
+    else if (tail === undefined) await eachLine(file, emit, root);
+    else for (const line of await tailFile(file, tail, root)) emit(line);
   };
-  if (options.source !== "runtime") return fromFile(persistLayout(record.persistDir).logFile(options.source));
+  if (options.source !== "runtime")
+    return fromFile(persistLayout(record.persistDir).logFile(options.source), record.persistDir);
   if (record.sandbox === "none" || !record.handle) return fromFile(record.logFile);
   const backend = backendOf(record.sandbox);
   const status = await backend.status(record.handle);

@@ -5,7 +5,7 @@ import { defaultManifest, loadManifest, sidecarsFor } from "../manifest/index.js
 import type { SidecarName } from "../sidecars/names.js";
 import { hostTarget, sandboxTarget, type Target } from "../sidecars/platform.js";
 import type { SourcePolicy } from "../sources/resolve.js";
-import { readCurrentRuntime, writeCurrentRuntime } from "../staging/current-runtime.js";
+import { readCurrentRuntime } from "../staging/current-runtime.js";
 import { gcRuntimes, stageRuntime, verifyStagedRuntime } from "../staging/index.js";
 import { resolveRuntime } from "../staging/stage.js";
 import { checkReportedVersions } from "../staging/versions.js";
@@ -70,14 +70,15 @@ export async function plannedRuntimeId(
 }
 
 /**
- * Resolve, verify and stage the sidecars into the workspace's persisted
- * directory, then verify the staged files again — they are what will be
+ * Resolve, verify and stage the sidecars into `stagingRoot`/runtimes (the
+ * host substrate's persisted directory, or a directory beside a sandbox's,
+ * mounted read-only into it), then verify the staged files again — they are what will be
  * executed (cheap through the stat cache; a tampered file is refused with
  * both hashes). Older runtimes not in use are garbage-collected.
  */
 export async function prepareRuntime(
   request: RuntimeRequest & {
-    persistDir: string;
+    stagingRoot: string;
     sandboxed: boolean;
     router: boolean;
     log: Logger;
@@ -90,7 +91,7 @@ export async function prepareRuntime(
   const staged = await stageRuntime({
     manifest,
     target,
-    persistDir: request.persistDir,
+    stagingRoot: request.stagingRoot,
     sources: request.sources,
     log: request.log,
     only: wanted,
@@ -98,7 +99,7 @@ export async function prepareRuntime(
   });
   const runtimeJson = await verifyStagedRuntime(staged.dir, { statCache: store.statCache });
   await checkReportedVersions(staged.dir, runtimeJson, { cache: store.versions, log: request.log });
-  await gcRuntimes(request.persistDir, [staged.runtimeId, ...(request.inUse ?? [])], {
+  await gcRuntimes(request.stagingRoot, [staged.runtimeId, ...(request.inUse ?? [])], {
     log: request.log,
   }).catch((error: unknown) => request.log.warn({ err: error }, "could not garbage-collect old runtimes"));
   return {
@@ -114,19 +115,17 @@ export async function prepareRuntime(
 }
 
 /**
- * state/current-runtime names the runtime that runs in this workspace: the
- * server writes it after an upgrade, a start writes what it starts. A start
- * runs what it was asked for (a manifest, or this openwork's pins), so when
- * that differs from what the last upgrade left, say so out loud.
+ * state/current-runtime names the runtime that runs in this workspace (the
+ * server writes it when it starts and after an upgrade). A start runs what it
+ * was asked for (a manifest, or this openwork's pins), so when that differs
+ * from what the last upgrade left, say so out loud.
  */
-export async function noteCurrentRuntime(persistDir: string, runtimeId: string, log: Logger): Promise<void> {
-  const layout = persistLayout(persistDir);
-  const previous = readCurrentRuntime(layout);
+export function noteCurrentRuntime(persistDir: string, runtimeId: string, log: Logger): void {
+  const previous = readCurrentRuntime(persistLayout(persistDir));
   if (previous && previous !== runtimeId) {
     log.warn(
       { previous, starting: runtimeId },
       "this workspace last ran another runtime (e.g. after `openwork runtime upgrade`); starting the one asked for — pass --manifest to choose",
     );
   }
-  if (previous !== runtimeId) writeCurrentRuntime(layout, runtimeId);
 }

@@ -19,6 +19,8 @@ export const RunRecordSchema = z.object({
   ports: z.object({ server: z.number().int(), engine: z.number().int(), routerHealth: z.number().int() }),
   runtimeId: z.string().optional(),
   persistDir: z.string(),
+  /** where its runtimes are staged (<stagingRoot>/runtimes); absent in records older than per-substrate layouts */
+  stagingRoot: z.string().optional(),
   runDir: z.string(),
   logFile: z.string(),
   router: z.boolean(),
@@ -48,6 +50,11 @@ export const RunSecretsSchema = z.object({
   enginePassword: z.string(),
 });
 export type RunSecrets = z.infer<typeof RunSecretsSchema>;
+
+/** Where a run's runtimes are staged (records from before per-substrate layouts staged inside persistDir). */
+export function stagingRootOf(record: RunRecord): string {
+  return record.stagingRoot ?? record.persistDir;
+}
 
 export function isLive(state: RunState): boolean {
   return state === "starting" || state === "running" || state === "retiring";

@@ -6,6 +6,7 @@ import { type OpenworkPaths, openworkPaths } from "../config/paths.js";
 import { errorMessage, OpenworkError } from "../errors/errors.js";
 import { writeFileAtomic } from "../files/atomic.js";
 import { registerSecret } from "../logging/redact.js";
+import type { SandboxKind } from "../sandbox/backend.js";
 import { type RunRecord, RunRecordSchema, type RunSecrets, RunSecretsSchema } from "./record.js";
 
 const RECORD = "run.json";
@@ -46,8 +47,27 @@ export class RunRegistry {
     return path.join(this.paths.runs, runId);
   }
 
-  persistDir(workspaceId: string): string {
-    return path.join(this.paths.home, "workspaces", workspaceId, "persist");
+  /**
+   * What a workspace keeps for one substrate. Never shared between substrates:
+   * a sandbox writes its persisted directory, and a host run must never load
+   * (or a later start follow) anything a sandbox wrote (DESIGN.md §4a).
+   */
+  substrateDir(workspaceId: string, sandbox: SandboxKind): string {
+    return path.join(this.paths.home, "workspaces", workspaceId, sandbox);
+  }
+
+  /** The persisted directory (/persist in a sandbox): the runtime's home, logs and state. */
+  persistDir(workspaceId: string, sandbox: SandboxKind): string {
+    return path.join(this.substrateDir(workspaceId, sandbox), "persist");
+  }
+
+  /**
+   * Where runtimes are staged (<root>/runtimes): inside the persisted directory
+   * on the host; beside it for a sandbox, which sees it only read-only, so that
+   * nothing it executes (or a later start verifies) is writable by it.
+   */
+  stagingRoot(workspaceId: string, sandbox: SandboxKind): string {
+    return sandbox === "none" ? this.persistDir(workspaceId, sandbox) : this.substrateDir(workspaceId, sandbox);
   }
 
   workspaceLock(workspaceId: string): string {

@@ -177,7 +177,8 @@ async function launchNew(
   const cleanup = new CleanupStack();
   const runId = RunRegistry.newRunId();
   const runDir = registry.runDir(runId);
-  const persistDir = registry.persistDir(workspaceId);
+  const persistDir = registry.persistDir(workspaceId, backend.kind);
+  const stagingRoot = registry.stagingRoot(workspaceId, backend.kind);
   const sandboxed = backend.kind !== "none";
   const router = options.router === true;
   const healthMs = options.healthTimeoutMs ?? 90_000;
@@ -200,6 +201,7 @@ async function launchNew(
     url,
     ports,
     persistDir,
+    stagingRoot,
     runDir,
     logFile: path.join(runDir, "runtime.log"),
     router,
@@ -234,13 +236,13 @@ async function launchNew(
     log.info("resolving and verifying sidecars");
     const runtime: PreparedRuntime = await prepareRuntime({
       ...options.runtime,
-      persistDir,
+      stagingRoot,
       sandboxed,
       router,
       log,
       inUse,
     });
-    await noteCurrentRuntime(persistDir, runtime.runtimeId, log);
+    noteCurrentRuntime(persistDir, runtime.runtimeId, log);
     // Versions stay unknown until the running processes report them (below).
     record = { ...record, runtimeId: runtime.runtimeId };
     await registry.write(record);
@@ -254,6 +256,7 @@ async function launchNew(
     }
     const config: EntrypointConfig = {
       persist: sandboxed ? SANDBOX_PATHS.persist : persistDir,
+      runtimes: sandboxed ? SANDBOX_PATHS.runtimes : path.dirname(runtime.dir),
       runtimeId: runtime.runtimeId,
       workspace: sandboxed ? SANDBOX_PATHS.workspace : workspace,
       // In a sandbox the server listens on all of the sandbox's interfaces and the port is published on hostIp.
@@ -277,10 +280,13 @@ async function launchNew(
       image: image ?? "",
       workspace,
       persistDir,
+      runtimesDir: path.dirname(runtime.dir),
       mounts,
       command: [
         "sh",
-        sandboxed ? persistLayout(SANDBOX_PATHS.persist).entrypoint(runtime.runtimeId) : entrypoint,
+        sandboxed
+          ? persistLayout(SANDBOX_PATHS.persist, SANDBOX_PATHS.runtimes).entrypoint(runtime.runtimeId)
+          : entrypoint,
       ],
       env: secretEnv(secrets),
       ports: sandboxed ? [{ container: CONTAINER_SERVER_PORT, host: ports.server, hostIp }] : [],

@@ -6,7 +6,7 @@ import { done, notYet, pollUntil, WaitAbortedError, WaitTimeoutError } from "../
 import { readCurrentRuntime } from "../staging/current-runtime.js";
 import { ApiCallError, RuntimeClient } from "./client.js";
 import { prepareRuntime } from "./prepare.js";
-import type { RunRecord, RunSecrets } from "./record.js";
+import { type RunRecord, type RunSecrets, stagingRootOf } from "./record.js";
 import type { RunRegistry } from "./registry.js";
 import { recordVersions } from "./versions.js";
 
@@ -59,7 +59,7 @@ export async function upgradeRun(options: {
   const current = readCurrentRuntime(persistLayout(record.persistDir));
   const staged = await prepareRuntime({
     manifest: options.manifest,
-    persistDir: record.persistDir,
+    stagingRoot: stagingRootOf(record),
     sandboxed: record.sandbox !== "none",
     router: record.router,
     log,

@@ -17,11 +17,13 @@ export interface LaunchSpec {
   image: string;
   /** host real path, mounted at /workspace */
   workspace: string;
-  /** host directory, mounted at /persist */
+  /** host directory, mounted at /persist (read-write: the sandbox's own state) */
   persistDir: string;
+  /** host directory of staged runtimes, mounted read-only at /runtimes (ignored by the host backend) */
+  runtimesDir: string;
   /** validated by src/mounts, mounted at /workspace/extra/<sub> */
   mounts: ValidatedMount[];
-  /** e.g. ["sh", "/persist/runtimes/<id>/entrypoint.sh"] */
+  /** e.g. ["sh", "/runtimes/<id>/entrypoint.sh"] */
   command: string[];
   /** includes secrets: never logged, never put on a command line */
   env: Record<string, string>;

@@ -10,8 +10,8 @@ export function engineAuthorization(env: ServeEnv): string {
 /** What components inherit: the server's environment without the secrets only the server needs. */
 function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
-  delete env.OPENWORK_TOKEN;
-  delete env.OPENWORK_HOST_TOKEN;
+  delete env.OPENWORK_TOKEN_SHA256;
+  delete env.OPENWORK_HOST_TOKEN_SHA256;
   return { ...env, ...extra };
 }
 

@@ -3,6 +3,7 @@ import type { Logger } from "pino";
 import { routerEnabled, type ServeEnv } from "../contract/env.js";
 import { type PersistLayout, persistLayout } from "../contract/layout.js";
 import { OpenworkError } from "../errors/errors.js";
+import { writeCurrentRuntime } from "../staging/current-runtime.js";
 import { engineAuthorization, engineDefinition, routerDefinition } from "./components.js";
 import { createDispatcher } from "./dispatch.js";
 import { adopt, reapStaleChildren, useChildLedger } from "./proc.js";
@@ -46,13 +47,21 @@ export class Generation {
   /** Adopt the processes the environment names (started by the entrypoint, or by the previous generation). */
   static async create(options: GenerationOptions): Promise<Generation> {
     const { env, log } = options;
-    const layout = persistLayout(env.OPENWORK_PERSIST);
+    const layout = persistLayout(env.OPENWORK_PERSIST, env.OPENWORK_RUNTIMES);
     if (!options.handoff) {
       const reaped = reapStaleChildren(layout.childrenFile);
       if (reaped.length > 0)
         log.warn({ processes: reaped }, "stopped processes a previous server had started and left behind");
     }
     useChildLedger(layout.childrenFile);
+    if (!options.handoff) {
+      // What runs here now (the CLI only reads this: it never writes into a persisted directory a sandbox can write).
+      try {
+        writeCurrentRuntime(layout, env.OPENWORK_RUNTIME_ID);
+      } catch (error) {
+        log.warn({ err: error }, "could not record the current runtime in state/current-runtime");
+      }
+    }
     const policy = defaultPolicy(env.OPENWORK_HEALTH_DEADLINE_S * 1000, env.OPENWORK_LOG_MAX_BYTES);
     const runtime = readRuntime(layout, env.OPENWORK_RUNTIME_ID);
     const engine = adoptEngine(options, layout, policy);
@@ -70,7 +79,7 @@ export class Generation {
       ),
     });
     const operations = new OperationStore(layout);
-    const tokens = new TokenStore(env.OPENWORK_TOKEN, env.OPENWORK_HOST_TOKEN, layout.tokensFile);
+    const tokens = new TokenStore(env.OPENWORK_TOKEN_SHA256, env.OPENWORK_HOST_TOKEN_SHA256);
     let generation: Generation | undefined;
     const upgrades = new UpgradeRunner({
       topology,

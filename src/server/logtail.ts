@@ -1,4 +1,14 @@
-import { copyFile, open, stat, truncate } from "node:fs/promises";
+import {
+  closeSync,
+  constants,
+  fstatSync,
+  ftruncateSync,
+  openSync,
+  readSync,
+  rmSync,
+  writeSync,
+} from "node:fs";
+import { openNoFollow } from "../files/inside.js";
 import { redactText } from "../logging/redact.js";
 
 export interface LogTailOptions {
@@ -13,7 +23,10 @@ export interface LogTailOptions {
  * Follows one component's log file into a bounded ring buffer of its recent
  * lines, and rotates the file by copy-then-truncate: the writers (adopted
  * processes, whose descriptors we do not own) keep appending to the same
- * inode, which O_APPEND makes safe after a truncate.
+ * inode, which O_APPEND makes safe after a truncate. The file lives where the
+ * engine (the agent) can write, so it is never opened through a link, and the
+ * rotation works on the descriptor it opened and a `.1` it creates itself: a
+ * planted link can make it neither copy nor truncate another file.
  */
 export class LogTail {
   private readonly lines: string[] = [];
@@ -58,45 +71,65 @@ export class LogTail {
   async poll(): Promise<void> {
     if (this.busy) return;
     this.busy = true;
+    let fd: number | undefined;
     try {
-      let size: number;
       try {
-        size = (await stat(this.file)).size;
+        // Read-write: the rotation truncates through this descriptor, never by name.
+        fd = openNoFollow(this.file, constants.O_RDWR);
       } catch {
-        return;
+        return; // missing (not written yet), or a link / not a regular file: never followed
       }
+      const size = fstatSync(fd).size;
       if (size < this.offset) {
         // truncated by someone else (or by our rotation): start over
         this.offset = 0;
         this.partial = "";
       }
-      if (size > this.offset) await this.readFrom(size);
+      if (size > this.offset) this.readFrom(fd, size);
       if (size > this.rotateBytes) {
-        await copyFile(this.file, `${this.file}.1`);
-        await truncate(this.file, 0);
+        this.rotate(fd, size);
         this.offset = 0;
         this.#rotations++;
       }
     } finally {
+      if (fd !== undefined) closeSync(fd);
       this.busy = false;
     }
   }
 
-  private async readFrom(size: number): Promise<void> {
+  /** Copy what `fd` holds into a fresh `<file>.1` (a link there is removed, not followed), then truncate it. */
+  private rotate(fd: number, size: number): void {
+    const rotated = `${this.file}.1`;
+    rmSync(rotated, { force: true });
+    const out = openSync(
+      rotated,
+      constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | constants.O_NOFOLLOW,
+      0o600,
+    );
+    try {
+      const chunk = Buffer.alloc(1024 * 1024);
+      for (let position = 0; position < size; ) {
+        const bytesRead = readSync(fd, chunk, 0, Math.min(chunk.length, size - position), position);
+        if (bytesRead === 0) break;
+        writeSync(out, chunk, 0, bytesRead);
+        position += bytesRead;
+      }
+    } finally {
+      closeSync(out);
+    }
+    ftruncateSync(fd, 0);
+  }
+
+  private readFrom(fd: number, size: number): void {
     // Only the tail matters for the ring buffer: never read more than ~1 MiB per poll.
     const start = Math.max(this.offset, size - 1024 * 1024);
-    const handle = await open(this.file, "r");
-    try {
-      const buffer = Buffer.alloc(size - start);
-      const { bytesRead } = await handle.read(buffer, 0, buffer.length, start);
-      this.offset = start + bytesRead;
-      const text = this.partial + buffer.subarray(0, bytesRead).toString("utf8");
-      const parts = text.split(/\r?\n/);
-      this.partial = parts.pop() ?? "";
-      for (const line of parts) if (line.length > 0) this.push(line);
-    } finally {
-      await handle.close();
-    }
+    const buffer = Buffer.alloc(size - start);
+    const bytesRead = readSync(fd, buffer, 0, buffer.length, start);
+    this.offset = start + bytesRead;
+    const text = this.partial + buffer.subarray(0, bytesRead).toString("utf8");
+    const parts = text.split(/\r?\n/);
+    this.partial = parts.pop() ?? "";
+    for (const line of parts) if (line.length > 0) this.push(line);
   }
 
   private push(line: string): void {

@@ -1,10 +1,11 @@
 import { type ChildProcess, spawn } from "node:child_process";
-import { closeSync, mkdirSync, openSync, readFileSync } from "node:fs";
+import { closeSync, constants, mkdirSync, readFileSync, statSync } from "node:fs";
 import path from "node:path";
 import { z } from "zod";
 import type { ExitInfo } from "../contract/api.js";
 import { errorMessage, OpenworkError } from "../errors/errors.js";
 import { writeFileAtomicSync } from "../files/atomic.js";
+import { openNoFollow } from "../files/inside.js";
 import { pidState, processGroupOf, readProcess } from "../processes/inspect.js";
 import { within } from "../retry/poll.js";
 
@@ -23,6 +24,16 @@ export interface ProcHandle {
 }
 
 /** What makes a pid this process and not a later one that reused the number (its start time). */
+/** The process runs as this server's user (where that can be told: Linux's /proc). */
+function ownedByUs(pid: number): boolean {
+  if (process.platform !== "linux" || !process.getuid) return true;
+  try {
+    return statSync(`/proc/${pid}`).uid === process.getuid();
+  } catch {
+    return false;
+  }
+}
+
 function processIdentity(pid: number): string | undefined {
   return readProcess(pid)?.startTime;
 }
@@ -108,7 +119,12 @@ function ledgerRemove(pid: number): void {
 export function reapStaleChildren(file: string): LedgerEntry[] {
   const reaped: LedgerEntry[] = [];
   for (const entry of readLedger(file)) {
-    if (processIdentity(entry.pid) !== entry.identity) continue;
+    // Hostile input until proven otherwise (DESIGN.md §4a): only a process that is still exactly the
+    // one recorded (pid and start time), leads its own group as every spawned component does, and
+    // belongs to this server's user is stopped — never a group picked by a planted entry.
+    const info = readProcess(entry.pid);
+    if (!info || info.startTime !== entry.identity || info.pgid !== entry.pid) continue;
+    if (!ownedByUs(entry.pid)) continue;
     try {
       process.kill(-entry.pid, "SIGKILL");
       reaped.push(entry);
@@ -141,7 +157,8 @@ export interface SpawnSpec {
 /** Spawn a component in its own process group, its output appended to its log file. */
 export function spawnComponent(spec: SpawnSpec): ProcHandle {
   mkdirSync(path.dirname(spec.logFile), { recursive: true });
-  const fd = openSync(spec.logFile, "a");
+  // Appended to, never through a link (the engine can write the logs directory).
+  const fd = openNoFollow(spec.logFile, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT, 0o600);
   let child: ChildProcess;
   try {
     child = spawn(spec.command, spec.args, {

@@ -1,51 +1,45 @@
 import { randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import type http from "node:http";
-import { z } from "zod";
 import { type Auth, healthProof, type MintedToken, tokenDigest } from "../contract/api.js";
-import { writeFileAtomicSync } from "../files/atomic.js";
-import { readJsonFile } from "../files/json.js";
 import { registerSecret } from "../logging/redact.js";
 
 export type Scope = "host" | "owner" | "client";
 
-const ownersSchema = z.object({
-  owners: z.array(
-    z.object({
-      id: z.string(),
-      label: z.string().optional(),
-      sha256: z.string().regex(/^[0-9a-f]{64}$/),
-      createdAt: z.string(),
-    }),
-  ),
-});
-type OwnerToken = z.output<typeof ownersSchema>["owners"][number];
+interface OwnerToken {
+  id: string;
+  label?: string | undefined;
+  /** sha256 of the token, hex */
+  sha256: string;
+  createdAt: string;
+}
+
+/*
+ * Owner tokens live in this process only, shared by every server generation
+ * it runs (an upgrade of the server imports the new bundle into this same
+ * process, so its generation finds them here). Never on disk: a file the
+ * sandbox can write would let the agent plant a token, and tokens of a
+ * stopped run must not open the next one — they die with the process.
+ */
+const OWNERS = Symbol.for("openwork.server.owner-tokens");
+function owners(): OwnerToken[] {
+  const slot = globalThis as Record<symbol, OwnerToken[] | undefined>;
+  slot[OWNERS] ??= [];
+  return slot[OWNERS];
+}
 
 /** Compare through fixed-length digests: constant time whatever the lengths. */
 function sameSecret(a: Buffer, b: string): boolean {
   return timingSafeEqual(a, tokenDigest(b));
 }
 
-/**
- * Client, host and owner tokens. Owner tokens are minted by the host and kept
- * (hashed only) in the tokens file so that they survive a server replacement.
- */
+/** Client, host and owner tokens, known by their sha256 digests only. */
 export class TokenStore {
   private readonly client: Buffer;
   private readonly host: Buffer;
 
-  constructor(
-    clientToken: string,
-    hostToken: string,
-    private readonly file: string,
-  ) {
-    this.client = tokenDigest(clientToken);
-    this.host = tokenDigest(hostToken);
-    registerSecret(clientToken);
-    registerSecret(hostToken);
-  }
-
-  private owners(): OwnerToken[] {
-    return readJsonFile(this.file, ownersSchema)?.owners ?? [];
+  constructor(clientTokenSha256: string, hostTokenSha256: string) {
+    this.client = Buffer.from(clientTokenSha256, "hex");
+    this.host = Buffer.from(hostTokenSha256, "hex");
   }
 
   /** The scope a request's credentials grant, or undefined (none or wrong). Every candidate is compared. */
@@ -59,12 +53,12 @@ export class TokenStore {
       if (match?.[1]) candidates.push(match[1]);
     }
     let scope: Scope | undefined;
-    const owners = this.owners();
+    const minted = owners();
     for (const candidate of candidates) {
       const isHost = sameSecret(this.host, candidate);
       const isClient = sameSecret(this.client, candidate);
       let isOwner = false;
-      for (const owner of owners) if (sameSecret(Buffer.from(owner.sha256, "hex"), candidate)) isOwner = true;
+      for (const owner of minted) if (sameSecret(Buffer.from(owner.sha256, "hex"), candidate)) isOwner = true;
       if (isHost) scope = "host";
       else if (isOwner && scope !== "host") scope = "owner";
       else if (isClient && scope === undefined) scope = "client";
@@ -86,9 +80,7 @@ export class TokenStore {
       sha256: tokenDigest(token).toString("hex"),
       createdAt: new Date().toISOString(),
     };
-    writeFileAtomicSync(this.file, `${JSON.stringify({ owners: [...this.owners(), record] }, null, 2)}\n`, {
-      mode: 0o600,
-    });
+    owners().push(record);
     return { id: record.id, token, scope: "owner", label: label ?? null, createdAt: record.createdAt };
   }
 }

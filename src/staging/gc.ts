@@ -24,12 +24,12 @@ export interface GcResult {
  * touched; blobs stay in the store (they are hard links).
  */
 export async function gcRuntimes(
-  persistDir: string,
+  stagingRoot: string,
   keep: readonly string[],
   options: GcOptions = {},
 ): Promise<GcResult> {
   const log = options.log ?? silentLogger();
-  const layout = persistLayout(path.resolve(persistDir));
+  const layout = persistLayout(path.resolve(stagingRoot));
   const runtimesDir = layout.runtimesDir;
   let names: string[];
   try {

@@ -22,8 +22,11 @@ import { type BlobStore, openStore } from "../store/store.js";
 export interface StageOptions {
   manifest: Manifest;
   target: Target;
-  /** the persisted directory (the sandbox volume); runtimes go to <persistDir>/runtimes/<id>/ */
-  persistDir: string;
+  /**
+   * The directory whose runtimes/ receives the runtime (<stagingRoot>/runtimes/<id>/): the
+   * persisted directory on the host substrate; beside it for a sandbox, which sees it read-only.
+   */
+  stagingRoot: string;
   sources?: SourcePolicy | undefined;
   log?: Logger | undefined;
   store?: BlobStore | undefined;
@@ -59,7 +62,7 @@ export interface StageResult {
  * anything (what a start compares with the runtime already running).
  */
 export async function resolveRuntime(
-  options: Omit<StageOptions, "persistDir">,
+  options: Omit<StageOptions, "stagingRoot">,
 ): Promise<{ runtimeJson: RuntimeJson; resolved: ResolvedSidecar[] }> {
   const log = options.log ?? silentLogger();
   const store = options.store ?? openStore({ log });
@@ -97,7 +100,7 @@ export async function resolveRuntime(
 
 /**
  * Resolve every sidecar of `manifest` for `target` into the store (verified),
- * then stage them into `<persistDir>/runtimes/<runtime-id>/` by hard link (a
+ * then stage them into `<stagingRoot>/runtimes/<runtime-id>/` by hard link (a
  * copy across devices, logged). A file already staged with the right bytes is
  * kept, so staging the same manifest again writes 0 bytes. runtime.json is
  * written last, atomically: a runtime without it is incomplete.
@@ -107,7 +110,7 @@ export async function stageRuntime(options: StageOptions): Promise<StageResult> 
   const store = options.store ?? openStore({ log });
   const { runtimeJson, resolved } = await resolveRuntime({ ...options, store, log });
   const runtimeId = runtimeJson.runtimeId;
-  const layout = persistLayout(path.resolve(options.persistDir));
+  const layout = persistLayout(path.resolve(options.stagingRoot));
   const dir = layout.runtimeDir(runtimeId);
   await mkdir(layout.runtimesDir, { recursive: true });
   return withLock(layout.stagingLock(runtimeId), async () => {
@@ -192,9 +195,17 @@ async function place(
     }
     await rename(temp, dest);
     await syncDir(path.dirname(dest));
-    // link(2) and rename(2) change the inode's ctime (shared with the blob when
-    // linked): record the hash just verified for its new state, or the next use re-hashes.
-    await store.statCache.record(await stat(dest), sidecar.sha256);
+    // link(2) and rename(2) change the inode's ctime (shared with the blob when linked), so the
+    // next use would re-hash anyway: hash now. Trust is recorded only for bytes read here (the stat
+    // cache records nothing when the file changes while it is read), never for a stat taken after
+    // a hash that came before: a write through the link in between would be vouched for.
+    const placed = await store.statCache.hash(dest);
+    if (placed.sha256 !== sidecar.sha256 || placed.size !== sidecar.size) {
+      await store.statCache.forget(await stat(dest));
+      throw new Error(
+        `${dest} changed while it was staged: sha256 ${placed.sha256} (${placed.size} bytes), expected ${sidecar.sha256} (${sidecar.size} bytes)`,
+      );
+    }
     return mode;
   } catch (error) {
     await rm(temp, { force: true });

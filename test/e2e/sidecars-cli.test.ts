@@ -92,11 +92,11 @@ test("verify --runtime refuses a tampered staged runtime, listing every mismatch
   const dir = home(t);
   const { manifest } = await publishFakeRuntime(mirror);
   const store = new BlobStore({ dir: path.join(dir, "store"), locksDir: path.join(dir, "locks") });
-  const persistDir = path.join(dir, "persist");
+  const stagingRoot = path.join(dir, "persist");
   const staged = await stageRuntime({
     manifest,
     target: "linux-x64",
-    persistDir,
+    stagingRoot,
     store,
     registry: mirror.registry,
     http: { progress: "off" },

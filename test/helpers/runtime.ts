@@ -15,6 +15,7 @@ import os from "node:os";
 import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { packageRoot } from "../../src/config/package-root.js";
+import { secretEnv } from "../../src/contract/env.js";
 import { PERSIST_DIRS, persistLayout } from "../../src/contract/layout.js";
 import { type RuntimeContent, runtimeJsonOf, serializeRuntimeJson } from "../../src/contract/runtime.js";
 import { RuntimeClient } from "../../src/runs/client.js";
@@ -262,10 +263,8 @@ export async function startRuntime(options: StartOptions): Promise<RunningRuntim
     OPENWORK_ENGINE_LOG: layout.logFile("engine"),
     OPENWORK_HEALTH_DEADLINE_S: String(options.healthDeadlineS ?? 30),
     OPENWORK_TEST_START_DEADLINE_S: String(options.startDeadlineS ?? 120),
-    OPENWORK_TOKEN: clientToken,
-    OPENWORK_HOST_TOKEN: hostToken,
+    ...secretEnv({ clientToken, hostToken, enginePassword }),
     OPENCODE_SERVER_USERNAME: "opencode",
-    OPENCODE_SERVER_PASSWORD: enginePassword,
     OPENWORK_LOG_LEVEL: "info",
     // as the host backend does: where the runtime's own output goes (the server rotates it)
     OPENWORK_SANDBOX_LOG: serverLog,

@@ -57,6 +57,7 @@ test("Apple backend through the emulator: launch, answer on 127.0.0.1, list, log
     image: image.tag,
     workspace,
     persistDir,
+    runtimesDir: persistDir,
     mounts,
     command: ["/workspace/extra/node/node", "-e", SERVER],
     env: { GREETING: secret },
@@ -99,6 +100,7 @@ test("Apple backend through the emulator: launch, answer on 127.0.0.1, list, log
   assert.ok(!JSON.stringify(inspected.Config.Cmd).includes(secret));
   assert.deepEqual(inspected.Mounts.map((m) => [m.Destination, m.RW]).sort(), [
     ["/persist", true],
+    ["/runtimes", false],
     ["/workspace", true],
     ["/workspace/extra/node", false],
   ]);

@@ -22,6 +22,7 @@ function spec(overrides: Partial<LaunchSpec>): LaunchSpec {
     image: "",
     workspace: root,
     persistDir: root,
+    runtimesDir: root,
     mounts: [],
     command: ["sh", "-c", "echo started; echo to-stderr >&2; sleep 300 & sleep 300"],
     env: { OPENWORK_TOKEN: SECRET },
@@ -102,6 +103,7 @@ test("docker backend: loopback ports, labels, Init, secrets only in Env, logs de
     mounts.sort((a, b) => String(a[1]).localeCompare(String(b[1]))),
     [
       [launchSpec.persistDir, "/persist", true],
+      [launchSpec.runtimesDir, "/runtimes", false],
       [launchSpec.workspace, "/workspace", true],
     ],
   );

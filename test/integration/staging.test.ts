@@ -43,7 +43,7 @@ after(async () => {
   await mirror.close();
 });
 
-function workspace(): { root: string; store: BlobStore; persistDir: string } {
+function workspace(): { root: string; store: BlobStore; stagingRoot: string } {
   const root = mkdtempSync(path.join(os.tmpdir(), "openwork-stage-"));
   return {
     root,
@@ -51,26 +51,26 @@ function workspace(): { root: string; store: BlobStore; persistDir: string } {
       dir: path.join(root, "home", "store"),
       locksDir: path.join(root, "home", "locks"),
     }),
-    persistDir: path.join(root, "persist"),
+    stagingRoot: path.join(root, "persist"),
   };
 }
 
 const quick = { retry: { baseDelayMs: 10 }, progress: "off" as const };
 
 test("staging links verified blobs into runtimes/<id>/ with runtime.json; a second staging writes 0 bytes", async (t) => {
-  const { root, store, persistDir } = workspace();
+  const { root, store, stagingRoot } = workspace();
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const { manifest, bytes } = await publishFakeRuntime(mirror);
   const first = await stageRuntime({
     manifest,
     target: "linux-x64",
-    persistDir,
+    stagingRoot,
     store,
     registry: mirror.registry,
     http: quick,
   });
   assert.match(first.runtimeId, /^[0-9a-f]{16}$/);
-  assert.equal(first.dir, path.join(persistDir, "runtimes", first.runtimeId));
+  assert.equal(first.dir, path.join(stagingRoot, "runtimes", first.runtimeId));
   assert.ok(first.bytesWritten > 0);
 
   const runtimeJson = JSON.parse(readFileSync(path.join(first.dir, "runtime.json"), "utf8"));
@@ -113,7 +113,7 @@ test("staging links verified blobs into runtimes/<id>/ with runtime.json; a seco
   const second = await stageRuntime({
     manifest,
     target: "linux-x64",
-    persistDir,
+    stagingRoot,
     store,
     registry: mirror.registry,
     http: quick,
@@ -136,10 +136,10 @@ test("staging links verified blobs into runtimes/<id>/ with runtime.json; a seco
 });
 
 test("tamper: one flipped byte in the staged real opencode makes verification refuse, naming the file and both hashes", async (t) => {
-  const { root, store, persistDir } = workspace();
+  const { root, store, stagingRoot } = workspace();
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const manifest = await buildBundledManifest(["linux-x64"], { store });
-  const staged = await stageRuntime({ manifest, target: "linux-x64", persistDir, store });
+  const staged = await stageRuntime({ manifest, target: "linux-x64", stagingRoot, store });
   assert.equal(staged.sidecars.opencode?.source, "bundled");
   const file = path.join(staged.dir, "opencode");
   const expected = staged.sidecars.opencode!.sha256;
@@ -175,7 +175,7 @@ test("tamper: one flipped byte in the staged real opencode makes verification re
   const again = await stageRuntime({
     manifest,
     target: "linux-x64",
-    persistDir,
+    stagingRoot,
     store: repairing,
     log,
   });
@@ -188,13 +188,13 @@ test("tamper: one flipped byte in the staged real opencode makes verification re
 });
 
 test("runtime.json edited to match a tampered file is refused: the directory's id no longer fits", async (t) => {
-  const { root, store, persistDir } = workspace();
+  const { root, store, stagingRoot } = workspace();
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const { manifest } = await publishFakeRuntime(mirror);
   const staged = await stageRuntime({
     manifest,
     target: "linux-x64",
-    persistDir,
+    stagingRoot,
     store,
     registry: mirror.registry,
     http: quick,
@@ -216,13 +216,13 @@ test("runtime.json edited to match a tampered file is refused: the directory's i
 });
 
 test("a missing staged file is reported with every other mismatch", async (t) => {
-  const { root, store, persistDir } = workspace();
+  const { root, store, stagingRoot } = workspace();
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const { manifest } = await publishFakeRuntime(mirror);
   const staged = await stageRuntime({
     manifest,
     target: "linux-x64",
-    persistDir,
+    stagingRoot,
     store,
     registry: mirror.registry,
     http: quick,
@@ -242,7 +242,7 @@ test("a missing staged file is reported with every other mismatch", async (t) =>
 });
 
 test("gcRuntimes keeps the ones in use and the two most recent, removes the rest", async (t) => {
-  const { root, store, persistDir } = workspace();
+  const { root, store, stagingRoot } = workspace();
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const ids: string[] = [];
   for (let i = 0; i < 4; i++) {
@@ -250,7 +250,7 @@ test("gcRuntimes keeps the ones in use and the two most recent, removes the rest
     const staged = await stageRuntime({
       manifest,
       target: "linux-x64",
-      persistDir,
+      stagingRoot,
       store,
       registry: mirror.registry,
       http: quick,
@@ -259,10 +259,10 @@ test("gcRuntimes keeps the ones in use and the two most recent, removes the rest
     utimesSync(path.join(staged.dir, "runtime.json"), when, when);
     ids.push(staged.runtimeId);
   }
-  const result = await gcRuntimes(persistDir, [ids[0]!]);
+  const result = await gcRuntimes(stagingRoot, [ids[0]!]);
   assert.deepEqual(result.removed, [ids[1]]);
   assert.deepEqual(
-    readdirSync(path.join(persistDir, "runtimes"))
+    readdirSync(path.join(stagingRoot, "runtimes"))
       .filter((n) => !n.startsWith("."))
       .sort(),
     [ids[0], ids[2], ids[3]].sort(),
@@ -272,7 +272,7 @@ test("gcRuntimes keeps the ones in use and the two most recent, removes the rest
 });
 
 test("external overrides: need allowExternal, are version-checked, and a mismatch needs allowVersionMismatch", async (t) => {
-  const { root, store, persistDir } = workspace();
+  const { root, store, stagingRoot } = workspace();
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const { manifest } = await publishFakeRuntime(mirror);
   const own = path.join(root, "my-opencode");
@@ -282,7 +282,7 @@ test("external overrides: need allowExternal, are version-checked, and a mismatc
   const base = {
     manifest,
     target: "linux-x64" as const,
-    persistDir,
+    stagingRoot,
     store,
     registry: mirror.registry,
     http: quick,
@@ -357,7 +357,7 @@ test("a runtime directory on another device gets copies, and says so", async (t)
   const staged = await stageRuntime({
     manifest,
     target: "linux-x64",
-    persistDir: shm,
+    stagingRoot: shm,
     store,
     log,
     registry: mirror.registry,
@@ -369,7 +369,7 @@ test("a runtime directory on another device gets copies, and says so", async (t)
   const again = await stageRuntime({
     manifest,
     target: "linux-x64",
-    persistDir: shm,
+    stagingRoot: shm,
     store,
     registry: mirror.registry,
     http: quick,

@@ -18,7 +18,8 @@ function spec(overrides: Partial<LaunchSpec> = {}): LaunchSpec {
     runId: "run_01J9",
     image: "openwork-sandbox:abc",
     workspace: "/Users/me/project",
-    persistDir: "/Users/me/.local/share/openwork/workspaces/w1/persist",
+    persistDir: "/Users/me/.local/share/openwork/workspaces/w1/container/persist",
+    runtimesDir: "/Users/me/.local/share/openwork/workspaces/w1/container/runtimes",
     mounts: [
       {
         hostPath: "/Users/me/data",
@@ -33,7 +34,7 @@ function spec(overrides: Partial<LaunchSpec> = {}): LaunchSpec {
         spec: "/Users/me/out:out:rw",
       },
     ],
-    command: ["sh", "/persist/runtimes/0123456789abcdef/entrypoint.sh"],
+    command: ["sh", "/runtimes/0123456789abcdef/entrypoint.sh"],
     env: { OPENWORK_TOKEN: SECRET, OPENWORK_SERVER_PORT: "8787" },
     ports: [{ container: 8787, host: 41234, hostIp: "127.0.0.1" }],
     labels: { "openwork.run": "run_01J9", "openwork.workspace": "/Users/me/a=b%c" },
@@ -91,7 +92,9 @@ describe("run argv", () => {
       "--mount",
       "type=bind,source=/Users/me/project,target=/workspace",
       "--mount",
-      "type=bind,source=/Users/me/.local/share/openwork/workspaces/w1/persist,target=/persist",
+      "type=bind,source=/Users/me/.local/share/openwork/workspaces/w1/container/persist,target=/persist",
+      "--mount",
+      "type=bind,source=/Users/me/.local/share/openwork/workspaces/w1/container/runtimes,target=/runtimes,readonly",
       "--mount",
       "type=bind,source=/Users/me/data,target=/workspace/extra/data,readonly",
       "--mount",
@@ -102,7 +105,7 @@ describe("run argv", () => {
       "/persist",
       "openwork-sandbox:abc",
       "sh",
-      "/persist/runtimes/0123456789abcdef/entrypoint.sh",
+      "/runtimes/0123456789abcdef/entrypoint.sh",
     ]);
     assert.deepEqual(command.env, { OPENWORK_TOKEN: SECRET, OPENWORK_SERVER_PORT: "8787" });
     assert.ok(!command.args.some((arg) => arg.includes("s3cr3t")), "no secret on the command line");

@@ -231,6 +231,7 @@ describe("Apple backend against the emulator (no engine needed)", () => {
         image: "img",
         workspace: aDir,
         persistDir: aDir,
+        runtimesDir: aDir,
         mounts: [
           { hostPath: aFile, containerPath: "/workspace/extra/f", readOnly: true, spec: `${aFile}:f` },
         ],

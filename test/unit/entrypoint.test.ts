@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { execa } from "execa";
+import { secretEnv } from "../../src/contract/env.js";
 import { shellQuote } from "../../src/entrypoint/quote.js";
 import { type EntrypointConfig, renderEntrypoint, writeEntrypoint } from "../../src/entrypoint/write.js";
 import { waitFor } from "../helpers/net.js";
@@ -58,7 +59,7 @@ function fakeRuntime(options: { engine?: string; realProbe?: boolean } = {}) {
   );
   writeFileSync(
     path.join(runtimeDir, "node"),
-    `#!/bin/sh\ncase "$2" in\n  probe) ${options.realProbe ? `shift 2; exec ${shellQuote(process.execPath)} ${shellQuote(SERVER_BUNDLE)} probe "$@"` : `until grep -q engine-home= ${shellQuote(report)} 2>/dev/null; do sleep 0.05; done; exit 0`} ;;\n  serve) { echo "server-workspace=$OPENWORK_WORKSPACE"; echo "server-engine-pid=$OPENWORK_ENGINE_PID"; echo "server-path=$PATH"; echo "server-token=$OPENWORK_TOKEN"; } >> ${shellQuote(report)}; kill "$OPENWORK_ENGINE_PID"; exit 0 ;;\nesac\nexit 9\n`,
+    `#!/bin/sh\ncase "$2" in\n  probe) ${options.realProbe ? `shift 2; exec ${shellQuote(process.execPath)} ${shellQuote(SERVER_BUNDLE)} probe "$@"` : `until grep -q engine-home= ${shellQuote(report)} 2>/dev/null; do sleep 0.05; done; exit 0`} ;;\n  serve) { echo "server-workspace=$OPENWORK_WORKSPACE"; echo "server-engine-pid=$OPENWORK_ENGINE_PID"; echo "server-path=$PATH"; echo "server-token=$OPENWORK_TOKEN_SHA256"; } >> ${shellQuote(report)}; kill "$OPENWORK_ENGINE_PID"; exit 0 ;;\nesac\nexit 9\n`,
     { mode: 0o755 },
   );
   writeFileSync(path.join(runtimeDir, "openwork-server.mjs"), "// fake\n");
@@ -72,6 +73,7 @@ function config(
 ): EntrypointConfig {
   return {
     persist,
+    runtimes: path.join(persist, "runtimes"),
     runtimeId: "rt1",
     workspace,
     serverHost: "127.0.0.1",
@@ -83,11 +85,11 @@ function config(
   };
 }
 
-const SECRETS = {
-  OPENWORK_TOKEN: "client-token-123456",
-  OPENWORK_HOST_TOKEN: "host-token-123456",
-  OPENCODE_SERVER_PASSWORD: "engine-pass-123456",
-};
+const SECRETS = secretEnv({
+  clientToken: "client-token-123456",
+  hostToken: "host-token-123456",
+  enginePassword: "engine-pass-123456",
+});
 
 test("the script starts the engine outside the workspace, then execs the server with what it needs to adopt it", async () => {
   const rt = fakeRuntime();
@@ -109,7 +111,7 @@ test("the script starts the engine outside the workspace, then execs the server 
   assert.ok(report.includes(`server-workspace=${hostileWorkspace}\n`), report);
   assert.match(report, /server-engine-pid=\d+\n/);
   assert.ok(report.includes(`server-path=${rt.runtimeDir}:`), "staged sidecars come first on PATH");
-  assert.ok(report.includes(`server-token=${SECRETS.OPENWORK_TOKEN}`));
+  assert.ok(report.includes(`server-token=${SECRETS.OPENWORK_TOKEN_SHA256}`));
   assert.ok(!readFileSync(path.join(rt.persist, "logs", "engine.log"), "utf8").includes("pwned"));
   assert.match(readFileSync(path.join(rt.persist, "logs", "engine.log"), "utf8"), /engine says hello/);
   assert.throws(() => readFileSync(path.join(rt.root, "pwned")), "nothing was executed from a value");

@@ -41,8 +41,8 @@ function validEnv(): Record<string, string> {
     OPENWORK_ENGINE_PID: "1234",
     OPENWORK_ENGINE_PORT: "4096",
     OPENWORK_ENGINE_LOG: "/persist/logs/engine.log",
-    OPENWORK_TOKEN: "client-token-0123456789",
-    OPENWORK_HOST_TOKEN: "host-token-0123456789",
+    OPENWORK_TOKEN_SHA256: "a".repeat(64),
+    OPENWORK_HOST_TOKEN_SHA256: "b".repeat(64),
     OPENCODE_SERVER_PASSWORD: "engine-password-123",
   };
 }
@@ -75,14 +75,15 @@ test("serve environment: valid input parses; each bad variable is named, secrets
     usageMessage(() => parseServeEnv({ ...validEnv(), OPENWORK_PERSIST: "relative" })),
     /OPENWORK_PERSIST: must be an absolute path/,
   );
-  const short = usageMessage(() => parseServeEnv({ ...validEnv(), OPENWORK_TOKEN: "short-secret" }));
-  assert.match(short, /^OPENWORK_TOKEN: /);
-  assert.doesNotMatch(short, /short-secret/);
+  // A token where its digest belongs is refused without being echoed: the runtime never takes a token.
+  const plain = usageMessage(() => parseServeEnv({ ...validEnv(), OPENWORK_TOKEN_SHA256: "owc_a-plain-token" }));
+  assert.match(plain, /^OPENWORK_TOKEN_SHA256: .*sha256 digest/);
+  assert.doesNotMatch(plain, /owc_a-plain-token/);
   assert.match(
     usageMessage(() =>
-      parseServeEnv({ ...validEnv(), OPENWORK_HOST_TOKEN: validEnv().OPENWORK_TOKEN as string }),
+      parseServeEnv({ ...validEnv(), OPENWORK_HOST_TOKEN_SHA256: validEnv().OPENWORK_TOKEN_SHA256 as string }),
     ),
-    /OPENWORK_HOST_TOKEN must differ/,
+    /OPENWORK_HOST_TOKEN_SHA256 must differ/,
   );
   assert.match(
     usageMessage(() => parseServeEnv({ ...validEnv(), OPENWORK_ROUTER_ENABLED: "1" })),

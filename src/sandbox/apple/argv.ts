@@ -75,11 +75,12 @@ export function appleBindsFromMounts(mounts: readonly ValidatedMount[]): AppleBi
   return mounts.map((m) => ({ source: m.hostPath, target: m.containerPath, readOnly: m.readOnly }));
 }
 
-/** Every bind of a launch: workspace, persisted directory, then the validated mounts. */
+/** Every bind of a launch: workspace, persisted directory, staged runtimes (read-only), then the validated mounts. */
 export function appleBindsFor(spec: LaunchSpec): AppleBind[] {
   return [
     { source: spec.workspace, target: SANDBOX_PATHS.workspace, readOnly: false },
     { source: spec.persistDir, target: SANDBOX_PATHS.persist, readOnly: false },
+    { source: spec.runtimesDir, target: SANDBOX_PATHS.runtimes, readOnly: true },
     ...appleBindsFromMounts(spec.mounts),
   ];
 }

@@ -86,6 +86,13 @@ export class DockerBackend implements SandboxBackend {
               readOnly: false,
               spec: "persist",
             },
+            // What the sandbox executes, read-only: it can change none of it, nor reach the store through it.
+            {
+              hostPath: spec.runtimesDir,
+              containerPath: SANDBOX_PATHS.runtimes,
+              readOnly: true,
+              spec: "runtimes",
+            },
             ...spec.mounts,
           ]),
           PortBindings: bindings,

@@ -1,15 +1,26 @@
 import { createReadStream } from "node:fs";
 import { open, stat } from "node:fs/promises";
+import { checkComponents, openNoFollow, READ_NOFOLLOW } from "../../files/inside.js";
 import { repeatUntilAborted } from "../../retry/poll.js";
+
+/*
+ * A log may sit in a directory a sandbox can write (its persisted directory):
+ * give that directory as `root` and no link between it and the file is
+ * followed; the file itself is never opened through a link either way.
+ */
+function guard(file: string, root: string | undefined): void {
+  if (root) checkComponents(root, file);
+}
 
 /**
  * Every line of a file, read as a stream: a log of any size is printed
  * without being held in memory. A missing file has no lines.
  */
-export async function eachLine(file: string, onLine: (line: string) => void): Promise<void> {
+export async function eachLine(file: string, onLine: (line: string) => void, root?: string): Promise<void> {
   let pending = "";
   try {
-    for await (const chunk of createReadStream(file)) {
+    guard(file, root);
+    for await (const chunk of createReadStream(file, { fd: openNoFollow(file, READ_NOFOLLOW) })) {
       pending += (chunk as Buffer).toString("utf8");
       const lines = pending.split(/\r?\n/);
       pending = lines.pop() ?? "";
@@ -23,10 +34,11 @@ export async function eachLine(file: string, onLine: (line: string) => void): Pr
 }
 
 /** The last `count` lines of a file (all of it when count is undefined), read from the end in blocks. */
-export async function tailFile(file: string, count?: number): Promise<string[]> {
+export async function tailFile(file: string, count?: number, root?: string): Promise<string[]> {
   let handle: Awaited<ReturnType<typeof open>>;
   try {
-    handle = await open(file, "r");
+    guard(file, root);
+    handle = await open(file, READ_NOFOLLOW);
   } catch (error) {
     if ((error as { code?: string }).code === "ENOENT") return [];
     throw error;
@@ -63,10 +75,15 @@ function splitLines(text: string): string[] {
  */
 export async function followFile(
   file: string,
-  options: { tail?: number | undefined; signal?: AbortSignal | undefined; intervalMs?: number },
+  options: {
+    tail?: number | undefined;
+    signal?: AbortSignal | undefined;
+    intervalMs?: number;
+    root?: string | undefined;
+  },
   onLine: (line: string) => void,
 ): Promise<void> {
-  for (const line of await tailFile(file, options.tail ?? 10)) onLine(line);
+  for (const line of await tailFile(file, options.tail ?? 10, options.root)) onLine(line);
   let offset = await sizeOf(file);
   let pending = "";
   await repeatUntilAborted(
@@ -74,7 +91,12 @@ export async function followFile(
       const size = await sizeOf(file);
       if (size < offset) offset = 0;
       if (size === offset) return;
-      for await (const chunk of createReadStream(file, { start: offset, end: size - 1 })) {
+      guard(file, options.root);
+      for await (const chunk of createReadStream(file, {
+        fd: openNoFollow(file, READ_NOFOLLOW),
+        start: offset,
+        end: size - 1,
+      })) {
         pending += (chunk as Buffer).toString("utf8");
       }
       offset = size;
