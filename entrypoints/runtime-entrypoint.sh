@@ -3,8 +3,8 @@
 # Starts the engine, waits until it is healthy, starts the router (when enabled)
 # and waits likewise, then execs the runtime server, which adopts both.
 # Secrets are only ever read from the environment: none is written here or put
-# on a command line. The tokens come as their digests only (the server checks
-# tokens, it never holds one). Do not edit: openwork rewrites this file on every start.
+# on a command line. No token comes here: only what checks one (the client
+# token's digest, the host token's public key). Do not edit: openwork rewrites this file on every start.
 set -u
 umask 077
 
@@ -17,7 +17,7 @@ for name in OPENWORK_PERSIST OPENWORK_RUNTIMES OPENWORK_RUNTIME_ID OPENWORK_WORK
   eval "value=\${$name:-}"
   if [ -z "$value" ]; then log "$name is empty: it must name a value"; exit 2; fi
 done
-for name in OPENWORK_TOKEN_SHA256 OPENWORK_HOST_TOKEN_SHA256 OPENCODE_SERVER_PASSWORD; do
+for name in OPENWORK_TOKEN_SHA256 OPENWORK_HOST_KEY OPENCODE_SERVER_PASSWORD; do
   eval "value=\${$name:-}"
   if [ -z "$value" ]; then
     log "$name must be set in the environment (a secret: it is never written into this script)"

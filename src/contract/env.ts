@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { UsageError } from "../errors/errors.js";
 import { tokenDigest } from "./api.js";
+import { hostKeyOf } from "./host-auth.js";
 import { runtimeIdSchema } from "./runtime.js";
 
 /** A TCP port given as text (a flag, an environment variable): digits only, 1-65535. */
@@ -54,10 +55,13 @@ export const serveEnvSchema = z
       .int()
       .min(4096)
       .default(10 * 1024 * 1024),
-    // The tokens' digests only: the runtime can check a token but holds none (DESIGN.md §4a), so
-    // nothing the agent can read in the sandbox (environ, memory, files) is a usable token.
+    // What checks the tokens, never a token (DESIGN.md §4a): nothing the agent can read in the
+    // sandbox (environment, memory, files) is a usable token.
     OPENWORK_TOKEN_SHA256: digest("the client token's digest"),
-    OPENWORK_HOST_TOKEN_SHA256: digest("the host token's digest"),
+    /** the public key the host token is the seed of (src/contract/host-auth.ts) */
+    OPENWORK_HOST_KEY: z
+      .string()
+      .regex(/^[0-9a-f]{64}$/, "must be an Ed25519 public key (64 lowercase hex digits)"),
     OPENCODE_SERVER_USERNAME: z.string().min(1).default("opencode"),
     OPENCODE_SERVER_PASSWORD: z.string().min(8, "the engine password must be at least 8 characters"),
   })
@@ -72,13 +76,6 @@ export const serveEnvSchema = z
         if (env[key] === undefined)
           ctx.addIssue({ code: "custom", path: [key], message: "is required when the router is enabled" });
       }
-    }
-    if (env.OPENWORK_TOKEN_SHA256 === env.OPENWORK_HOST_TOKEN_SHA256) {
-      ctx.addIssue({
-        code: "custom",
-        path: ["OPENWORK_HOST_TOKEN_SHA256"],
-        message: "must differ from OPENWORK_TOKEN_SHA256 (a client could otherwise upgrade the runtime)",
-      });
     }
   });
 
@@ -126,15 +123,17 @@ export interface RuntimeSecretValues {
 }
 
 /**
- * The entrypoint's (and the server's) environment for the secrets: the
- * tokens' sha256 digests (the server compares digests; a token is never in the
- * runtime) and the engine's password (the engine itself needs it). Only ever
- * in the environment: never in a script, a file or argv.
+ * The entrypoint's (and the server's) environment for the secrets: the client
+ * token's sha256 digest and the host token's public key (the server checks
+ * tokens; it never holds one), and the engine's password (the engine itself
+ * needs it). Only ever in the environment: never in a script, a file or argv.
  */
 export function secretEnv(secrets: RuntimeSecretValues): Record<string, string> {
+  const hostKey = hostKeyOf(secrets.hostToken);
+  if (!hostKey) throw new Error("the run's host token is not an Ed25519 seed (src/contract/host-auth.ts)");
   return {
     OPENWORK_TOKEN_SHA256: tokenDigest(secrets.clientToken).toString("hex"),
-    OPENWORK_HOST_TOKEN_SHA256: tokenDigest(secrets.hostToken).toString("hex"),
+    OPENWORK_HOST_KEY: hostKey,
     OPENCODE_SERVER_PASSWORD: secrets.enginePassword,
   };
 }

@@ -56,7 +56,10 @@ export interface PersistLayout {
  * host path, or /persist). Staged runtimes are under root/runtimes on the
  * host substrate; a sandbox gets them from elsewhere, read-only (`runtimesDir`).
  */
-export function persistLayout(root: string, runtimesDir = path.join(root, PERSIST_DIRS.runtimes)): PersistLayout {
+export function persistLayout(
+  root: string,
+  runtimesDir = path.join(root, PERSIST_DIRS.runtimes),
+): PersistLayout {
   const stateDir = path.join(root, PERSIST_DIRS.state);
   const logsDir = path.join(root, PERSIST_DIRS.logs);
   const runtimeDir = (runtimeId: string) => path.join(runtimesDir, runtimeId);

@@ -39,7 +39,8 @@ export function checkComponents(root: string, file: string): void {
   for (const part of relative.split(path.sep).slice(0, -1)) {
     current = path.join(current, part);
     const st = lstatSync(current);
-    if (!st.isDirectory()) throw new LinkRefusedError(file, current, st.isSymbolicLink() ? "a link" : "not a directory");
+    if (!st.isDirectory())
+      throw new LinkRefusedError(file, current, st.isSymbolicLink() ? "a link" : "not a directory");
   }
 }
 
@@ -47,7 +48,12 @@ export function checkComponents(root: string, file: string): void {
  * Open `file` (below `root`) for `flags` without following any link. A missing
  * file raises ENOENT like open(2); a link or non-regular file raises LinkRefusedError.
  */
-export function openInside(root: string, file: string, flags: number = constants.O_RDONLY, mode = 0o600): number {
+export function openInside(
+  root: string,
+  file: string,
+  flags: number = constants.O_RDONLY,
+  mode = 0o600,
+): number {
   checkComponents(path.resolve(root), path.resolve(file));
   return openNoFollow(file, flags, mode);
 }

@@ -27,7 +27,7 @@ const patterns: Array<[RegExp, Replacement]> = [
     /\b(authorization|proxy-authorization)(["']?\s*[:=]\s*["']?)(?:(bearer|basic|token)\s+)?[^\s"',}]+/gi,
     (_match, name, sep, scheme) => `${name}${sep}${scheme ? `${scheme} ` : ""}${REDACTED}`,
   ],
-  [/\b(x-openwork-host-token)(["']?\s*[:=]\s*["']?)[^\s"',}]+/gi, `$1$2${REDACTED}`],
+  [/\b(x-openwork-host-(?:token|signature))(["']?\s*[:=]\s*["']?)[^\s"',}]+/gi, `$1$2${REDACTED}`],
   // Bearer tokens wherever they appear
   [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{6,}/g, `$1 ${REDACTED}`],
   // NAME_TOKEN=value, NAME_PASSWORD="value", also in env dumps and command lines

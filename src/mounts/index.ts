@@ -8,4 +8,9 @@ export {
 export { dockerMounts } from "./docker-binds.js";
 export { EXTRA_MOUNT_ROOT, type ParsedMountSpec, parseMountSpec } from "./spec.js";
 export type { ValidatedMount } from "./types.js";
-export { refuseMountsOnHost, type ValidateMountsOptions, validateMounts } from "./validate.js";
+export {
+  refuseMountsOnHost,
+  type ValidateMountsOptions,
+  validateMounts,
+  validateSandboxWorkspace,
+} from "./validate.js";

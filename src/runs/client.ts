@@ -18,6 +18,7 @@ import {
   type UpgradeOperation,
   type UpgradeRequest,
 } from "../contract/api.js";
+import { HOST_SIGNATURE_HEADER, hostKeyOf, signHostRequest } from "../contract/host-auth.js";
 import { errorMessage, OpenworkError } from "../errors/errors.js";
 
 /**
@@ -88,7 +89,9 @@ export class RuntimeClient {
     } catch (error) {
       return { answers: false, reason: errorMessage(error) };
     }
-    const expected = Buffer.from(healthProof(tokenDigest(hostToken), challenge), "hex");
+    const hostKey = hostKeyOf(hostToken);
+    if (!hostKey) return { answers: true, ours: false };
+    const expected = Buffer.from(healthProof(Buffer.from(hostKey, "hex"), challenge), "hex");
     const given = Buffer.from(health.proof ?? "", "hex");
     return { answers: true, ours: given.length === expected.length && timingSafeEqual(given, expected) };
   }
@@ -201,9 +204,16 @@ export class RuntimeClient {
   ): Promise<{ status: number; text: string }> {
     const headers: Record<string, string> = {};
     if (auth === "client" && this.tokens.client) headers.authorization = `Bearer ${this.tokens.client}`;
-    if (auth === "host" && this.tokens.host) headers["x-openwork-host-token"] = this.tokens.host;
+    // The host token itself never leaves this process: each host request is signed (src/contract/host-auth.ts).
+    const url = new URL(path, this.baseUrl);
+    if (auth === "host" && this.tokens.host)
+      headers[HOST_SIGNATURE_HEADER] = signHostRequest(
+        this.tokens.host,
+        method,
+        `${url.pathname}${url.search}`,
+      );
     if (body !== undefined) headers["content-type"] = "application/json";
-    const response = await request(new URL(path, this.baseUrl), {
+    const response = await request(url, {
       method: method as "GET" | "POST",
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),

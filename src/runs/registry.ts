@@ -67,7 +67,9 @@ export class RunRegistry {
    * nothing it executes (or a later start verifies) is writable by it.
    */
   stagingRoot(workspaceId: string, sandbox: SandboxKind): string {
-    return sandbox === "none" ? this.persistDir(workspaceId, sandbox) : this.substrateDir(workspaceId, sandbox);
+    return sandbox === "none"
+      ? this.persistDir(workspaceId, sandbox)
+      : this.substrateDir(workspaceId, sandbox);
   }
 
   workspaceLock(workspaceId: string): string {

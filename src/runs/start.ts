@@ -3,6 +3,7 @@ import { mkdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { openworkPaths } from "../config/paths.js";
 import { secretEnv } from "../contract/env.js";
+import { newHostToken } from "../contract/host-auth.js";
 import { persistLayout, SANDBOX_PATHS } from "../contract/layout.js";
 import { probeDocker } from "../docker/client.js";
 import { type EntrypointConfig, writeEntrypoint } from "../entrypoint/write.js";
@@ -215,7 +216,7 @@ async function launchNew(
   await registry.write(record);
   const secrets: RunSecrets = {
     clientToken: `owc_${randomBytes(24).toString("base64url")}`,
-    hostToken: `owh_${randomBytes(24).toString("base64url")}`,
+    hostToken: newHostToken(),
     enginePassword: randomBytes(24).toString("base64url"),
   };
   for (const value of Object.values(secrets)) registerSecret(value);

@@ -11,7 +11,7 @@ export function engineAuthorization(env: ServeEnv): string {
 function childEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
   const env: NodeJS.ProcessEnv = { ...process.env };
   delete env.OPENWORK_TOKEN_SHA256;
-  delete env.OPENWORK_HOST_TOKEN_SHA256;
+  delete env.OPENWORK_HOST_KEY;
   return { ...env, ...extra };
 }
 

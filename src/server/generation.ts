@@ -79,7 +79,7 @@ export class Generation {
       ),
     });
     const operations = new OperationStore(layout);
-    const tokens = new TokenStore(env.OPENWORK_TOKEN_SHA256, env.OPENWORK_HOST_TOKEN_SHA256);
+    const tokens = new TokenStore(env.OPENWORK_TOKEN_SHA256, env.OPENWORK_HOST_KEY);
     let generation: Generation | undefined;
     const upgrades = new UpgradeRunner({
       topology,

@@ -16,7 +16,6 @@ function serverLogger(): Logger {
 
 function registerEnvSecrets(env: ServeEnv): void {
   registerSecret(env.OPENWORK_TOKEN_SHA256);
-  registerSecret(env.OPENWORK_HOST_TOKEN_SHA256);
   registerSecret(env.OPENCODE_SERVER_PASSWORD);
 }
 

@@ -1,6 +1,15 @@
 import { randomBytes, randomUUID, timingSafeEqual } from "node:crypto";
 import type http from "node:http";
 import { type Auth, healthProof, type MintedToken, tokenDigest } from "../contract/api.js";
+import {
+  HOST_SIGNATURE_HEADER,
+  HOST_SIGNATURE_WINDOW_MS,
+  HOST_TOKEN_PREFIX,
+  hostKeyOf,
+  parseHostSignature,
+  sameHostKey,
+  verifyHostSignature,
+} from "../contract/host-auth.js";
 import { registerSecret } from "../logging/redact.js";
 
 export type Scope = "host" | "owner" | "client";
@@ -32,14 +41,43 @@ function sameSecret(a: Buffer, b: string): boolean {
   return timingSafeEqual(a, tokenDigest(b));
 }
 
-/** Client, host and owner tokens, known by their sha256 digests only. */
+/*
+ * Nonces of host signatures already used, until their time window has passed:
+ * a signature read from this process's memory (or a captured request) cannot
+ * be used twice. Shared by the generations of this process, like the owners.
+ */
+const NONCES = Symbol.for("openwork.server.host-nonces");
+function usedNonces(): Map<string, number> {
+  const slot = globalThis as Record<symbol, Map<string, number> | undefined>;
+  slot[NONCES] ??= new Map();
+  return slot[NONCES];
+}
+
+/** Client and owner tokens known by their sha256 digests, the host token by its public key. */
 export class TokenStore {
   private readonly client: Buffer;
-  private readonly host: Buffer;
 
-  constructor(clientTokenSha256: string, hostTokenSha256: string) {
+  constructor(
+    clientTokenSha256: string,
+    private readonly hostKey: string,
+  ) {
     this.client = Buffer.from(clientTokenSha256, "hex");
-    this.host = Buffer.from(hostTokenSha256, "hex");
+  }
+
+  /** A signed host request (src/contract/host-auth.ts): the right key, in its time window, a nonce not seen before. */
+  private signedByHost(req: http.IncomingMessage): boolean {
+    const header = req.headers[HOST_SIGNATURE_HEADER];
+    if (typeof header !== "string") return false;
+    const signature = parseHostSignature(header);
+    if (!signature) return false;
+    const now = Date.now();
+    if (Math.abs(now - signature.time) > HOST_SIGNATURE_WINDOW_MS) return false;
+    const nonces = usedNonces();
+    for (const [nonce, expires] of nonces) if (expires < now) nonces.delete(nonce);
+    if (nonces.has(signature.nonce)) return false;
+    if (!verifyHostSignature(this.hostKey, req.method ?? "GET", req.url ?? "/", signature)) return false;
+    nonces.set(signature.nonce, signature.time + 2 * HOST_SIGNATURE_WINDOW_MS);
+    return true;
   }
 
   /** The scope a request's credentials grant, or undefined (none or wrong). Every candidate is compared. */
@@ -52,10 +90,12 @@ export class TokenStore {
       const match = /^Bearer\s+(\S+)\s*$/i.exec(auth);
       if (match?.[1]) candidates.push(match[1]);
     }
+    if (this.signedByHost(req)) return "host";
     let scope: Scope | undefined;
     const minted = owners();
     for (const candidate of candidates) {
-      const isHost = sameSecret(this.host, candidate);
+      const candidateKey = candidate.startsWith(HOST_TOKEN_PREFIX) ? hostKeyOf(candidate) : undefined;
+      const isHost = candidateKey !== undefined && sameHostKey(candidateKey, this.hostKey);
       const isClient = sameSecret(this.client, candidate);
       let isOwner = false;
       for (const owner of minted) if (sameSecret(Buffer.from(owner.sha256, "hex"), candidate)) isOwner = true;
@@ -68,7 +108,7 @@ export class TokenStore {
 
   /** The answer to a health challenge (src/contract/api.ts, healthProof). */
   proof(challenge: string): string {
-    return healthProof(this.host, challenge);
+    return healthProof(Buffer.from(this.hostKey, "hex"), challenge);
   }
 
   mintOwner(label: string | undefined): MintedToken {

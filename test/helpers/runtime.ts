@@ -16,6 +16,7 @@ import path from "node:path";
 import { pathToFileURL } from "node:url";
 import { packageRoot } from "../../src/config/package-root.js";
 import { secretEnv } from "../../src/contract/env.js";
+import { newHostToken } from "../../src/contract/host-auth.js";
 import { PERSIST_DIRS, persistLayout } from "../../src/contract/layout.js";
 import { type RuntimeContent, runtimeJsonOf, serializeRuntimeJson } from "../../src/contract/runtime.js";
 import { RuntimeClient } from "../../src/runs/client.js";
@@ -238,7 +239,7 @@ export async function startRuntime(options: StartOptions): Promise<RunningRuntim
     ? [same.ports.server, same.ports.engine, same.ports.router]
     : [await freePort(), await freePort(), await freePort()];
   const clientToken = same?.clientToken ?? `owc_${randomBytes(18).toString("base64url")}`;
-  const hostToken = same?.hostToken ?? `owh_${randomBytes(18).toString("base64url")}`;
+  const hostToken = same?.hostToken ?? newHostToken();
   const enginePassword = same?.enginePassword ?? randomBytes(18).toString("base64url");
   const layout = persistLayout(options.persist);
   const logs = layout.logsDir;

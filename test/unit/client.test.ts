@@ -2,6 +2,12 @@ import assert from "node:assert/strict";
 import http from "node:http";
 import type { AddressInfo } from "node:net";
 import { after, before, test } from "node:test";
+import {
+  hostKeyOf,
+  newHostToken,
+  parseHostSignature,
+  verifyHostSignature,
+} from "../../src/contract/host-auth.js";
 import { ApiCallError, RuntimeClient } from "../../src/runs/client.js";
 import { upgradeRefusal } from "../../src/runs/upgrade.js";
 
@@ -15,13 +21,14 @@ const server = http.createServer((req, res) => {
   res.writeHead(answer.status, { "content-type": "application/json" });
   res.end(JSON.stringify(answer.body));
 });
+const HOST_TOKEN = newHostToken();
 let client: RuntimeClient;
 
 before(async () => {
   await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
   client = new RuntimeClient(`http://127.0.0.1:${(server.address() as AddressInfo).port}`, {
     client: "client-token-123456",
-    host: "host-token-1234567",
+    host: HOST_TOKEN,
   });
 });
 after(() => server.close());
@@ -78,11 +85,16 @@ test("the CLI words each 409 of an upgrade after its code", async () => {
       (e: unknown) => e,
     );
     assert.ok(error instanceof ApiCallError);
-    assert.equal(
-      seen.at(-1)?.headers["x-openwork-host-token"],
-      "host-token-1234567",
-      "upgrade sends the host token",
+    const headers = seen.at(-1)?.headers ?? {};
+    assert.equal(headers["x-openwork-host-token"], undefined, "the host token itself is never sent");
+    assert.ok(!JSON.stringify(headers).includes(HOST_TOKEN.slice(4)), "nor any part of it");
+    const signature = parseHostSignature(String(headers["x-openwork-host-signature"]));
+    assert.ok(signature, "upgrade is signed with the host token");
+    assert.ok(
+      verifyHostSignature(hostKeyOf(HOST_TOKEN) as string, "POST", "/system/runtime/upgrade", signature),
+      "the signature covers the method and path, checkable with the public key alone",
     );
+    assert.ok(!verifyHostSignature(hostKeyOf(HOST_TOKEN) as string, "POST", "/tokens", signature));
     return upgradeRefusal(error);
   };
   const busy = await refusal(

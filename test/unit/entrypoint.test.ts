@@ -5,6 +5,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { execa } from "execa";
 import { secretEnv } from "../../src/contract/env.js";
+import { newHostToken } from "../../src/contract/host-auth.js";
 import { shellQuote } from "../../src/entrypoint/quote.js";
 import { type EntrypointConfig, renderEntrypoint, writeEntrypoint } from "../../src/entrypoint/write.js";
 import { waitFor } from "../helpers/net.js";
@@ -87,7 +88,7 @@ function config(
 
 const SECRETS = secretEnv({
   clientToken: "client-token-123456",
-  hostToken: "host-token-123456",
+  hostToken: newHostToken(),
   enginePassword: "engine-pass-123456",
 });
 

@@ -42,7 +42,7 @@ function validEnv(): Record<string, string> {
     OPENWORK_ENGINE_PORT: "4096",
     OPENWORK_ENGINE_LOG: "/persist/logs/engine.log",
     OPENWORK_TOKEN_SHA256: "a".repeat(64),
-    OPENWORK_HOST_TOKEN_SHA256: "b".repeat(64),
+    OPENWORK_HOST_KEY: "b".repeat(64),
     OPENCODE_SERVER_PASSWORD: "engine-password-123",
   };
 }
@@ -76,15 +76,16 @@ test("serve environment: valid input parses; each bad variable is named, secrets
     /OPENWORK_PERSIST: must be an absolute path/,
   );
   // A token where its digest belongs is refused without being echoed: the runtime never takes a token.
-  const plain = usageMessage(() => parseServeEnv({ ...validEnv(), OPENWORK_TOKEN_SHA256: "owc_a-plain-token" }));
+  const plain = usageMessage(() =>
+    parseServeEnv({ ...validEnv(), OPENWORK_TOKEN_SHA256: "owc_a-plain-token" }),
+  );
   assert.match(plain, /^OPENWORK_TOKEN_SHA256: .*sha256 digest/);
   assert.doesNotMatch(plain, /owc_a-plain-token/);
-  assert.match(
-    usageMessage(() =>
-      parseServeEnv({ ...validEnv(), OPENWORK_HOST_TOKEN_SHA256: validEnv().OPENWORK_TOKEN_SHA256 as string }),
-    ),
-    /OPENWORK_HOST_TOKEN_SHA256 must differ/,
+  const hostToken = usageMessage(() =>
+    parseServeEnv({ ...validEnv(), OPENWORK_HOST_KEY: "owh_a-host-token" }),
   );
+  assert.match(hostToken, /^OPENWORK_HOST_KEY: must be an Ed25519 public key/);
+  assert.doesNotMatch(hostToken, /owh_a-host-token/);
   assert.match(
     usageMessage(() => parseServeEnv({ ...validEnv(), OPENWORK_ROUTER_ENABLED: "1" })),
     /OPENWORK_ROUTER_PID is required when the router is enabled/,
