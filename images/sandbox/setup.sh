@@ -18,12 +18,15 @@ fi
 apt-get clean
 rm -rf /var/lib/apt/lists/* /var/cache/apt/*.bin /var/log/apt /var/log/dpkg.log
 
-# An unprivileged account for hosts whose user is not root; the backends run the
-# container as the host user's uid:gid so files in /workspace keep their owner.
+# An unprivileged account: a sandbox never runs as root. The backends run the
+# container as the workspace owner's uid:gid (the caller's own, unless the
+# caller is root) so files in /workspace keep their owner.
 grep -q '^openwork:' /etc/group || echo 'openwork:x:1000:' >> /etc/group
 grep -q '^openwork:' /etc/passwd || echo 'openwork:x:1000:1000:openwork:/persist/home:/bin/sh' >> /etc/passwd
 
 # Mount points. /persist is world-writable with the sticky bit so a new named
 # volume (initialised from this directory) is writable by any uid.
-mkdir -p /workspace /workspace/extra /persist
+mkdir -p /workspace /workspace/extra /persist /runtimes
 chmod 1777 /persist
+# Every uid needs a temporary directory (Docker mounts a tmpfs over it; Apple's VM uses this one).
+chmod 1777 /tmp

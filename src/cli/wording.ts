@@ -14,6 +14,7 @@ const FLAG: Record<OptionDifference["option"], string> = {
   router: "--router",
   allowRemote: "--allow-remote",
   mounts: "--mount",
+  limits: "--cpus/--memory/--pids-limit",
   runtime: "--manifest/--source/--*-bin",
 };
 

@@ -26,6 +26,8 @@ export const RunRecordSchema = z.object({
   router: z.boolean(),
   /** published on all interfaces (start --allow-remote) */
   allowRemote: z.boolean().optional(),
+  /** a sandbox's CPU, memory and process limits */
+  limits: z.object({ cpus: z.number(), memoryBytes: z.number().int(), pids: z.number().int() }).optional(),
   /** the extra mounts it was started with, as validated */
   mounts: z
     .array(z.object({ hostPath: z.string(), containerPath: z.string(), readOnly: z.boolean() }))

@@ -25,7 +25,9 @@ import {
   type SandboxHandle,
   type ValidatedMount,
 } from "../sandbox/backend.js";
+import { defaultLimits, formatLimits, type SandboxLimits } from "../sandbox/limits.js";
 import { type SandboxChoice, selectBackend } from "../sandbox/select.js";
+import { formatUser, giveToSandboxUser, sandboxUser } from "../sandbox/user.js";
 import { CleanupStack } from "./cleanup.js";
 import { RuntimeClient } from "./client.js";
 import { validateRunMounts } from "./mounts.js";
@@ -59,6 +61,8 @@ export interface StartOptions {
   replace: boolean;
   /** publish on all interfaces instead of 127.0.0.1 (default: off) */
   allowRemote?: boolean | undefined;
+  /** CPU, memory and process limits of a sandbox; what is not given takes defaultLimits() */
+  limits?: Partial<SandboxLimits> | undefined;
   healthTimeoutMs?: number;
   runtime: RuntimeRequest;
   registry: RunRegistry;
@@ -96,6 +100,15 @@ export async function startRun(options: StartOptions): Promise<StartResult> {
   // Validate everything the user typed before anything is started.
   const sandbox = options.sandbox ?? "none";
   const mounts = validateRunMounts(sandbox, options.mounts, workspace);
+  const limitsAsked = Object.keys(options.limits ?? {}).filter(
+    (key) => options.limits?.[key as keyof SandboxLimits] !== undefined,
+  );
+  if (limitsAsked.length > 0 && sandbox === "none") {
+    throw new UsageError(
+      "--cpus, --memory and --pids-limit limit a sandbox, and --sandbox none runs host processes, which nothing limits",
+      "drop them, or choose --sandbox docker, container or auto",
+    );
+  }
   if (options.image && sandbox === "none") {
     throw new UsageError(
       "--image applies to a sandbox, and --sandbox none runs host processes",
@@ -182,6 +195,9 @@ async function launchNew(
   const stagingRoot = registry.stagingRoot(workspaceId, backend.kind);
   const sandboxed = backend.kind !== "none";
   const router = options.router === true;
+  // Who the sandbox runs as (never root) and what it may use: decided before anything is made.
+  const user = sandboxed ? sandboxUser(workspace) : undefined;
+  const limits = sandboxed ? { ...defaultLimits(), ...definedOnly(options.limits) } : undefined;
   const healthMs = options.healthTimeoutMs ?? 90_000;
   const owner = identityOf(process.pid);
   const ports = {
@@ -207,12 +223,14 @@ async function launchNew(
     logFile: path.join(runDir, "runtime.log"),
     router,
     allowRemote: options.allowRemote === true,
+    ...(limits ? { limits } : {}),
     mounts: mounts.map(({ hostPath, containerPath, readOnly }) => ({ hostPath, containerPath, readOnly })),
     versions: { opencode: null, router: null, server: null },
     createdAt: new Date().toISOString(),
     replaces,
   };
   await mkdir(persistDir, { recursive: true, mode: 0o700 });
+  if (user) giveToSandboxUser(persistDir, user);
   await registry.write(record);
   const secrets: RunSecrets = {
     clientToken: `owc_${randomBytes(24).toString("base64url")}`,
@@ -292,8 +310,8 @@ async function launchNew(
       env: secretEnv(secrets),
       ports: sandboxed ? [{ container: CONTAINER_SERVER_PORT, host: ports.server, hostIp }] : [],
       labels,
-      user:
-        sandboxed && process.getuid && process.getgid ? `${process.getuid()}:${process.getgid()}` : undefined,
+      user: user ? formatUser(user) : undefined,
+      limits,
       logFile: record.logFile,
     };
     checkSignal();
@@ -386,7 +404,7 @@ export async function resolveWorkspace(input: string): Promise<string> {
 
 /** One option a start asked for that the running run was started without (or with another value). */
 export interface OptionDifference {
-  option: "sandbox" | "image" | "port" | "router" | "allowRemote" | "mounts" | "runtime";
+  option: "sandbox" | "image" | "port" | "router" | "allowRemote" | "mounts" | "limits" | "runtime";
   asked: string;
   running: string;
 }
@@ -429,6 +447,12 @@ async function differencesFrom(
     differ("router", options.router ? "on" : "off", current.router ? "on" : "off");
   if (options.allowRemote !== undefined && options.allowRemote !== (current.allowRemote ?? false))
     differ("allowRemote", options.allowRemote, current.allowRemote ?? false);
+  const askedLimits = definedOnly(options.limits);
+  if (Object.keys(askedLimits).length > 0 && current.limits) {
+    const wanted = { ...current.limits, ...askedLimits };
+    if (JSON.stringify(wanted) !== JSON.stringify(current.limits))
+      differ("limits", formatLimits(wanted), formatLimits(current.limits));
+  }
   if (options.mounts.length > 0) {
     const key = (m: { hostPath: string; containerPath: string; readOnly: boolean }) =>
       `${m.hostPath}:${m.containerPath}:${m.readOnly ? "ro" : "rw"}`;
@@ -489,4 +513,8 @@ async function refuseUnrecordedRuntimes(
       },
     );
   }
+}
+
+function definedOnly(limits: Partial<SandboxLimits> | undefined): Partial<SandboxLimits> {
+  return Object.fromEntries(Object.entries(limits ?? {}).filter(([, value]) => value !== undefined));
 }

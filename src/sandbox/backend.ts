@@ -7,6 +7,7 @@
  */
 import { UsageError } from "../errors/errors.js";
 import type { ValidatedMount } from "../mounts/types.js";
+import type { SandboxLimits } from "./limits.js";
 
 export type { ValidatedMount };
 export type SandboxKind = "none" | "docker" | "container";
@@ -31,8 +32,10 @@ export interface LaunchSpec {
   ports: Array<{ container: number; host: number; hostIp: string }>;
   /** openwork.run, openwork.workspace, openwork.runtime (+ test labels) */
   labels: Record<string, string>;
-  /** "uid:gid" */
+  /** "uid:gid" (never root in a sandbox: src/sandbox/user.ts) */
   user?: string;
+  /** CPU, memory and process limits (default: defaultLimits()); ignored by the host backend */
+  limits?: SandboxLimits;
   /** host backend: where stdout/stderr go */
   logFile?: string;
 }
@@ -48,6 +51,8 @@ export interface SandboxHandle {
 export interface SandboxStatus {
   state: "running" | "exited" | "missing";
   exitCode?: number;
+  /** the kernel killed it for going over its memory limit */
+  oomKilled?: boolean;
   startedAt?: string;
 }
 

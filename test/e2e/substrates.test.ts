@@ -11,6 +11,7 @@ import { RunRegistry } from "../../src/runs/registry.js";
 import { emulatorEnv } from "../helpers/apple-emulator.js";
 import { runCli } from "../helpers/cli.js";
 import { dockerOrSkip, sharedSandboxImage } from "../helpers/docker.js";
+import { sandboxWorkspace } from "../helpers/workspace.js";
 
 /**
  * The same end-to-end flow on every substrate, with the real opencode engine
@@ -30,7 +31,7 @@ interface StartDoc {
 }
 
 async function flow(sandbox: "none" | "docker" | "container", env: Record<string, string>) {
-  const workspace = mkdtempSync(path.join(os.tmpdir(), `openwork-ws-${sandbox}-`));
+  const workspace = sandbox === "none" ? mkdtempSync(path.join(os.tmpdir(), "openwork-ws-none-")) : sandboxWorkspace(`openwork-ws-${sandbox}-`);
   const started = await runCli(
     [
       "--json",
@@ -96,7 +97,7 @@ test("docker: start, all healthy, proxy, stop, nothing left; inspect shows loopb
   if (!docker) return;
   await sharedSandboxImage(docker);
   const env = { OPENWORK_LABELS: "openwork.test=1" };
-  const workspace = mkdtempSync(path.join(os.tmpdir(), "openwork-ws-docker-inspect-"));
+  const workspace = sandboxWorkspace("openwork-ws-docker-inspect-");
   const started = await runCli(
     ["--json", "start", "--detach", "--sandbox", "docker", "--workspace", workspace],
     { home, env, timeoutMs: 300_000 },
@@ -173,7 +174,7 @@ test("Apple container service down: start says how to fix it; --start-service st
     OPENWORK_EMULATED_APPLE_SERVICE: "down",
     OPENWORK_EMULATED_APPLE_STATE_DIR: stateDir,
   };
-  const workspace = mkdtempSync(path.join(os.tmpdir(), "openwork-ws-apple-down-"));
+  const workspace = sandboxWorkspace("openwork-ws-apple-down-");
   const refused = await runCli(["start", "--detach", "--sandbox", "container", "--workspace", workspace], {
     home,
     env,

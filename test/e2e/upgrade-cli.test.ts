@@ -7,6 +7,7 @@ import { fetchPackument } from "../../src/npm/registry.js";
 import { runCli } from "../helpers/cli.js";
 import { dockerOrSkip, sharedSandboxImage } from "../helpers/docker.js";
 import { closedLoop } from "../helpers/load.js";
+import { sandboxWorkspace } from "../helpers/workspace.js";
 
 /**
  * `openwork runtime upgrade` end to end: a runtime started on opencode 1.18.33
@@ -53,7 +54,7 @@ async function manifests(): Promise<{ oldFile: string; newFile: string }> {
 
 async function upgradeFlow(sandbox: "none" | "docker"): Promise<void> {
   const { oldFile, newFile } = await manifests();
-  const workspace = mkdtempSync(path.join(os.tmpdir(), `openwork-ws-upgrade-${sandbox}-`));
+  const workspace = sandbox === "none" ? mkdtempSync(path.join(os.tmpdir(), "openwork-ws-upgrade-none-")) : sandboxWorkspace("openwork-ws-upgrade-docker-");
   const started = await runCli(
     ["--json", "start", "--detach", "--sandbox", sandbox, "--workspace", workspace, "--manifest", oldFile],
     {

@@ -7,6 +7,7 @@ import { RunRegistry } from "../../runs/registry.js";
 import { startRun } from "../../runs/start.js";
 import { AppleContainerBackend } from "../../sandbox/apple/index.js";
 import { parseLabels } from "../../sandbox/backend.js";
+import { parseCpus, parseMemory, parsePids } from "../../sandbox/limits.js";
 import { parseSandboxChoice, registerBackend } from "../../sandbox/select.js";
 import { contextFrom } from "../context.js";
 import { renderChecks, renderConnectInfo, startDocument } from "../render.js";
@@ -26,6 +27,9 @@ interface StartFlags {
   manifest?: string;
   replace?: boolean;
   allowRemote?: boolean;
+  cpus?: string;
+  memory?: string;
+  pidsLimit?: string;
   healthTimeout: string;
   showSecrets?: boolean;
   startService?: boolean;
@@ -64,6 +68,9 @@ function addStartOptions(command: Command): Command {
     )
     .option("--replace", "replace a running runtime of this workspace (the new one must be healthy first)")
     .option("--allow-remote", "publish the server on all interfaces instead of 127.0.0.1")
+    .option("--cpus <n>", "a sandbox's CPU limit (default: 2, or fewer when the host has fewer)")
+    .option("--memory <size>", "a sandbox's memory limit, e.g. 2g (default: 4g; a run over it is OOM-killed)")
+    .option("--pids-limit <n>", "a sandbox's limit on processes and threads (default: 1024)")
     .option("--health-timeout <seconds>", "how long each component may take to become healthy", "90")
     .option("--show-secrets", "print the tokens in the human output too (they are always in --json)")
     .option(
@@ -82,7 +89,10 @@ export function registerStart(program: Command): void {
       .description(
         "start the runtime for a workspace: resolve and verify the sidecars, stage them, launch engine, router and\n" +
           "server on the chosen substrate, wait until healthy, then stay in the foreground (or --detach).\n" +
-          "A healthy runtime already running for the workspace is returned, not duplicated (unless --replace).",
+          "A healthy runtime already running for the workspace is returned, not duplicated (unless --replace).\n" +
+          "--sandbox none runs host processes: no boundary at all between the agent and your machine. A sandbox\n" +
+          "(docker, container) runs as a non-root user with no capabilities, limits, its own network, and sees only\n" +
+          "the workspace, its own persisted state and the runtime read-only (docs/sandbox-boundary.md).",
       )
       .option("--detach", "return once healthy and leave the runtime running in the background")
       .option(
@@ -135,6 +145,11 @@ async function runStart(flags: StartFlags, command: Command, detach: boolean): P
       router: flags.router,
       replace: flags.replace === true,
       allowRemote: flags.allowRemote,
+      limits: {
+        cpus: flags.cpus === undefined ? undefined : parseCpus(flags.cpus),
+        memoryBytes: flags.memory === undefined ? undefined : parseMemory(flags.memory),
+        pids: flags.pidsLimit === undefined ? undefined : parsePids(flags.pidsLimit),
+      },
       healthTimeoutMs: healthTimeout * 1000,
       runtime: { manifest: flags.manifest, sources: sourcePolicyFrom(flags) },
       registry,

@@ -1,4 +1,5 @@
 import { SANDBOX_PATHS } from "../../contract/layout.js";
+import { defaultLimits } from "../limits.js";
 import { OpenworkError } from "../../errors/errors.js";
 import type { ValidatedMount } from "../../mounts/types.js";
 import type { LaunchSpec } from "../backend.js";
@@ -138,6 +139,11 @@ export function buildRunArgs(
   }
   args.push(...appleMountArgs(appleBindsFor(spec)));
   if (spec.user) args.push("--user", spec.user);
+  // Apple's VM takes whole CPUs and memory in MiB; its CLI has no process limit or capability set
+  // (the VM is the boundary: its own kernel): docs/sandbox-boundary.md.
+  const limits = spec.limits ?? defaultLimits();
+  args.push("--cpus", String(Math.max(1, Math.ceil(limits.cpus))));
+  args.push("--memory", `${Math.ceil(limits.memoryBytes / 1024 ** 2)}M`);
   // as the Docker backend: start outside the user's workspace, so its files cannot steer start-up
   args.push("--workdir", SANDBOX_PATHS.persist);
   args.push(spec.image, ...spec.command);

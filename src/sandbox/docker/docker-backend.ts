@@ -13,15 +13,24 @@ import type {
   SandboxHandle,
   SandboxStatus,
 } from "../backend.js";
+import { LABEL_MANAGED } from "../backend.js";
+import { defaultLimits } from "../limits.js";
 
 export function containerName(runId: string): string {
   return `openwork-${runId}`;
 }
 
+/** The settings that make a container a sandbox (docs/sandbox-boundary.md), for the tests to hold us to. */
+export const SANDBOX_TMPFS = { "/tmp": "rw,nosuid,nodev,mode=1777,size=512m" };
+
 /**
  * One Docker container per run, driven through the Engine API. The workspace
- * is bound at /workspace, the persisted directory at /persist; ports are
- * published on the given host IP only; `Init` reaps the runtime's children.
+ * is bound at /workspace, the persisted directory at /persist, the staged
+ * runtimes read-only at /runtimes; ports are published on the given host IP
+ * only; `Init` reaps the runtime's children. Every container is a sandbox:
+ * no capabilities, no new privileges, a non-root user, a read-only root file
+ * system (with a tmpfs /tmp), CPU/memory/process limits, a bounded log, and
+ * a network of its own so that no run reaches another.
  */
 export class DockerBackend implements SandboxBackend {
   readonly kind = "docker" as const;
@@ -58,6 +67,8 @@ export class DockerBackend implements SandboxBackend {
       exposed[`${port.container}/tcp`] = {};
       bindings[`${port.container}/tcp`] = [{ HostIp: port.hostIp, HostPort: String(port.host) }];
     }
+    const limits = spec.limits ?? defaultLimits();
+    const network = await this.createNetwork(spec);
     let container: Docker.Container;
     try {
       container = await this.docker.createContainer({
@@ -96,13 +107,23 @@ export class DockerBackend implements SandboxBackend {
             ...spec.mounts,
           ]),
           PortBindings: bindings,
+          NetworkMode: network,
           RestartPolicy: { Name: "no" },
           // The runtime's output is bounded like every log we keep: 3 files of 10 MiB.
           LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "3" } },
+          // Nothing the runtime does needs a capability (it binds ports above 1024 as a plain user).
+          CapDrop: ["ALL"],
           SecurityOpt: ["no-new-privileges"],
+          ReadonlyRootfs: true,
+          Tmpfs: SANDBOX_TMPFS,
+          Memory: limits.memoryBytes,
+          MemorySwap: limits.memoryBytes,
+          NanoCpus: Math.round(limits.cpus * 1e9),
+          PidsLimit: limits.pids,
         },
       });
     } catch (error) {
+      await this.removeNetwork(network);
       throw new OpenworkError(`the Docker engine refused to create the container: ${errorMessage(error)}`, {
         code: "launch_failed",
         cause: error,
@@ -118,6 +139,7 @@ export class DockerBackend implements SandboxBackend {
       await container.start();
     } catch (error) {
       await container.remove({ force: true }).catch(() => {});
+      await this.removeNetwork(network);
       throw new OpenworkError(`the container did not start: ${errorMessage(error)}`, {
         code: "launch_failed",
         cause: error,
@@ -132,6 +154,7 @@ export class DockerBackend implements SandboxBackend {
       return {
         state: info.State.Running ? "running" : "exited",
         exitCode: info.State.Running ? undefined : info.State.ExitCode,
+        ...(info.State.OOMKilled ? { oomKilled: true } : {}),
         startedAt: info.State.StartedAt,
       };
     } catch (error) {
@@ -198,12 +221,55 @@ export class DockerBackend implements SandboxBackend {
   }
 
   async remove(handle: SandboxHandle): Promise<void> {
+    let network: string | undefined;
     try {
-      await this.docker.getContainer(handle.id).remove({ force: true, v: true });
+      const container = this.docker.getContainer(handle.id);
+      network = (await container.inspect()).HostConfig.NetworkMode;
+      await container.remove({ force: true, v: true });
     } catch (error) {
       const code = statusCode(error);
-      if (code === 404 || code === 409) return;
-      throw error;
+      if (code !== 404 && code !== 409) throw error;
+    }
+    if (network) await this.removeNetwork(network);
+  }
+
+  /**
+   * A bridge network for this run alone (named like its container): a run's
+   * server cannot be reached from another run's sandbox, and containers of
+   * other projects on the default bridge cannot reach it either.
+   */
+  private async createNetwork(spec: LaunchSpec): Promise<string> {
+    const name = containerName(spec.runId);
+    try {
+      await this.docker.createNetwork({
+        Name: name,
+        Driver: "bridge",
+        CheckDuplicate: true,
+        Labels: spec.labels,
+        Options: { "com.docker.network.bridge.enable_icc": "false" },
+      });
+    } catch (error) {
+      // 409: left by an earlier attempt of this same run id; it is this run's network.
+      if (statusCode(error) !== 409)
+        throw new OpenworkError(`the Docker engine refused to create the run's network: ${errorMessage(error)}`, {
+          code: "launch_failed",
+          cause: error,
+        });
+    }
+    return name;
+  }
+
+  /** Remove a run's own network (only one of ours: named openwork-…, labelled managed); idempotent. */
+  private async removeNetwork(name: string): Promise<void> {
+    if (!name.startsWith(containerName(""))) return;
+    try {
+      const network = this.docker.getNetwork(name);
+      const info = (await network.inspect()) as { Labels?: Record<string, string> };
+      if (info.Labels?.[LABEL_MANAGED] !== "1") return;
+      await network.remove();
+    } catch (error) {
+      const code = statusCode(error);
+      if (code !== 404 && code !== 409) throw error;
     }
   }
 
