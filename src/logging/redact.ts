@@ -1,3 +1,5 @@
+import { printable } from "./terminal.js";
+
 /**
  * Secret redaction for everything we print: log records, relayed child output,
  * error messages. Two layers: known secret values registered at run time (the
@@ -38,6 +40,11 @@ const patterns: Array<[RegExp, Replacement]> = [
   [/(\b[a-z][a-z0-9+.-]*:\/\/[^/\s:@]+:)[^@\s/]+@/gi, `$1${REDACTED}@`],
 ];
 
+/**
+ * Text made fit to print: known secrets and secret-looking values masked, and
+ * control characters shown as escapes (src/logging/terminal.ts) — what passes
+ * through here may have been written by a sandbox.
+ */
 export function redactText(text: string): string {
   let out = text;
   for (const secret of knownSecrets) {
@@ -49,7 +56,7 @@ export function redactText(text: string): string {
         ? out.replace(pattern, replacement)
         : out.replace(pattern, replacement as (substring: string, ...args: string[]) => string);
   }
-  return out;
+  return printable(out);
 }
 
 const SECRET_KEY = /(token|password|passwd|secret|authorization|api_?key|credential|cookie)/i;

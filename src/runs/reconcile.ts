@@ -1,7 +1,13 @@
 import { errorMessage, OpenworkError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
 import { isAlive } from "../processes/identity.js";
-import { LABEL_HOME, LABEL_MANAGED, LABEL_RUN, type ListedSandbox } from "../sandbox/backend.js";
+import {
+  describeExit,
+  LABEL_HOME,
+  LABEL_MANAGED,
+  LABEL_RUN,
+  type ListedSandbox,
+} from "../sandbox/backend.js";
 import { backendFor, registeredBackends } from "../sandbox/select.js";
 import { isLive, type RunRecord } from "./record.js";
 import type { CorruptRecord, RunRegistry } from "./registry.js";
@@ -97,7 +103,7 @@ export async function reconcileRecord(
       reason:
         status.state === "missing"
           ? "its sandbox disappeared (removed outside openwork)"
-          : `its sandbox exited unexpectedly (code ${status.exitCode ?? "unknown"})`,
+          : `its sandbox exited unexpectedly (${describeExit(status)})`,
       stoppedAt: new Date().toISOString(),
     });
   } catch (error) {

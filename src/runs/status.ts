@@ -1,7 +1,7 @@
 import type { RuntimeSummary } from "../contract/api.js";
 import { ExitCode, type ExitCodeValue, errorMessage } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
-import type { ListedSandbox } from "../sandbox/backend.js";
+import { describeExit, type ListedSandbox } from "../sandbox/backend.js";
 import { RuntimeClient } from "./client.js";
 import { backendOf, reconcileAll } from "./reconcile.js";
 import { isLive, type RunRecord, runView } from "./record.js";
@@ -55,10 +55,12 @@ export async function describeRun(registry: RunRegistry, record: RunRecord): Pro
   };
   let local = "not running";
   if (record.handle && record.state !== "stopped") {
-    const status = await backendOf(record.sandbox)
+    local = await backendOf(record.sandbox)
       .status(record.handle)
-      .catch((error: unknown) => ({ state: `unknown (${errorMessage(error)})`, exitCode: undefined }));
-    local = status.state === "exited" ? `exited (code ${status.exitCode ?? "?"})` : status.state;
+      .then(
+        (status) => (status.state === "exited" ? `exited (${describeExit(status)})` : status.state),
+        (error: unknown) => `unknown (${errorMessage(error)})`,
+      );
   }
   const where = { sandbox: local, id: record.handle?.id };
   if (record.state !== "running" || !record.url)

@@ -1,6 +1,6 @@
 import { OpenworkError, StartFailedError } from "../errors/errors.js";
 import { done, notYet, pollUntil, WaitAbortedError, WaitTimeoutError } from "../retry/poll.js";
-import type { SandboxBackend, SandboxHandle } from "../sandbox/backend.js";
+import { describeExit, type SandboxBackend, type SandboxHandle } from "../sandbox/backend.js";
 import type { RuntimeClient } from "./client.js";
 
 export interface WaitOptions {
@@ -18,9 +18,9 @@ export interface WaitOptions {
  * healthy), stop waiting at once and say which component and what it printed.
  */
 export async function waitHealthy(options: WaitOptions): Promise<void> {
-  let exitCode: number | undefined;
+  let ended: string | undefined;
   options.handle.exited?.then((code) => {
-    exitCode = code;
+    ended = `code ${code}`;
   });
   let lastReport = 0;
   try {
@@ -36,12 +36,12 @@ export async function waitHealthy(options: WaitOptions): Promise<void> {
           );
         }
         // Without an in-process exit promise (another process launched it), ask the backend now and then.
-        if (exitCode === undefined && (!options.handle.exited || attempt % 10 === 0)) {
+        // (Asked even when the exit is known in-process: only the backend can say it was an OOM kill.)
+        if (ended !== undefined || !options.handle.exited || attempt % 10 === 0) {
           const status = await options.backend.status(options.handle);
-          if (status.state !== "running") exitCode = status.exitCode ?? -1;
+          if (status.state !== "running") ended = describeExit(status);
         }
-        if (exitCode !== undefined)
-          throw await startFailure(options, `exited with code ${exitCode} before it was healthy`);
+        if (ended !== undefined) throw await startFailure(options, `exited (${ended}) before it was healthy`);
         return notYet(health.answers ? "answered" : health.reason);
       },
       {

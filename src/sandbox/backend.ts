@@ -56,6 +56,14 @@ export interface SandboxStatus {
   startedAt?: string;
 }
 
+/** How a sandbox that is no longer running ended, in words: the exit code, and an OOM kill said as such. */
+export function describeExit(status: SandboxStatus): string {
+  const code = `code ${status.exitCode ?? "unknown"}`;
+  return status.oomKilled
+    ? `OOM-killed: it went over its memory limit (${code}; raise it with --memory)`
+    : code;
+}
+
 export interface LogOptions {
   follow?: boolean;
   tail?: number;

@@ -38,7 +38,9 @@ const UNITS: Record<string, number> = { "": 1, b: 1, k: 1024, m: 1024 ** 2, g: G
 
 export function parseMemory(text: string): number {
   const match = /^(\d+(?:\.\d+)?)\s*([bkmgt]?)(?:i?b)?$/i.exec(text.trim());
-  const bytes = match?.[1] ? Math.floor(Number(match[1]) * (UNITS[(match[2] ?? "").toLowerCase()] ?? Number.NaN)) : Number.NaN;
+  const bytes = match?.[1]
+    ? Math.floor(Number(match[1]) * (UNITS[(match[2] ?? "").toLowerCase()] ?? Number.NaN))
+    : Number.NaN;
   if (!Number.isFinite(bytes) || bytes < MIN_MEMORY_BYTES)
     throw new UsageError(
       `--memory must be a size of at least 256m (bytes, or with k, m, g, t), not "${text}"`,
@@ -50,7 +52,10 @@ export function parseMemory(text: string): number {
 export function parsePids(text: string): number {
   const value = /^\d+$/.test(text.trim()) ? Number(text) : Number.NaN;
   if (!Number.isInteger(value) || value < 64)
-    throw new UsageError(`--pids-limit must be a whole number of at least 64, not "${text}"`, "e.g. --pids-limit 2048");
+    throw new UsageError(
+      `--pids-limit must be a whole number of at least 64, not "${text}"`,
+      "e.g. --pids-limit 2048",
+    );
   return value;
 }
 

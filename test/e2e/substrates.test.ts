@@ -31,7 +31,10 @@ interface StartDoc {
 }
 
 async function flow(sandbox: "none" | "docker" | "container", env: Record<string, string>) {
-  const workspace = sandbox === "none" ? mkdtempSync(path.join(os.tmpdir(), "openwork-ws-none-")) : sandboxWorkspace(`openwork-ws-${sandbox}-`);
+  const workspace =
+    sandbox === "none"
+      ? mkdtempSync(path.join(os.tmpdir(), "openwork-ws-none-"))
+      : sandboxWorkspace(`openwork-ws-${sandbox}-`);
   const started = await runCli(
     [
       "--json",

@@ -54,7 +54,10 @@ async function manifests(): Promise<{ oldFile: string; newFile: string }> {
 
 async function upgradeFlow(sandbox: "none" | "docker"): Promise<void> {
   const { oldFile, newFile } = await manifests();
-  const workspace = sandbox === "none" ? mkdtempSync(path.join(os.tmpdir(), "openwork-ws-upgrade-none-")) : sandboxWorkspace("openwork-ws-upgrade-docker-");
+  const workspace =
+    sandbox === "none"
+      ? mkdtempSync(path.join(os.tmpdir(), "openwork-ws-upgrade-none-"))
+      : sandboxWorkspace("openwork-ws-upgrade-docker-");
   const started = await runCli(
     ["--json", "start", "--detach", "--sandbox", sandbox, "--workspace", workspace, "--manifest", oldFile],
     {

@@ -1,5 +1,6 @@
 import { type Command, Option } from "commander";
 import { ExitCode, UsageError } from "../../errors/errors.js";
+import { printable } from "../../logging/terminal.js";
 import { runChecks } from "../../runs/check.js";
 import { LOG_SOURCES, type LogSource, readRunLogs } from "../../runs/logs.js";
 import { RunRegistry } from "../../runs/registry.js";
@@ -124,7 +125,8 @@ export function registerRuns(program: Command): void {
       const lines: string[] = [];
       const emit = (line: string) => {
         if (ctx.json) lines.push(line);
-        else process.stdout.write(`${line}\n`);
+        // The engine's and router's logs are written in the sandbox: never raw to the terminal.
+        else process.stdout.write(`${printable(line)}\n`);
       };
       // Ctrl-C is how a follow ends: finish the output and exit 0, not 130.
       const release = flags.follow ? holdSignals() : () => {};

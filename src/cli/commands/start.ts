@@ -1,5 +1,6 @@
 import { type Command, Option } from "commander";
 import { UsageError } from "../../errors/errors.js";
+import { printable } from "../../logging/terminal.js";
 import { parsePort } from "../../net/ports.js";
 import { checkStartedRun } from "../../runs/check.js";
 import { followInForeground } from "../../runs/foreground.js";
@@ -182,7 +183,7 @@ async function runStart(flags: StartFlags, command: Command, detach: boolean): P
         log: ctx.log,
         signal: shutdown.signal,
         stopOnExit: !result.reused,
-        print: (line) => process.stderr.write(`[runtime] ${line}\n`),
+        print: (line) => process.stderr.write(`[runtime] ${printable(line)}\n`),
       });
       process.exitCode = 0;
     }

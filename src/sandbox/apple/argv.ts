@@ -1,8 +1,8 @@
 import { SANDBOX_PATHS } from "../../contract/layout.js";
-import { defaultLimits } from "../limits.js";
 import { OpenworkError } from "../../errors/errors.js";
 import type { ValidatedMount } from "../../mounts/types.js";
 import type { LaunchSpec } from "../backend.js";
+import { defaultLimits } from "../limits.js";
 import type { AppleFeatures } from "./version.js";
 
 /** One bind mount as Apple's CLI takes it. */

@@ -251,10 +251,13 @@ export class DockerBackend implements SandboxBackend {
     } catch (error) {
       // 409: left by an earlier attempt of this same run id; it is this run's network.
       if (statusCode(error) !== 409)
-        throw new OpenworkError(`the Docker engine refused to create the run's network: ${errorMessage(error)}`, {
-          code: "launch_failed",
-          cause: error,
-        });
+        throw new OpenworkError(
+          `the Docker engine refused to create the run's network: ${errorMessage(error)}`,
+          {
+            code: "launch_failed",
+            cause: error,
+          },
+        );
     }
     return name;
   }
