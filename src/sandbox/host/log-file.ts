@@ -1,6 +1,6 @@
 import { createReadStream } from "node:fs";
 import { open, stat } from "node:fs/promises";
-import { checkComponents, openNoFollow, READ_NOFOLLOW } from "../../files/inside.js";
+import { checkComponents, LinkRefusedError, openNoFollow, READ_NOFOLLOW } from "../../files/inside.js";
 import { repeatUntilAborted } from "../../retry/poll.js";
 
 /*
@@ -40,7 +40,9 @@ export async function tailFile(file: string, count?: number, root?: string): Pro
     guard(file, root);
     handle = await open(file, READ_NOFOLLOW);
   } catch (error) {
-    if ((error as { code?: string }).code === "ENOENT") return [];
+    const code = (error as { code?: string }).code;
+    if (code === "ENOENT") return [];
+    if (code === "ELOOP") throw new LinkRefusedError(file, file, "a link");
     throw error;
   }
   try {
