@@ -52,6 +52,12 @@ test("usage errors exit 2 with one line and no stack trace", async () => {
     ["start", "--port", "65536"],
     ["logs", "--tail", "1e3"],
     ["runtime", "upgrade", "--manifest", "m.json", "--components", "opencode,bogus"],
+    // a sandbox's workspace passes the mount rules; limits are a sandbox's
+    ["start", "--sandbox", "docker", "--workspace", "/"],
+    ["start", "--sandbox", "docker", "--workspace", "/etc"],
+    ["start", "--sandbox", "docker", "--workspace", os.homedir()],
+    ["start", "--sandbox", "docker", "--memory", "lots"],
+    ["start", "--cpus", "1"],
   ];
   for (const args of cases) {
     const result = await runCli(args);

@@ -6,7 +6,7 @@ import { test } from "node:test";
 import { request } from "undici";
 import { groupAlive } from "../../src/processes/groups.js";
 import { parseProcessId } from "../../src/processes/identity.js";
-import type { LaunchSpec } from "../../src/sandbox/backend.js";
+import { describeExit, type LaunchSpec } from "../../src/sandbox/backend.js";
 import { DockerBackend } from "../../src/sandbox/docker/docker-backend.js";
 import { HostBackend } from "../../src/sandbox/host/host-backend.js";
 import { dockerOrSkip, sharedSandboxImage } from "../helpers/docker.js";
@@ -149,4 +149,35 @@ test("docker backend: a missing image is a clear error, not a hang", async (t) =
     backend.launch(spec({ image: "openwork-no-such-image:never" })),
     /openwork-no-such-image:never is not on the Docker engine/,
   );
+});
+
+test("docker backend: a sandbox killed for memory is reported OOM-killed, and its network goes with it", async (t) => {
+  const docker = await dockerOrSkip(t);
+  if (!docker) return;
+  const image = (await sharedSandboxImage(docker)).tag;
+  const backend = new DockerBackend(docker);
+  const launchSpec = spec({
+    image,
+    // a tail of a line that never ends holds all of it: far past the limit
+    command: ["sh", "-c", "head -c 700m /dev/zero | tail > /dev/null"],
+    limits: { cpus: 1, memoryBytes: 256 * 1024 ** 2, pids: 64 },
+  });
+  launchSpec.labels["openwork.run"] = launchSpec.runId;
+  const handle = await backend.launch(launchSpec);
+  try {
+    assert.equal(await handle.exited, 137);
+    const status = await backend.status(handle);
+    assert.equal(status.oomKilled, true);
+    assert.match(
+      describeExit(status),
+      /^OOM-killed: it went over its memory limit \(code 137; raise it with --memory\)/,
+    );
+    const info = await docker.getContainer(handle.id).inspect();
+    assert.equal(info.HostConfig.PidsLimit, 64);
+    assert.equal(info.HostConfig.NetworkMode, `openwork-${launchSpec.runId}`);
+  } finally {
+    await backend.remove(handle);
+  }
+  const networks = await docker.listNetworks({ filters: { name: [`openwork-${launchSpec.runId}`] } });
+  assert.deepEqual(networks, [], "the run's network is removed with its container");
 });

@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import {
   accessSync,
+  appendFileSync,
   chmodSync,
   closeSync,
   constants,
@@ -30,6 +31,7 @@ import { resolveSidecar } from "../../src/sources/resolve.js";
 import { gcRuntimes } from "../../src/staging/gc.js";
 import { stageRuntime } from "../../src/staging/stage.js";
 import { RuntimeTamperedError, verifyStagedRuntime } from "../../src/staging/verify.js";
+import { StatCache } from "../../src/store/stat-cache.js";
 import { BlobStore } from "../../src/store/store.js";
 import { publishFakeRuntime, versionScript } from "../helpers/fake-sidecars.js";
 import { captureLogger } from "../helpers/log.js";
@@ -133,6 +135,54 @@ test("staging links verified blobs into runtimes/<id>/ with runtime.json; a seco
   for (const file of ["opencode", "node", "openwork-server.mjs"]) {
     assert.equal((await store.statCache.hash(path.join(first.dir, file))).cached, true, file);
   }
+});
+
+test("a write through the link while a sidecar is placed is never trusted: staging fails, nothing vouches for it", async (t) => {
+  const { root, store, stagingRoot } = workspace();
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const { manifest } = await publishFakeRuntime(mirror);
+  // The race the review won: a process that can write the staged file (the same inode as the store's blob)
+  // writes right after the link is made and before its hash is recorded. Forced here at that exact point.
+  const hash = store.statCache.hash.bind(store.statCache);
+  let poisoned: string | undefined;
+  store.statCache.hash = async (file: string) => {
+    if (!poisoned && file.startsWith(stagingRoot) && path.basename(file) === "openwork-server.mjs") {
+      poisoned = file;
+      appendFileSync(file, "\n;console.log('the agent ran here');\n");
+    }
+    return hash(file);
+  };
+  await assert.rejects(
+    stageRuntime({
+      manifest,
+      target: "linux-x64",
+      stagingRoot,
+      store,
+      registry: mirror.registry,
+      http: quick,
+    }),
+    /changed while it was staged/,
+  );
+  assert.ok(poisoned);
+  store.statCache.hash = hash;
+  // Neither the staged file nor the store's blob (the same inode) is vouched for by the stat cache.
+  assert.equal(await store.statCache.trusted(statSync(poisoned)), undefined);
+  // The next staging finds the poisoned blob, quarantines it and fetches the sidecar again.
+  const again = await stageRuntime({
+    manifest,
+    target: "linux-x64",
+    stagingRoot,
+    store,
+    registry: mirror.registry,
+    http: quick,
+  });
+  await verifyStagedRuntime(again.dir, {
+    statCache: new StatCache(mkdtempSync(path.join(root, "fresh-cache-"))),
+  });
+  assert.doesNotMatch(
+    readFileSync(path.join(again.dir, "openwork-server.mjs"), "utf8"),
+    /the agent ran here/,
+  );
 });
 
 test("tamper: one flipped byte in the staged real opencode makes verification refuse, naming the file and both hashes", async (t) => {
