@@ -152,7 +152,20 @@ export async function stagePlan(
   }
   await mkdir(layout.runtimesDir, { recursive: true });
   const temp = path.join(layout.runtimesDir, `.staging-${plan.runtimeId}-${randomBytes(4).toString("hex")}`);
-  await mkdir(temp, { mode: 0o755 });
+  try {
+    await mkdir(temp, { mode: 0o755 });
+  } catch (error) {
+    // In a sandbox the runtimes are mounted read-only: what it runs is staged by the host, never by itself.
+    if (systemErrorCode(error) === "EROFS" || systemErrorCode(error) === "EACCES")
+      throw new OpenworkError(
+        `this runtime cannot stage a manifest itself: ${layout.runtimesDir} is read-only here (a sandbox runs only what the host staged and verified)`,
+        {
+          code: "manifest_invalid",
+          hint: "upgrade with `openwork runtime upgrade --manifest …`, which stages it on the host and names its runtime id",
+        },
+      );
+    throw error;
+  }
   try {
     const json = runtimeJsonOf(plan.content);
     for (const [name, source] of Object.entries(plan.sources) as Array<[SidecarName, string]>) {
