@@ -19,6 +19,7 @@ function spec(overrides: Partial<LaunchSpec> = {}): LaunchSpec {
     image: "openwork-sandbox:abc",
     workspace: "/Users/me/project",
     persistDir: "/Users/me/.local/share/openwork/workspaces/w1/container/persist",
+    limits: { cpus: 1.5, memoryBytes: 3 * 1024 ** 3, pids: 100 },
     runtimesDir: "/Users/me/.local/share/openwork/workspaces/w1/container/runtimes",
     mounts: [
       {
@@ -101,6 +102,11 @@ describe("run argv", () => {
       "type=bind,source=/Users/me/out,target=/workspace/extra/out",
       "--user",
       "501:20",
+      // whole CPUs (1.5 rounds up) and MiB; Apple's CLI has no process limit
+      "--cpus",
+      "2",
+      "--memory",
+      "3072M",
       "--workdir",
       "/persist",
       "openwork-sandbox:abc",
