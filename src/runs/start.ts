@@ -100,10 +100,7 @@ export async function startRun(options: StartOptions): Promise<StartResult> {
   // Validate everything the user typed before anything is started.
   const sandbox = options.sandbox ?? "none";
   const mounts = validateRunMounts(sandbox, options.mounts, workspace);
-  const limitsAsked = Object.keys(options.limits ?? {}).filter(
-    (key) => options.limits?.[key as keyof SandboxLimits] !== undefined,
-  );
-  if (limitsAsked.length > 0 && sandbox === "none") {
+  if (Object.keys(definedOnly(options.limits)).length > 0 && sandbox === "none") {
     throw new UsageError(
       "--cpus, --memory and --pids-limit limit a sandbox, and --sandbox none runs host processes, which nothing limits",
       "drop them, or choose --sandbox docker, container or auto",
