@@ -1,4 +1,5 @@
 import { createPrivateKey, createPublicKey, randomBytes, sign, timingSafeEqual, verify } from "node:crypto";
+import { OpenworkError } from "../errors/errors.js";
 
 /*
  * The host token never enters a runtime (DESIGN.md §4a). It is the seed of an
@@ -53,7 +54,14 @@ function message(method: string, path: string, time: number, nonce: string): Buf
 /** The X-OpenWork-Host-Signature value for one request (`path` with its query, as sent). */
 export function signHostRequest(token: string, method: string, path: string, now = Date.now()): string {
   const key = privateKeyOf(token);
-  if (!key) throw new Error("the host token is not an Ed25519 seed (a run started by an older openwork?)");
+  if (!key)
+    throw new OpenworkError(
+      "this run's host token cannot sign requests: the run was started by an older openwork",
+      {
+        code: "host_token_unsupported",
+        hint: "start it again with `openwork start --replace` (its sessions stay in the persisted directory)",
+      },
+    );
   const nonce = randomBytes(16).toString("base64url");
   const signature = sign(null, message(method, path, now, nonce), key).toString("base64url");
   return `t=${now};n=${nonce};s=${signature}`;

@@ -187,6 +187,12 @@ test("host requests are signed: the public key checks them, a signature serves o
   const key = hostKeyOf(token) as string;
   assert.match(key, /^[0-9a-f]{64}$/);
   assert.equal(hostKeyOf(`${HOST_TOKEN_PREFIX}short`), undefined);
+  // A run started before host tokens were keys: the CLI says how to move on instead of sending the token.
+  assert.throws(
+    () => signHostRequest(`${HOST_TOKEN_PREFIX}${"x".repeat(32)}`, "POST", "/tokens"),
+    (error: Error & { code?: string; hint?: string }) =>
+      error.code === "host_token_unsupported" && /--replace/.test(error.hint ?? ""),
+  );
   const clientToken = "owc_client-token-0123456789";
   const store = new TokenStore(tokenDigest(clientToken).toString("hex"), key);
   const signed = (method: string, url: string, now?: number) =>
