@@ -26,9 +26,6 @@ export class LinkRefusedError extends OpenworkError {
   }
 }
 
-/** Flags to open a file for reading without following a link at its last component (nor hanging on a FIFO). */
-export const READ_NOFOLLOW = constants.O_RDONLY | constants.O_NOFOLLOW | constants.O_NONBLOCK;
-
 /** Every directory between `root` (itself trusted: the host made it) and `file` must be a real directory. */
 export function checkComponents(root: string, file: string): void {
   const relative = path.relative(root, file);
@@ -45,20 +42,10 @@ export function checkComponents(root: string, file: string): void {
 }
 
 /**
- * Open `file` (below `root`) for `flags` without following any link. A missing
- * file raises ENOENT like open(2); a link or non-regular file raises LinkRefusedError.
+ * open(2) that refuses a link at the last component and anything but a
+ * regular file. A missing file raises ENOENT like open(2); a link or
+ * non-regular file raises LinkRefusedError.
  */
-export function openInside(
-  root: string,
-  file: string,
-  flags: number = constants.O_RDONLY,
-  mode = 0o600,
-): number {
-  checkComponents(path.resolve(root), path.resolve(file));
-  return openNoFollow(file, flags, mode);
-}
-
-/** open(2) that refuses a link at the last component and anything but a regular file (see openInside). */
 export function openNoFollow(file: string, flags: number = constants.O_RDONLY, mode = 0o600): number {
   let fd: number;
   try {
@@ -75,9 +62,10 @@ export function openNoFollow(file: string, flags: number = constants.O_RDONLY, m
   return fd;
 }
 
-/** The text of `file` below `root`, read without following links (see openInside). */
+/** The text of `file` below `root`, read without following any link on the way. */
 export function readFileInside(root: string, file: string): string {
-  const fd = openInside(root, file);
+  checkComponents(path.resolve(root), path.resolve(file));
+  const fd = openNoFollow(file);
   try {
     return readFileSync(fd, "utf8");
   } finally {

@@ -186,24 +186,19 @@ async function place(
         { blob: sidecar.path, file: dest },
         `${sidecar.name}: the runtime directory is on another device than the store; copied instead of hard-linked`,
       );
-      const copied = await store.statCache.hash(temp);
-      if (copied.sha256 !== sidecar.sha256) {
-        throw new Error(
-          `copy of ${sidecar.path} to ${temp} has sha256 ${copied.sha256}, expected ${sidecar.sha256}`,
-        );
-      }
     }
     await rename(temp, dest);
     await syncDir(path.dirname(dest));
-    // link(2) and rename(2) change the inode's ctime (shared with the blob when linked), so the
-    // next use would re-hash anyway: hash now. Trust is recorded only for bytes read here (the stat
-    // cache records nothing when the file changes while it is read), never for a stat taken after
-    // a hash that came before: a write through the link in between would be vouched for.
+    // Hashed once, in its final place, for a link and a copy alike (rename changes the inode's ctime, so
+    // a hash taken before would not count anyway). Trust is recorded only for bytes read here (the stat
+    // cache records nothing when the file changes while it is read), never for a stat taken after a
+    // hash that came before: a write through the link in between would be vouched for. A file left
+    // wrong here is replaced by the next staging and refused by verification meanwhile.
     const placed = await store.statCache.hash(dest);
     if (placed.sha256 !== sidecar.sha256 || placed.size !== sidecar.size) {
       await store.statCache.forget(await stat(dest));
       throw new Error(
-        `${dest} changed while it was staged: sha256 ${placed.sha256} (${placed.size} bytes), expected ${sidecar.sha256} (${sidecar.size} bytes)`,
+        `${dest} changed while it was staged (or was copied wrong): sha256 ${placed.sha256} (${placed.size} bytes), expected ${sidecar.sha256} (${sidecar.size} bytes)`,
       );
     }
     return mode;

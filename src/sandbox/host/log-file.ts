@@ -1,6 +1,6 @@
-import { createReadStream } from "node:fs";
-import { open, stat } from "node:fs/promises";
-import { checkComponents, LinkRefusedError, openNoFollow, READ_NOFOLLOW } from "../../files/inside.js";
+import { closeSync, createReadStream, fstatSync, readSync } from "node:fs";
+import { stat } from "node:fs/promises";
+import { checkComponents, openNoFollow } from "../../files/inside.js";
 import { repeatUntilAborted } from "../../retry/poll.js";
 
 /*
@@ -20,7 +20,7 @@ export async function eachLine(file: string, onLine: (line: string) => void, roo
   let pending = "";
   try {
     guard(file, root);
-    for await (const chunk of createReadStream(file, { fd: openNoFollow(file, READ_NOFOLLOW) })) {
+    for await (const chunk of createReadStream(file, { fd: openNoFollow(file) })) {
       pending += (chunk as Buffer).toString("utf8");
       const lines = pending.split(/\r?\n/);
       pending = lines.pop() ?? "";
@@ -35,32 +35,32 @@ export async function eachLine(file: string, onLine: (line: string) => void, roo
 
 /** The last `count` lines of a file (all of it when count is undefined), read from the end in blocks. */
 export async function tailFile(file: string, count?: number, root?: string): Promise<string[]> {
-  let handle: Awaited<ReturnType<typeof open>>;
+  let fd: number;
   try {
     guard(file, root);
-    handle = await open(file, READ_NOFOLLOW);
+    fd = openNoFollow(file);
   } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (code === "ENOENT") return [];
-    if (code === "ELOOP") throw new LinkRefusedError(file, file, "a link");
+    if ((error as { code?: string }).code === "ENOENT") return [];
     throw error;
   }
   try {
-    const { size } = await handle.stat();
-    if (count === undefined) return splitLines((await handle.readFile()).toString("utf8"));
+    const { size } = fstatSync(fd);
+    const read = (length: number, position: number) => {
+      const buffer = Buffer.alloc(length);
+      return buffer.subarray(0, readSync(fd, buffer, 0, length, position)).toString("utf8");
+    };
+    if (count === undefined) return splitLines(read(size, 0));
     const block = 64 * 1024;
     let position = size;
     let text = "";
     while (position > 0 && text.split("\n").length <= count + 1) {
       const length = Math.min(block, position);
       position -= length;
-      const buffer = Buffer.alloc(length);
-      await handle.read(buffer, 0, length, position);
-      text = buffer.toString("utf8") + text;
+      text = read(length, position) + text;
     }
     return splitLines(text).slice(-count);
   } finally {
-    await handle.close();
+    closeSync(fd);
   }
 }
 
@@ -95,7 +95,7 @@ export async function followFile(
       if (size === offset) return;
       guard(file, options.root);
       for await (const chunk of createReadStream(file, {
-        fd: openNoFollow(file, READ_NOFOLLOW),
+        fd: openNoFollow(file),
         start: offset,
         end: size - 1,
       })) {
