@@ -88,23 +88,37 @@ const SERVER_PIDS = [
   "}",
 ].join(" ");
 
-/** How often argv[1]+argv[2] is in the server's memory (needles in two halves: see below). */
+/**
+ * How often argv[1]+argv[2] is in the server's memory (needles in two halves: see below). Every
+ * readable mapping, whatever its size (V8's heap cage is GiBs of reservation), but only its pages
+ * that are in memory (the present bit of /proc/<pid>/pagemap, readable without privileges): reading
+ * a page that is not would fault it in, and enough of that gets the sandbox OOM-killed.
+ */
 const MEMORY_SCAN = [
   SERVER_PIDS,
-  "const needle = process.argv[1] + process.argv[2]; let found = 0, scanned = 0;",
+  "const needle = process.argv[1] + process.argv[2]; let found = 0, scanned = 0; const PAGE = 4096;",
+  "const count = (buf) => { for (let i = buf.indexOf(needle); i !== -1; i = buf.indexOf(needle, i + 1)) found++; };",
   "for (const pid of pids) {",
-  '  const fd = fs.openSync("/proc/" + pid + "/mem", "r");',
+  '  const mem = fs.openSync("/proc/" + pid + "/mem", "r"), pagemap = fs.openSync("/proc/" + pid + "/pagemap", "r");',
+  "  const entries = Buffer.alloc(8 * 4096), run = Buffer.alloc(PAGE * 256);",
   '  for (const line of fs.readFileSync("/proc/" + pid + "/maps", "utf8").split(' + NL + ")) {",
   "    const m = /^([0-9a-f]+)-([0-9a-f]+) r/.exec(line); if (!m) continue;",
-  "    const start = parseInt(m[1], 16), end = parseInt(m[2], 16); if (end - start > 512 * 1024 * 1024) continue;",
-  // in 1 MiB pieces overlapping by the needle's length: the scan must not itself need much memory
-  "    const buf = Buffer.alloc(1024 * 1024);",
-  "    for (let at = start; at < end; at += buf.length - needle.length) {",
-  "      let n = 0; try { n = fs.readSync(fd, buf, 0, Math.min(buf.length, end - at), at); } catch { break; }",
-  "      scanned += n; const piece = buf.subarray(0, n);",
-  "      for (let i = piece.indexOf(needle); i !== -1; i = piece.indexOf(needle, i + 1)) found++;",
-  "      if (n < buf.length) break;",
+  "    const end = parseInt(m[2], 16); let page = parseInt(m[1], 16) / PAGE;",
+  // runs of present pages, read up to 1 MiB at a time; a run continues across reads by the needle's length
+  "    let runStart = -1, runLength = 0; let tail = Buffer.alloc(0);",
+  "    const flush = () => { if (runLength > 0) { let n = 0; try { n = fs.readSync(mem, run, 0, runLength * PAGE, runStart * PAGE); } catch {} scanned += n; const piece = Buffer.concat([tail, run.subarray(0, n)]); count(piece); tail = piece.subarray(Math.max(0, piece.length - needle.length + 1)); } runStart = -1; runLength = 0; };",
+  "    while (page < end / PAGE) {",
+  "      const want = Math.min(4096, end / PAGE - page); const got = fs.readSync(pagemap, entries, 0, want * 8, page * 8) / 8;",
+  "      if (got <= 0) break;",
+  "      for (let i = 0; i < got; i++) {",
+  "        const present = (entries[i * 8 + 7] & 0x80) !== 0;",
+  "        if (!present) { flush(); tail = Buffer.alloc(0); continue; }",
+  "        if (runStart < 0) runStart = page + i;",
+  "        runLength++; if (runLength === 256) flush();",
+  "      }",
+  "      page += got;",
   "    }",
+  "    flush();",
   "  }",
   "}",
   'console.log("scanned=" + scanned + " found=" + found);',
@@ -211,7 +225,7 @@ test("the sandbox boundary holds against the agent's own shell", async (t) => {
 
   await t.test(
     "no token in the sandbox: not in any environment, not in the server's memory after host requests",
-    async () => {
+    async (sub) => {
       // A host-scope request now (signed by the CLI's client), so that a token sent would still be in memory.
       const owner = await new RuntimeClient(a.url, {
         client: a.tokens.client,
@@ -238,8 +252,11 @@ test("the sandbox boundary holds against the agent's own shell", async (t) => {
         return agent.run(`${node} -e '${MEMORY_SCAN}' ${n1} ${n2}`);
       };
       // Positive control: the scan does read the server's memory (the client token's digest is in its environment).
-      assert.match(await scan(digest), /scanned=[1-9]\d* found=[1-9]/);
-      assert.match(await scan(seed), /scanned=[1-9]\d* found=0\n/, "the host token never reached the server");
+      const control = await scan(digest);
+      const host = await scan(seed);
+      sub.diagnostic(`client token digest: ${control.trim()}; host token seed: ${host.trim()}`);
+      assert.match(control, /scanned=[1-9]\d* found=[1-9]/);
+      assert.match(host, /scanned=[1-9]\d* found=0\n/, "the host token never reached the server");
     },
   );
 
