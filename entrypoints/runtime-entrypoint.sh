@@ -48,6 +48,44 @@ mkdir -p "$XDG_CONFIG_HOME" "$XDG_DATA_HOME" "$XDG_STATE_HOME" "$XDG_CACHE_HOME"
 # Never start in the workspace: files there must not influence how sidecars start.
 cd "$HOME" || exit 1
 
+# The user's opencode config, logins and CA bundle for this start (read-only at $OPENWORK_IMPORT), copied
+# into the runtime's own directories; a login made in here outlives restarts (src/credentials/install.ts).
+if [ -n "${OPENWORK_IMPORT:-}" ] || [ -f "$OPENWORK_PERSIST/$PERSIST_STATE/imported.json" ]; then
+  "$RUNTIME_DIR/node" "$RUNTIME_DIR/openwork-server.mjs" install-imports || {
+    log "could not install the user's opencode config and logins"
+    exit 1
+  }
+fi
+unset OPENWORK_IMPORT
+
+# A proxy on the host's loopback was named by a placeholder: in Apple's VM the host is the gateway,
+# which only the VM knows (src/credentials/proxy.ts). /proc/net/route holds it as little-endian hex.
+GATEWAY_PLACEHOLDER=openwork-host-gateway.invalid
+for name in HTTPS_PROXY https_proxy HTTP_PROXY http_proxy ALL_PROXY all_proxy; do
+  eval "value=\${$name:-}"
+  case $value in
+    *"$GATEWAY_PLACEHOLDER"*)
+      if [ -z "${GATEWAY:-}" ]; then
+        while read -r _iface dest gw _rest; do
+          if [ "$dest" = 00000000 ]; then
+            b1=${gw%??????} t=${gw#??}
+            b2=${t%????} t=${gw#????}
+            b3=${t%??} b4=${gw#??????}
+            GATEWAY=$(printf '%d.%d.%d.%d' "0x$b4" "0x$b3" "0x$b2" "0x$b1")
+            break
+          fi
+        done </proc/net/route
+        if [ -z "${GATEWAY:-}" ]; then log "no default gateway: cannot point $name at the host"; exit 1; fi
+      fi
+      value="${value%%"$GATEWAY_PLACEHOLDER"*}$GATEWAY${value#*"$GATEWAY_PLACEHOLDER"}"
+      eval "$name=\$value"
+      export "$name"
+      log "$name: the host's loopback is the VM's gateway $GATEWAY here"
+      ;;
+  esac
+done
+unset value
+
 # Components run detached from this shell, which becomes the server: each is started by a subshell
 # that exits at once, so its keeper (the subshell that waits for it and records its exit code) is
 # re-parented to init (tini in a container, the system's init on a host) and reaped there. The

@@ -1,5 +1,6 @@
 import { Command, Option } from "commander";
 import { packageVersion } from "../config/package-root.js";
+import { registerEnv } from "./commands/env.js";
 import { registerImage } from "./commands/image.js";
 import { registerRuns } from "./commands/runs.js";
 import { registerRuntime } from "./commands/runtime.js";
@@ -36,5 +37,6 @@ export function buildProgram(): Command {
   registerRuntime(program);
   registerSidecars(program);
   registerImage(program);
+  registerEnv(program);
   return program;
 }

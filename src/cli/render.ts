@@ -2,8 +2,8 @@ import type { RuntimeVersions } from "../contract/api.js";
 import type { CheckResult } from "../runs/check.js";
 import { type RunRecord, runView } from "../runs/record.js";
 import type { CorruptRecord } from "../runs/registry.js";
-import type { StartResult } from "../runs/start.js";
-import type { OrphanInfo, RunStatus } from "../runs/status.js";
+import type { StartPlan, StartResult } from "../runs/start.js";
+import { type CredentialsView, credentialsView, type OrphanInfo, type RunStatus } from "../runs/status.js";
 import { versionsReport } from "../runs/versions.js";
 
 /*
@@ -81,7 +81,75 @@ export function renderStatus(
       `orphan: ${orphan.kind} ${orphan.id} (run ${orphan.runId ?? "?"}) has no live run; remove with \`openwork stop --orphans\``,
     );
   for (const entry of corrupt) extra.push(`unreadable run record: ${entry.reason}`);
+  // One run: what reached it, too.
+  const only = statuses.length === 1 ? statuses[0]?.credentials : undefined;
+  if (only) extra.push(...credentialLines(only));
   return [table, ...extra].join("\n");
+}
+
+/** What reached a runtime, in a few lines: imports, then variables by name and source. */
+export function credentialLines(view: CredentialsView): string[] {
+  const config =
+    view.hostConfig === null
+      ? "not imported (--no-host-config)"
+      : view.hostConfig.dir
+        ? `${view.hostConfig.dir} (${view.hostConfig.files} files)`
+        : "none found";
+  const auth =
+    view.hostAuth === null
+      ? "not imported (--no-host-auth)"
+      : view.hostAuth.length > 0
+        ? view.hostAuth.join(", ")
+        : "none found";
+  const lines = [`  opencode config: ${config}`, `  opencode logins: ${auth}`];
+  if (view.caCert) lines.push(`  CA bundle:       ${view.caCert.join(", ")}`);
+  if (view.env.length > 0)
+    lines.push(`  environment:     ${view.env.map((entry) => `${entry.name} (${entry.source})`).join(", ")}`);
+  for (const rewrite of view.proxyRewrites) lines.push(`  proxy:           ${rewrite.name} → ${rewrite.to}`);
+  return lines;
+}
+
+/** `start --dry-run` for a terminal. */
+export function renderStartPlan(plan: StartPlan): string {
+  const credentials = plan.credentials as {
+    env: Array<{ name: string; source: string; overrides?: string[] }>;
+    precedence: string[];
+    envStore: string;
+    proxyRewrites: Array<{ name: string; from: string; to: string }>;
+    caCert: { sources: string[] } | null;
+    hostConfig: { dir: string | null; files: string[] } | string;
+    hostAuth: { files: string[] } | string;
+  };
+  const lines = [
+    `dry run: nothing was started`,
+    `  workspace: ${plan.workspace}`,
+    `  sandbox:   ${plan.sandbox}${plan.image ? ` (image ${plan.image})` : ""}`,
+    `  runtime:   ${plan.runtimeId}`,
+  ];
+  if (plan.wouldReuse)
+    lines.push(`  would return the running run ${plan.wouldReuse} (pass --replace for a new one)`);
+  if (plan.limits)
+    lines.push(
+      `  limits:    ${plan.limits.cpus} CPUs, ${formatBytes(plan.limits.memoryBytes)}, ${plan.limits.pids} processes`,
+    );
+  for (const mount of plan.mounts)
+    lines.push(`  mount:     ${mount.hostPath} → ${mount.containerPath} (${mount.readOnly ? "ro" : "rw"})`);
+  lines.push(
+    `  opencode config: ${typeof credentials.hostConfig === "string" ? credentials.hostConfig : credentials.hostConfig.dir ? `${credentials.hostConfig.dir} (${credentials.hostConfig.files.length} files)` : "none found"}`,
+    `  opencode logins: ${typeof credentials.hostAuth === "string" ? credentials.hostAuth : credentials.hostAuth.files.join(", ") || "none found"}`,
+  );
+  if (credentials.caCert) lines.push(`  CA bundle:       ${credentials.caCert.sources.join(", ")}`);
+  lines.push(
+    `  environment (precedence: ${credentials.precedence.join(" > ")}; store ${credentials.envStore}):`,
+  );
+  for (const entry of credentials.env)
+    lines.push(
+      `    ${entry.name}=**** from ${entry.source}${entry.overrides ? ` (over ${entry.overrides.join(", ")})` : ""}`,
+    );
+  if (credentials.env.length === 0) lines.push("    (nothing)");
+  for (const rewrite of credentials.proxyRewrites)
+    lines.push(`  proxy rewrite: ${rewrite.name} ${rewrite.from} → ${rewrite.to}`);
+  return lines.join("\n");
 }
 
 export function renderConnectInfo(result: StartResult, showSecrets: boolean, detach: boolean): string {
@@ -104,6 +172,8 @@ export function renderConnectInfo(result: StartResult, showSecrets: boolean, det
       `  owner token:  ${result.secrets.ownerToken ?? "-"}`,
     );
   }
+  const view = credentialsView(record.credentials);
+  if (view) lines.push(...credentialLines(view));
   if (result.retired.length > 0) lines.push(`  replaced:  ${result.retired.join(", ")}`);
   lines.push(
     detach
@@ -127,6 +197,7 @@ export function startDocument(result: StartResult, record: RunRecord) {
     },
     secretsFile: result.secretsFile,
     logFile: record.logFile,
+    credentials: credentialsView(record.credentials) ?? null,
   };
 }
 

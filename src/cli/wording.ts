@@ -16,6 +16,7 @@ const FLAG: Record<OptionDifference["option"], string> = {
   mounts: "--mount",
   limits: "--cpus/--memory/--pids-limit",
   runtime: "--manifest/--source/--*-bin",
+  credentials: "credentials:",
 };
 
 const HINTS: Record<string, string> = {

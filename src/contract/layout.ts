@@ -22,6 +22,8 @@ export const SANDBOX_PATHS = {
   /** the staged runtimes, mounted read-only: the sandbox executes them and can change none of them */
   runtimes: "/runtimes",
   workspace: "/workspace",
+  /** the user's opencode config, logins and CA bundle for this start, read-only (src/credentials/import-dir.ts) */
+  imports: "/import",
   extraMounts: "/workspace/extra",
 } as const;
 
@@ -49,6 +51,11 @@ export interface PersistLayout {
   logsDir: string;
   logFile(component: LogComponent): string;
   homeDir: string;
+  /** what the last start imported from the host (src/credentials/install.ts), to tell it from the runtime's own changes */
+  importedFile: string;
+  /** the CA bundle given to the runtime, alone (NODE_EXTRA_CA_CERTS) and after the system's (SSL_CERT_FILE) */
+  caExtraFile: string;
+  caBundleFile: string;
 }
 
 /**
@@ -78,5 +85,8 @@ export function persistLayout(
     logsDir,
     logFile: (component) => path.join(logsDir, LOG_FILES[component]),
     homeDir: path.join(root, PERSIST_DIRS.home),
+    importedFile: path.join(stateDir, "imported.json"),
+    caExtraFile: path.join(stateDir, "ca", "extra.pem"),
+    caBundleFile: path.join(stateDir, "ca", "bundle.pem"),
   };
 }

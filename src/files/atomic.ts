@@ -54,13 +54,17 @@ export async function writeFileAtomic(
 }
 
 /** The same, synchronously: for the server's small state files written from synchronous code. */
-export function writeFileAtomicSync(file: string, content: string, options: AtomicWriteOptions = {}): void {
+export function writeFileAtomicSync(
+  file: string,
+  content: string | Buffer,
+  options: AtomicWriteOptions = {},
+): void {
   mkdirSync(path.dirname(file), { recursive: true });
   const temporary = temporaryFor(file);
   try {
     const fd = openSync(temporary, "w", options.mode ?? 0o644);
     try {
-      writeSync(fd, content);
+      writeSync(fd, typeof content === "string" ? Buffer.from(content) : content);
       if (options.mode !== undefined) fchmodSync(fd, options.mode);
       if (options.fsync) fsyncSync(fd);
     } finally {

@@ -1,3 +1,5 @@
+import path from "node:path";
+import { removeImportDir } from "../credentials/import-dir.js";
 import { errorMessage, OpenworkError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
 import { isAlive } from "../processes/identity.js";
@@ -81,6 +83,10 @@ export async function reconcileRecord(
         "the openwork process that was starting this run died; removing what it left",
       );
       await teardown(record, 2000);
+      // The copies of the user's config and logins it had written for the entrypoint.
+      await removeImportDir(
+        path.join(registry.substrateDir(record.workspaceId, record.sandbox), "imports", record.runId),
+      );
       return await mark({
         state: "failed",
         reason: "the openwork process that was starting this run died before the runtime was healthy",

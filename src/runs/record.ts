@@ -41,6 +41,19 @@ export const RunRecordSchema = z.object({
   /** why the run failed or was retired */
   reason: z.string().optional(),
   replaces: z.string().optional(),
+  /** what reached the runtime's environment and directories: names and sources, never a value */
+  credentials: z
+    .object({
+      env: z.array(z.object({ name: z.string(), source: z.string(), mac: z.string() })),
+      caMac: z.string().nullable(),
+      /** the user's opencode config directory imported (null: none found, or --no-host-config) */
+      hostConfig: z.object({ dir: z.string().nullable(), files: z.number().int() }).nullable(),
+      /** the user's auth files imported (null: --no-host-auth) */
+      hostAuth: z.array(z.string()).nullable(),
+      caCert: z.array(z.string()).nullable(),
+      proxyRewrites: z.array(z.object({ name: z.string(), to: z.string() })),
+    })
+    .optional(),
 });
 export type RunRecord = z.infer<typeof RunRecordSchema>;
 

@@ -1,14 +1,24 @@
-import { randomBytes } from "node:crypto";
+import { createHmac, randomBytes } from "node:crypto";
 import { mkdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { openworkPaths } from "../config/paths.js";
 import { secretEnv } from "../contract/env.js";
 import { newHostToken } from "../contract/host-auth.js";
 import { persistLayout, SANDBOX_PATHS } from "../contract/layout.js";
+import { removeImportDir, writeImportDir } from "../credentials/import-dir.js";
+import {
+  type CredentialsPlan,
+  type CredentialsRequest,
+  describePlan,
+  describeSource,
+  maskUrl,
+  resolveCredentials,
+} from "../credentials/plan.js";
 import { probeDocker } from "../docker/client.js";
 import { type EntrypointConfig, writeEntrypoint } from "../entrypoint/write.js";
 import { errorMessage, OpenworkError, UsageError } from "../errors/errors.js";
-import { ensureSandboxImage } from "../image/build.js";
+import { ensureSandboxImage, findSandboxImage } from "../image/build.js";
+import { readImageInputs } from "../image/inputs.js";
 import { withLock } from "../locks/lock.js";
 import type { Logger } from "../logging/logger.js";
 import { registerSecret } from "../logging/redact.js";
@@ -63,6 +73,8 @@ export interface StartOptions {
   allowRemote?: boolean | undefined;
   /** CPU, memory and process limits of a sandbox; what is not given takes defaultLimits() */
   limits?: Partial<SandboxLimits> | undefined;
+  /** the runtime's environment, the user's opencode config and logins, proxies and CAs (default: all imported, no extra env) */
+  credentials?: Partial<CredentialsRequest> | undefined;
   healthTimeoutMs?: number;
   runtime: RuntimeRequest;
   registry: RunRegistry;
@@ -95,25 +107,12 @@ const CONTAINER_ROUTER_PORT = 4097;
  */
 export async function startRun(options: StartOptions): Promise<StartResult> {
   const { registry, log } = options;
-  const workspace = await resolveWorkspace(options.workspace);
-  const workspaceId = RunRegistry.workspaceId(workspace);
-  // Validate everything the user typed before anything is started.
-  const sandbox = options.sandbox ?? "none";
-  const mounts = validateRunMounts(sandbox, options.mounts, workspace);
-  if (Object.keys(definedOnly(options.limits)).length > 0 && sandbox === "none") {
-    throw new UsageError(
-      "--cpus, --memory and --pids-limit limit a sandbox, and --sandbox none runs host processes, which nothing limits",
-      "drop them, or choose --sandbox docker, container or auto",
+  const { workspace, workspaceId, mounts, backend, credentials } = await validateStart(options);
+  for (const rewrite of credentials.proxyRewrites)
+    log.info(
+      { name: rewrite.name, from: maskUrl(rewrite.from), to: maskUrl(rewrite.to) },
+      `${rewrite.name} names this machine's loopback, which in the sandbox is the sandbox: rewritten to the host as seen from there (the proxy must listen on an address the sandbox reaches)`,
     );
-  }
-  if (options.image && sandbox === "none") {
-    throw new UsageError(
-      "--image applies to a sandbox, and --sandbox none runs host processes",
-      "drop --image, or choose --sandbox docker, container or auto",
-    );
-  }
-  const backend = await selectBackend(sandbox);
-  log.debug({ sandbox: backend.kind }, "sandbox selected");
 
   return withLock(
     registry.workspaceLock(workspaceId),
@@ -129,6 +128,17 @@ export async function startRun(options: StartOptions): Promise<StartResult> {
         if (secrets && healthy.ok) {
           // Everything asked for is checked before the running run is handed back: nothing is silently ignored.
           const differences = await differencesFrom(current, options, mounts, log);
+          const credentialsDiffer = credentialDifferences(
+            current.credentials,
+            credentials,
+            secrets.clientToken,
+          );
+          if (credentialsDiffer.length > 0)
+            differences.push({
+              option: "credentials",
+              asked: credentialsDiffer.join(", "),
+              running: "the values it was started with",
+            });
           if (differences.length > 0) throw new RunOptionsDifferError(current.runId, differences);
           log.info(
             { runId: current.runId, url: current.url },
@@ -155,6 +165,7 @@ export async function startRun(options: StartOptions): Promise<StartResult> {
         workspace,
         workspaceId,
         mounts,
+        credentials,
         current?.runId,
         inUse,
       );
@@ -175,12 +186,83 @@ export async function startRun(options: StartOptions): Promise<StartResult> {
   );
 }
 
+/** Everything a start checks before it locks or starts anything: what the user typed, resolved. */
+async function validateStart(options: StartOptions) {
+  const workspace = await resolveWorkspace(options.workspace);
+  const workspaceId = RunRegistry.workspaceId(workspace);
+  const sandbox = options.sandbox ?? "none";
+  const mounts = validateRunMounts(sandbox, options.mounts, workspace);
+  if (Object.keys(definedOnly(options.limits)).length > 0 && sandbox === "none") {
+    throw new UsageError(
+      "--cpus, --memory and --pids-limit limit a sandbox, and --sandbox none runs host processes, which nothing limits",
+      "drop them, or choose --sandbox docker, container or auto",
+    );
+  }
+  if (options.image && sandbox === "none") {
+    throw new UsageError(
+      "--image applies to a sandbox, and --sandbox none runs host processes",
+      "drop --image, or choose --sandbox docker, container or auto",
+    );
+  }
+  const backend = await selectBackend(sandbox);
+  options.log.debug({ sandbox: backend.kind }, "sandbox selected");
+  const credentials = await resolveCredentials(credentialsRequest(options.credentials), backend.kind);
+  return { workspace, workspaceId, mounts, backend, credentials };
+}
+
+/** What `start --dry-run` reports: everything a start would use, resolved and checked; values masked. */
+export interface StartPlan {
+  workspace: string;
+  workspaceId: string;
+  sandbox: SandboxBackend["kind"];
+  /** the healthy run a start would return instead of starting one, if any */
+  wouldReuse: string | null;
+  runtimeId: string;
+  image: string | null;
+  limits: SandboxLimits | null;
+  mounts: Array<{ hostPath: string; containerPath: string; readOnly: boolean }>;
+  credentials: Record<string, unknown>;
+}
+
+/**
+ * `start --dry-run`: resolve and check everything a start would — workspace,
+ * substrate, mounts, limits, sidecars, credentials — and launch nothing,
+ * write nothing, lock nothing.
+ */
+export async function planStart(options: StartOptions): Promise<StartPlan> {
+  const { registry, log } = options;
+  const { workspace, workspaceId, mounts, backend, credentials } = await validateStart(options);
+  const sandboxed = backend.kind !== "none";
+  const runtimeId = await plannedRuntimeId({
+    ...options.runtime,
+    sandboxed,
+    router: options.router === true,
+    log,
+  });
+  const running = (await registry.list()).records.find(
+    (record) => record.workspace === workspace && record.state === "running",
+  );
+  const healthy = running?.url ? (await new RuntimeClient(running.url).healthy()).ok : false;
+  return {
+    workspace,
+    workspaceId,
+    sandbox: backend.kind,
+    wouldReuse: healthy && running && !options.replace ? running.runId : null,
+    runtimeId,
+    image: sandboxed ? (options.image ?? (await plannedImage())) : null,
+    limits: sandboxed ? { ...defaultLimits(), ...definedOnly(options.limits) } : null,
+    mounts: mounts.map(({ hostPath, containerPath, readOnly }) => ({ hostPath, containerPath, readOnly })),
+    credentials: describePlan(credentials),
+  };
+}
+
 async function launchNew(
   options: StartOptions,
   backend: SandboxBackend,
   workspace: string,
   workspaceId: string,
   mounts: ValidatedMount[],
+  credentials: CredentialsPlan,
   replaces: string | undefined,
   inUse: string[],
 ): Promise<Omit<StartResult, "retired">> {
@@ -226,14 +308,15 @@ async function launchNew(
     createdAt: new Date().toISOString(),
     replaces,
   };
-  await mkdir(persistDir, { recursive: true, mode: 0o700 });
-  if (user) giveToSandboxUser(persistDir, user);
-  await registry.write(record);
   const secrets: RunSecrets = {
     clientToken: `owc_${randomBytes(24).toString("base64url")}`,
     hostToken: newHostToken(),
     enginePassword: randomBytes(24).toString("base64url"),
   };
+  record.credentials = credentialsRecord(credentials, secrets.clientToken);
+  await mkdir(persistDir, { recursive: true, mode: 0o700 });
+  if (user) giveToSandboxUser(persistDir, user);
+  await registry.write(record);
   for (const value of Object.values(secrets)) registerSecret(value);
   const secretsFile = await registry.writeSecrets(runId, secrets);
   const fail = async (reason: string) => {
@@ -283,6 +366,11 @@ async function launchNew(
       healthDeadlineS: Math.ceil(healthMs / 1000),
     };
     const entrypoint = await writeEntrypoint(runtime.dir, config);
+    // The user's config, logins and CA bundle, for the entrypoint to install (then removed, below).
+    const importDir = path.join(registry.substrateDir(workspaceId, backend.kind), "imports", runId);
+    cleanup.push("remove the imports", () => removeImportDir(importDir));
+    await writeImportDir(importDir, credentials, user);
+    const runtimeLayout = persistLayout(sandboxed ? SANDBOX_PATHS.persist : persistDir);
     const labels = {
       [LABEL_MANAGED]: "1",
       [LABEL_HOME]: registry.homeId(),
@@ -304,7 +392,16 @@ async function launchNew(
           ? persistLayout(SANDBOX_PATHS.persist, SANDBOX_PATHS.runtimes).entrypoint(runtime.runtimeId)
           : entrypoint,
       ],
-      env: secretEnv(secrets),
+      // The user's values first: the run's own settings can never be overridden (reserved names are refused anyway).
+      env: {
+        ...Object.fromEntries(credentials.env.map((entry) => [entry.name, entry.value])),
+        ...(credentials.ca
+          ? { NODE_EXTRA_CA_CERTS: runtimeLayout.caExtraFile, SSL_CERT_FILE: runtimeLayout.caBundleFile }
+          : {}),
+        OPENWORK_IMPORT: sandboxed ? SANDBOX_PATHS.imports : importDir,
+        ...secretEnv(secrets),
+      },
+      imports: importDir,
       ports: sandboxed ? [{ container: CONTAINER_SERVER_PORT, host: ports.server, hostIp }] : [],
       labels,
       user: user ? formatUser(user) : undefined,
@@ -348,6 +445,10 @@ async function launchNew(
     record = { ...record, state: "running", versions, startedAt: new Date().toISOString(), owner: undefined };
     await registry.write(record);
     cleanup.commit();
+    // Installed by the entrypoint: the copies of the user's secrets are not left lying around.
+    await removeImportDir(importDir).catch((error: unknown) =>
+      log.warn(`could not remove ${importDir}: ${errorMessage(error)}`),
+    );
     log.info({ runId, url }, "runtime healthy");
     return { record, secrets, secretsFile, reused: false };
   } catch (error) {
@@ -385,6 +486,14 @@ async function ensureImage(kind: SandboxBackend["kind"], log: Logger): Promise<s
   return image.tag;
 }
 
+/** The sandbox image a start would use, and whether it would have to be built first. */
+async function plannedImage(): Promise<string> {
+  const inputs = await readImageInputs();
+  const probe = await probeDocker(3000);
+  const found = probe.ok ? await findSandboxImage(probe.docker, inputs) : undefined;
+  return found ? inputs.tag : `${inputs.tag} (to be built)`;
+}
+
 export async function resolveWorkspace(input: string): Promise<string> {
   let real: string;
   try {
@@ -401,7 +510,16 @@ export async function resolveWorkspace(input: string): Promise<string> {
 
 /** One option a start asked for that the running run was started without (or with another value). */
 export interface OptionDifference {
-  option: "sandbox" | "image" | "port" | "router" | "allowRemote" | "mounts" | "limits" | "runtime";
+  option:
+    | "sandbox"
+    | "image"
+    | "port"
+    | "router"
+    | "allowRemote"
+    | "mounts"
+    | "limits"
+    | "runtime"
+    | "credentials";
   asked: string;
   running: string;
 }
@@ -510,6 +628,69 @@ async function refuseUnrecordedRuntimes(
       },
     );
   }
+}
+
+function credentialsRequest(given: Partial<CredentialsRequest> | undefined): CredentialsRequest {
+  return {
+    env: given?.env ?? [],
+    envFiles: given?.envFiles ?? [],
+    proxyEnv: given?.proxyEnv ?? true,
+    caCert: given?.caCert,
+    hostConfig: given?.hostConfig ?? true,
+    hostAuth: given?.hostAuth ?? true,
+  };
+}
+
+/**
+ * What a run record keeps of its credentials: names and where they came from,
+ * never a value — only a MAC of each, keyed with the run's client token (a
+ * secret the record never holds), so that a later start can tell whether it
+ * asks for the same values without the record revealing them.
+ */
+function credentialsRecord(plan: CredentialsPlan, key: string): NonNullable<RunRecord["credentials"]> {
+  return {
+    env: plan.env.map((entry) => ({
+      name: entry.name,
+      source: describeSource(entry.source),
+      mac: valueMac(key, entry.name, entry.value),
+    })),
+    caMac: plan.ca ? valueMac(key, "ca", plan.ca.pem) : null,
+    hostConfig: plan.hostConfig
+      ? { dir: plan.host.configDir ?? null, files: plan.host.configFiles.length }
+      : null,
+    hostAuth: plan.hostAuth ? plan.host.authFiles.map((file) => file.source) : null,
+    caCert: plan.ca ? plan.ca.sources : null,
+    proxyRewrites: plan.proxyRewrites.map((rewrite) => ({ name: rewrite.name, to: maskUrl(rewrite.to) })),
+  };
+}
+
+function valueMac(key: string, name: string, value: string): string {
+  return createHmac("sha256", key).update(`${name}\0${value}`).digest("hex").slice(0, 32);
+}
+
+/** The credentials a start asks for that the running run does not have (by name; values compared by MAC). */
+function credentialDifferences(
+  running: RunRecord["credentials"],
+  asked: CredentialsPlan,
+  key: string,
+): string[] {
+  if (!running) return [];
+  const out: string[] = [];
+  const had = new Map(running.env.map((entry) => [entry.name, entry.mac]));
+  for (const entry of asked.env) {
+    const mac = had.get(entry.name);
+    if (mac === undefined) out.push(`env ${entry.name} added`);
+    else if (mac !== valueMac(key, entry.name, entry.value)) out.push(`env ${entry.name} changed`);
+    had.delete(entry.name);
+  }
+  for (const name of had.keys()) out.push(`env ${name} removed`);
+  if ((running.caMac ?? null) !== (asked.ca ? valueMac(key, "ca", asked.ca.pem) : null))
+    out.push("CA bundle");
+  if ((running.hostConfig !== null) !== asked.hostConfig)
+    out.push(asked.hostConfig ? "host config" : "--no-host-config");
+  if ((running.hostAuth !== null) !== asked.hostAuth)
+    out.push(asked.hostAuth ? "host auth" : "--no-host-auth");
+  return out;
 }
 
 function definedOnly(limits: Partial<SandboxLimits> | undefined): Partial<SandboxLimits> {

@@ -22,6 +22,28 @@ export interface RunStatus {
   runtime: { reachable: boolean; error?: string; summary?: RuntimeSummary };
   createdAt: string;
   startedAt: string | undefined;
+  /** what reached the runtime (names and sources, never values); absent for runs started before it was recorded */
+  credentials?: CredentialsView | undefined;
+}
+
+export interface CredentialsView {
+  env: Array<{ name: string; source: string }>;
+  hostConfig: { dir: string | null; files: number } | null;
+  hostAuth: string[] | null;
+  caCert: string[] | null;
+  proxyRewrites: Array<{ name: string; to: string }>;
+}
+
+/** The record's credentials without the MACs (they mean nothing to a reader). */
+export function credentialsView(credentials: RunRecord["credentials"]): CredentialsView | undefined {
+  if (!credentials) return undefined;
+  return {
+    env: credentials.env.map(({ name, source }) => ({ name, source })),
+    hostConfig: credentials.hostConfig,
+    hostAuth: credentials.hostAuth,
+    caCert: credentials.caCert,
+    proxyRewrites: credentials.proxyRewrites,
+  };
 }
 
 export interface OrphanInfo {
@@ -52,6 +74,7 @@ export async function describeRun(registry: RunRegistry, record: RunRecord): Pro
     reason: record.reason,
     createdAt: record.createdAt,
     startedAt: record.startedAt,
+    credentials: credentialsView(record.credentials),
   };
   let local = "not running";
   if (record.handle && record.state !== "stopped") {

@@ -22,6 +22,8 @@ export interface LaunchSpec {
   persistDir: string;
   /** host directory of staged runtimes, mounted read-only at /runtimes (ignored by the host backend) */
   runtimesDir: string;
+  /** this start's imports (the user's opencode config, logins, CA bundle), read-only at /import in a sandbox */
+  imports?: string | undefined;
   /** validated by src/mounts, mounted at /workspace/extra/<sub> */
   mounts: ValidatedMount[];
   /** e.g. ["sh", "/runtimes/<id>/entrypoint.sh"] */

@@ -1,3 +1,4 @@
+import { installImportsMain } from "../credentials/install.js";
 import { errorMessage, isOpenworkError, oneLine } from "../errors/errors.js";
 import { redactText } from "../logging/redact.js";
 import { probeMain } from "./probe.js";
@@ -9,6 +10,7 @@ export { SERVER_VERSION } from "./version.js";
 const USAGE = [
   'usage: openwork-server serve                       (environment: docs/architecture.md, "Entrypoint environment")',
   "       openwork-server probe --url URL [--timeout-ms N] [--wait-ms N [--pid P]] [--basic-auth-env VAR] [--user-env VAR]",
+  "       openwork-server install-imports            (run by the entrypoint: OPENWORK_IMPORT, OPENWORK_PERSIST, XDG_*_HOME)",
   "       openwork-server --version",
 ].join("\n");
 
@@ -35,6 +37,8 @@ export async function serverMain(args: string[]): Promise<number> {
         return await serveMain();
       case "probe":
         return await probeMain(rest);
+      case "install-imports":
+        return installImportsMain();
       default:
         process.stderr.write(
           `openwork-server: ${command === undefined ? "no command" : `unknown command "${command}"`}\n${USAGE}\n`,

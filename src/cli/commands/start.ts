@@ -5,13 +5,13 @@ import { parsePort } from "../../net/ports.js";
 import { checkStartedRun } from "../../runs/check.js";
 import { followInForeground } from "../../runs/foreground.js";
 import { RunRegistry } from "../../runs/registry.js";
-import { startRun } from "../../runs/start.js";
+import { planStart, startRun } from "../../runs/start.js";
 import { AppleContainerBackend } from "../../sandbox/apple/index.js";
 import { parseLabels } from "../../sandbox/backend.js";
 import { parseCpus, parseMemory, parsePids } from "../../sandbox/limits.js";
 import { parseSandboxChoice, registerBackend } from "../../sandbox/select.js";
 import { contextFrom } from "../context.js";
-import { renderChecks, renderConnectInfo, startDocument } from "../render.js";
+import { renderChecks, renderConnectInfo, renderStartPlan, startDocument } from "../render.js";
 import { addSidecarOverrideOptions, addSourceOption, sourcePolicyFrom } from "../sidecar-options.js";
 import { holdSignals, shutdown } from "../signals.js";
 
@@ -40,6 +40,13 @@ interface StartFlags {
   allowExternal?: boolean;
   allowVersionMismatch?: boolean;
   source?: string;
+  env: string[];
+  envFile: string[];
+  proxyEnv: boolean;
+  caCert?: string;
+  hostConfig: boolean;
+  hostAuth: boolean;
+  dryRun?: boolean;
 }
 
 function collect(value: string, previous: string[]): string[] {
@@ -72,6 +79,32 @@ function addStartOptions(command: Command): Command {
     .option("--cpus <n>", "a sandbox's CPU limit (default: 2, or fewer when the host has fewer)")
     .option("--memory <size>", "a sandbox's memory limit, e.g. 2g (default: 4g; a run over it is OOM-killed)")
     .option("--pids-limit <n>", "a sandbox's limit on processes and threads (default: 1024)")
+    .option(
+      "--env <KEY[=VALUE]>",
+      "set a variable in the runtime's environment; KEY alone passes this shell's value (repeatable)",
+      collect,
+      [],
+    )
+    .option(
+      "--env-file <file>",
+      "variables from a dotenv file, mode 0600 (repeatable; a later file wins)",
+      collect,
+      [],
+    )
+    .option("--no-proxy-env", "do not pass this shell's HTTPS_PROXY/HTTP_PROXY/NO_PROXY to the runtime")
+    .option(
+      "--ca-cert <file>",
+      "a PEM CA bundle the runtime trusts (default: this shell's NODE_EXTRA_CA_CERTS or SSL_CERT_FILE)",
+    )
+    .option("--no-host-config", "do not import your opencode config directory into the runtime")
+    .option(
+      "--no-host-auth",
+      "do not import your opencode logins (auth.json, mcp-auth.json) into the runtime",
+    )
+    .option(
+      "--dry-run",
+      "resolve and check everything a start would (credentials with values masked) and start nothing",
+    )
     .option("--health-timeout <seconds>", "how long each component may take to become healthy", "90")
     .option("--show-secrets", "print the tokens in the human output too (they are always in --json)")
     .option(
@@ -137,7 +170,7 @@ async function runStart(flags: StartFlags, command: Command, detach: boolean): P
     const registry = new RunRegistry();
     // What the user did not type is left undefined: a new run takes the default, a running one is not compared.
     const typed = (option: string) => command.getOptionValueSource(option) === "cli";
-    const result = await startRun({
+    const options = {
       workspace: flags.workspace,
       sandbox: typed("sandbox") ? parseSandboxChoice(flags.sandbox) : undefined,
       image: flags.image,
@@ -157,7 +190,21 @@ async function runStart(flags: StartFlags, command: Command, detach: boolean): P
       log: ctx.log,
       signal: shutdown.signal,
       extraLabels: parseLabels(process.env.OPENWORK_LABELS),
-    });
+      credentials: {
+        env: flags.env,
+        envFiles: flags.envFile,
+        proxyEnv: flags.proxyEnv,
+        caCert: flags.caCert,
+        hostConfig: flags.hostConfig,
+        hostAuth: flags.hostAuth,
+      },
+    };
+    if (flags.dryRun) {
+      const plan = await planStart(options);
+      ctx.output(plan, () => renderStartPlan(plan));
+      return;
+    }
+    const result = await startRun(options);
     if (flags.check) {
       const checked = await checkStartedRun({
         registry,

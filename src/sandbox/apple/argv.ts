@@ -82,6 +82,7 @@ export function appleBindsFor(spec: LaunchSpec): AppleBind[] {
     { source: spec.workspace, target: SANDBOX_PATHS.workspace, readOnly: false },
     { source: spec.persistDir, target: SANDBOX_PATHS.persist, readOnly: false },
     { source: spec.runtimesDir, target: SANDBOX_PATHS.runtimes, readOnly: true },
+    ...(spec.imports ? [{ source: spec.imports, target: SANDBOX_PATHS.imports, readOnly: true }] : []),
     ...appleBindsFromMounts(spec.mounts),
   ];
 }

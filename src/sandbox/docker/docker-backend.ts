@@ -104,10 +104,23 @@ export class DockerBackend implements SandboxBackend {
               readOnly: true,
               spec: "runtimes",
             },
+            ...(spec.imports
+              ? [
+                  {
+                    hostPath: spec.imports,
+                    containerPath: SANDBOX_PATHS.imports,
+                    readOnly: true,
+                    spec: "imports",
+                  },
+                ]
+              : []),
             ...spec.mounts,
           ]),
           PortBindings: bindings,
           NetworkMode: network,
+          // The host as seen from the sandbox, by the name Docker Desktop gives it (a proxy on the host's
+          // loopback is rewritten to it: src/credentials/proxy.ts).
+          ExtraHosts: ["host.docker.internal:host-gateway"],
           RestartPolicy: { Name: "no" },
           // The runtime's output is bounded like every log we keep: 3 files of 10 MiB.
           LogConfig: { Type: "json-file", Config: { "max-size": "10m", "max-file": "3" } },

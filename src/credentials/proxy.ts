@@ -1,0 +1,92 @@
+/** The proxy variables a caller's environment may carry, both cases, as curl, git, Node and Bun read them. */
+export const PROXY_VARIABLES = [
+  "HTTPS_PROXY",
+  "https_proxy",
+  "HTTP_PROXY",
+  "http_proxy",
+  "ALL_PROXY",
+  "all_proxy",
+  "NO_PROXY",
+  "no_proxy",
+] as const;
+
+const NO_PROXY_NAMES = new Set(["NO_PROXY", "no_proxy"]);
+
+/** A placeholder host the entrypoint replaces with the VM's gateway, read inside the VM (Apple's backend). */
+export const GATEWAY_PLACEHOLDER = "openwork-host-gateway.invalid";
+
+/** How the sandbox reaches the host, per substrate: a name Docker resolves, or the VM's gateway. */
+export function hostAliasFor(substrate: "none" | "docker" | "container"): string | undefined {
+  if (substrate === "docker") return "host.docker.internal";
+  if (substrate === "container") return GATEWAY_PLACEHOLDER;
+  return undefined;
+}
+
+export interface ProxyRewrite {
+  name: string;
+  from: string;
+  to: string;
+}
+
+function isLoopback(hostname: string): boolean {
+  const host = hostname.replace(/^\[|\]$/g, "").toLowerCase();
+  return host === "localhost" || host === "::1" || /^127(\.\d{1,3}){3}$/.test(host);
+}
+
+/**
+ * A proxy URL as the sandbox must see it: a loopback host means this machine,
+ * which inside a sandbox is the sandbox itself, so it becomes the host's
+ * address as seen from there. Anything that is not a URL is left alone.
+ */
+export function rewriteProxyUrl(value: string, alias: string): string {
+  let url: URL;
+  try {
+    // A proxy given without a scheme (host:port) is http, as curl reads it.
+    url = new URL(/^[a-z][a-z0-9+.-]*:\/\//i.test(value) ? value : `http://${value}`);
+  } catch {
+    return value;
+  }
+  if (!isLoopback(url.hostname)) return value;
+  const rewritten = value.replace(
+    /^([a-z][a-z0-9+.-]*:\/\/)?((?:[^@/]*@)?)(\[[^\]]*\]|[^:/]+)/i,
+    `$1$2${alias}`,
+  );
+  return rewritten;
+}
+
+/**
+ * The caller's proxy variables for the runtime: loopback proxies rewritten
+ * for a sandbox, and loopback itself kept off the proxy (the runtime's
+ * components talk to each other on 127.0.0.1 inside the sandbox).
+ */
+export function proxyEnvironment(
+  caller: NodeJS.ProcessEnv,
+  substrate: "none" | "docker" | "container",
+): { values: Record<string, string>; rewrites: ProxyRewrite[] } {
+  const values: Record<string, string> = {};
+  const rewrites: ProxyRewrite[] = [];
+  const alias = hostAliasFor(substrate);
+  for (const name of PROXY_VARIABLES) {
+    const value = caller[name];
+    if (value === undefined || value === "") continue;
+    if (NO_PROXY_NAMES.has(name) || !alias) {
+      values[name] = value;
+      continue;
+    }
+    const to = rewriteProxyUrl(value, alias);
+    if (to !== value) rewrites.push({ name, from: value, to });
+    values[name] = to;
+  }
+  const proxied = Object.keys(values).some((name) => !NO_PROXY_NAMES.has(name));
+  if (proxied) {
+    for (const name of ["NO_PROXY", "no_proxy"]) {
+      const list = (values[name] ?? "")
+        .split(",")
+        .map((item) => item.trim())
+        .filter(Boolean);
+      for (const local of ["localhost", "127.0.0.1", "::1"]) if (!list.includes(local)) list.push(local);
+      values[name] = list.join(",");
+    }
+  }
+  return { values, rewrites };
+}
