@@ -4,6 +4,7 @@
 //   node scripts/test.mjs [unit|integration|e2e ...]   (default: all tiers)
 import { spawnSync } from "node:child_process";
 import { readdirSync, statSync } from "node:fs";
+import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
 
@@ -47,7 +48,16 @@ const runFiles = (list, concurrency) =>
   spawnSync(
     process.execPath,
     ["--test", "--test-reporter=spec", `--test-concurrency=${concurrency}`, ...list],
-    { cwd: root, stdio: "inherit", env: { ...process.env, OPENWORK_TEST_RUN: "1" } },
+    {
+      cwd: root,
+      stdio: "inherit",
+      // The developer's own env store never reaches a test's runtime (tests that use one name their own).
+      env: {
+        ...process.env,
+        OPENWORK_TEST_RUN: "1",
+        OPENWORK_ENV_STORE: path.join(os.tmpdir(), "openwork-test-no-env-store"),
+      },
+    },
   ).status ?? 1;
 const statuses = [];
 if (alone.length > 0) {
