@@ -16,6 +16,7 @@ import { test } from "node:test";
 import { execa } from "execa";
 import { request } from "undici";
 import { AgentShell } from "../helpers/agent.js";
+import { emulatorEnv } from "../helpers/apple-emulator.js";
 import { CLI, type CliResult, runCli } from "../helpers/cli.js";
 import { dockerOrSkip, sharedSandboxImage } from "../helpers/docker.js";
 import { sandboxWorkspace } from "../helpers/workspace.js";
@@ -403,4 +404,60 @@ test("docker: every path reaches the engine, nothing leaks into the container's 
     .trim()
     .split("\n");
   for (const file of entrypoints) assertNoSecret(file, readFileSync(file, "utf8"), s.secrets);
+});
+
+test("Apple container (emulated on Docker): env, config and login reach the engine; a loopback proxy is the VM's gateway", async (t) => {
+  const docker = await dockerOrSkip(t);
+  if (!docker) return;
+  await sharedSandboxImage(docker);
+  const s = scenario("apple");
+  const workspace = sandboxWorkspace("openwork-ws-cred-apple-");
+  const proxy = net.createServer((socket) => {
+    socket.on("error", () => {});
+    socket.end("proxy-banner-ok\n");
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, "0.0.0.0", resolve));
+  const proxyPort = (proxy.address() as net.AddressInfo).port;
+  const env = { ...emulatorEnv(), HTTPS_PROXY: `http://localhost:${proxyPort}` };
+  t.after(async () => {
+    proxy.close();
+    await cli(s, ["stop", "--all"], env);
+  });
+  const started = await cli(
+    s,
+    [
+      "--json",
+      "start",
+      "--detach",
+      "--sandbox",
+      "container",
+      "--workspace",
+      workspace,
+      "--env",
+      `FLAG_SECRET=${s.secrets.FLAG_SECRET}`,
+    ],
+    env,
+  );
+  assert.equal(started.exitCode, 0, started.stderr);
+  assertNoSecret("start", started.stdout + started.stderr, s.secrets);
+  const doc = JSON.parse(started.stdout) as StartDoc;
+  const shell = new AgentShell(doc.url, doc.tokens.client);
+  assert.equal((await shell.run("printenv FLAG_SECRET")).trim(), s.secrets.FLAG_SECRET);
+  const [info] = await docker.listContainers({ filters: { label: [`openwork.run=${doc.runId}`] } });
+  assert.ok(info);
+  const networks = (await docker.getContainer(info.Id).inspect()).NetworkSettings.Networks;
+  const gateways = Object.values(networks).map((n) => n.Gateway);
+  const proxyInside = (await shell.run("printenv HTTPS_PROXY")).trim();
+  assert.ok(
+    gateways.some((gateway) => proxyInside === `http://${gateway}:${proxyPort}`),
+    `${proxyInside} names the VM's gateway (${gateways.join(", ")})`,
+  );
+  const reached = await shell.run(
+    `/runtimes/${doc.runtimeId}/node -e 'const u = new URL(process.env.HTTPS_PROXY); require("net").connect(Number(u.port), u.hostname).on("data", (d) => { process.stdout.write(String(d)); process.exit(0); }).on("error", (e) => { console.log("error " + e.message); process.exit(1); })'`,
+  );
+  assert.match(reached, /proxy-banner-ok/);
+  assert.equal(((await api(doc, "GET", "/config")) as { username?: string }).username, s.marker);
+  assert.ok(
+    ((await api(doc, "GET", "/provider")) as { connected: string[] }).connected.includes("anthropic"),
+  );
 });
