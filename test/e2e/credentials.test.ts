@@ -268,6 +268,15 @@ test("host: every path reaches the engine, nothing leaks, config and login impor
   assert.equal(again.exitCode, 0, again.stderr);
   assertNoSecret("start (json logs)", again.stdout + again.stderr, s.secrets);
   const doc2 = JSON.parse(again.stdout) as StartDoc;
+  // The same start again returns the run; other values are not silently ignored.
+  const same = await cli(s, ["--json", "start", "--detach", ...flags]);
+  assert.equal(same.exitCode, 0, same.stderr);
+  assert.equal((JSON.parse(same.stdout) as StartDoc).runId, doc2.runId);
+  const other = await cli(s, ["start", "--detach", ...flags, "--env", "FLAG_SECRET=another-value-123"]);
+  assert.equal(other.exitCode, 2, other.stderr);
+  assert.match(other.stderr, /env FLAG_SECRET changed.*--replace/);
+  assertNoSecret("a refused start", other.stderr, s.secrets);
+  assert.ok(!other.stderr.includes("another-value-123"));
   const connected = ((await api(doc2, "GET", "/provider")) as { connected: string[] }).connected;
   assert.ok(connected.includes("openai") && connected.includes("anthropic"), connected.join(", "));
 
