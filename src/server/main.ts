@@ -1,8 +1,5 @@
-import { installImportsMain } from "../credentials/install.js";
 import { errorMessage, isOpenworkError, oneLine } from "../errors/errors.js";
 import { redactText } from "../logging/redact.js";
-import { probeMain } from "./probe.js";
-import { serveMain } from "./serve.js";
 import { SERVER_VERSION } from "./version.js";
 
 export { SERVER_VERSION } from "./version.js";
@@ -34,11 +31,12 @@ export async function serverMain(args: string[]): Promise<number> {
           );
           return 2;
         }
-        return await serveMain();
+        // Each command loads only what it uses: the entrypoint runs the short ones on every start.
+        return await (await import("./serve.js")).serveMain();
       case "probe":
-        return await probeMain(rest);
+        return await (await import("./probe.js")).probeMain(rest);
       case "install-imports":
-        return installImportsMain();
+        return (await import("../credentials/install.js")).installImportsMain();
       default:
         process.stderr.write(
           `openwork-server: ${command === undefined ? "no command" : `unknown command "${command}"`}\n${USAGE}\n`,
