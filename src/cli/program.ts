@@ -1,5 +1,6 @@
 import { Command, Option } from "commander";
 import { packageVersion } from "../config/package-root.js";
+import { registerEngine } from "./commands/engine.js";
 import { registerEnv } from "./commands/env.js";
 import { registerImage } from "./commands/image.js";
 import { registerRuns } from "./commands/runs.js";
@@ -38,5 +39,6 @@ export function buildProgram(): Command {
   registerSidecars(program);
   registerImage(program);
   registerEnv(program);
+  registerEngine(program);
   return program;
 }

@@ -373,6 +373,12 @@ export interface EndpointSpec {
   /** `:name` marks a path parameter; a trailing `/*` matches the rest */
   path: string;
   auth: Auth;
+  /**
+   * Also accept HTTP basic auth (any username, the client or an owner token as
+   * the password): opencode's own clients (`opencode attach`, the SDK) speak
+   * only that. Never the host token, which stays bearer or signature only.
+   */
+  basicAuth?: boolean;
   summary: string;
   description?: string;
   body?: z.ZodType;
@@ -480,6 +486,7 @@ export const endpoints = {
     method: "ALL",
     path: "/opencode/*",
     auth: "client",
+    basicAuth: true,
     summary:
       "Reverse proxy to the engine (streaming, server-sent events and WebSockets included); the engine's credentials are added server-side",
     responses: {

@@ -52,7 +52,12 @@ export function openApiDocument(routes: readonly EndpointSpec[], version: string
             };
     }
     if (route.auth !== "none") {
-      responses["401"] = { description: "missing or wrong token", content: errorContent };
+      responses["401"] = {
+        description: route.basicAuth
+          ? "missing or wrong token (WWW-Authenticate offers Bearer and Basic)"
+          : "missing or wrong token",
+        content: errorContent,
+      };
       if (route.auth === "host")
         responses["403"] = { description: "a valid token without host scope", content: errorContent };
     }
@@ -74,7 +79,7 @@ export function openApiDocument(routes: readonly EndpointSpec[], version: string
           ? []
           : route.auth === "host"
             ? [{ hostToken: [] }, { hostBearer: [] }]
-            : [{ bearer: [] }, { hostToken: [] }],
+            : [{ bearer: [] }, { hostToken: [] }, ...(route.basicAuth ? [{ basic: [] }] : [])],
       responses,
     };
     if (route.body) {
@@ -104,6 +109,12 @@ export function openApiDocument(routes: readonly EndpointSpec[], version: string
         },
         hostBearer: { type: "http", scheme: "bearer", description: "host token (OPENWORK_HOST_TOKEN)" },
         hostToken: { type: "apiKey", in: "header", name: "X-OpenWork-Host-Token" },
+        basic: {
+          type: "http",
+          scheme: "basic",
+          description:
+            "any username, the client token or an owner token as the password (opencode's own clients); never the host token; only where an operation lists it",
+        },
       },
     },
     paths,

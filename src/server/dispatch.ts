@@ -84,20 +84,14 @@ export function createDispatcher(options: {
     const { route, params } = matched;
     const auth = route.endpoint.auth;
     if (auth !== "none") {
-      const scope = tokens.authenticate(req);
+      const scope = tokens.authenticate(req, { basic: route.endpoint.basicAuth === true });
       if (scope !== undefined) {
         markAuthenticated(req.socket);
         res.removeHeader("connection");
       }
       if (scope === undefined) {
-        res.setHeader("www-authenticate", 'Bearer realm="openwork"');
-        return sendError(
-          res,
-          requestId,
-          401,
-          "unauthorized",
-          "a valid token is required (Authorization: Bearer <token>)",
-        );
+        res.setHeader("www-authenticate", challenges(route.endpoint));
+        return sendError(res, requestId, 401, "unauthorized", unauthorizedMessage(route.endpoint));
       }
       if (!allows(scope, auth)) {
         return sendError(
@@ -127,10 +121,11 @@ export function createDispatcher(options: {
 
   const handleUpgrade = async (req: http.IncomingMessage, socket: Duplex, head: Buffer): Promise<void> => {
     const requestId = requestIdOf(req);
-    const refuse = (status: number, code: string, message: string) => {
+    const refuse = (status: number, code: string, message: string, extra: readonly string[] = []) => {
       const body = JSON.stringify({ ok: false, error: { code, message, requestId } });
+      const headers = extra.map((line) => `${line}\r\n`).join("");
       socket.end(
-        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\nx-request-id: ${requestId}\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\nx-request-id: ${requestId}\r\n${headers}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
       );
     };
     const url = parseTarget(req.url);
@@ -140,10 +135,15 @@ export function createDispatcher(options: {
       return params !== undefined && params !== "malformed";
     });
     if (!route) return refuse(404, "not_found", `no WebSocket endpoint at ${url.pathname}`);
-    const scope = tokens.authenticate(req);
+    const scope = tokens.authenticate(req, { basic: route.endpoint.basicAuth === true });
     if (scope !== undefined) markAuthenticated(req.socket);
     if (route.endpoint.auth !== "none" && scope === undefined)
-      return refuse(401, "unauthorized", "a valid token is required (Authorization: Bearer <token>)");
+      return refuse(
+        401,
+        "unauthorized",
+        unauthorizedMessage(route.endpoint),
+        challenges(route.endpoint).map((challenge) => `www-authenticate: ${challenge}`),
+      );
     if (!allows(scope, route.endpoint.auth))
       return refuse(403, "forbidden", `${route.endpoint.path} needs the host token`);
     try {
@@ -158,6 +158,19 @@ export function createDispatcher(options: {
     handler: (req, res) => void handle(req, res),
     upgradeHandler: (req, socket, head) => void handleUpgrade(req, socket, head),
   };
+}
+
+/** The WWW-Authenticate challenges of a 401: Basic too where the endpoint takes it (opencode's clients). */
+function challenges(endpoint: EndpointSpec): string[] {
+  return endpoint.basicAuth
+    ? ['Bearer realm="openwork"', 'Basic realm="openwork"']
+    : ['Bearer realm="openwork"'];
+}
+
+function unauthorizedMessage(endpoint: EndpointSpec): string {
+  return endpoint.basicAuth
+    ? "a valid token is required (Authorization: Bearer <token>, or Basic auth with the token as the password)"
+    : "a valid token is required (Authorization: Bearer <token>)";
 }
 
 function parseTarget(target: string | undefined): URL | undefined {

@@ -80,25 +80,32 @@ export class TokenStore {
     return true;
   }
 
-  /** The scope a request's credentials grant, or undefined (none or wrong). Every candidate is compared. */
-  authenticate(req: http.IncomingMessage): Scope | undefined {
-    const candidates: string[] = [];
+  /**
+   * The scope a request's credentials grant, or undefined (none or wrong). Every candidate is compared.
+   * With `basic` (an endpoint whose spec has basicAuth), the password of `Authorization: Basic` is a
+   * candidate too, for the client and owner tokens only: the host token never travels that way.
+   */
+  authenticate(req: http.IncomingMessage, options: { basic?: boolean } = {}): Scope | undefined {
+    const candidates: Array<{ token: string; hostAllowed: boolean }> = [];
     const hostHeader = req.headers["x-openwork-host-token"];
-    if (typeof hostHeader === "string" && hostHeader.length > 0) candidates.push(hostHeader);
+    if (typeof hostHeader === "string" && hostHeader.length > 0)
+      candidates.push({ token: hostHeader, hostAllowed: true });
     const auth = req.headers.authorization;
     if (typeof auth === "string") {
       const match = /^Bearer\s+(\S+)\s*$/i.exec(auth);
-      if (match?.[1]) candidates.push(match[1]);
+      if (match?.[1]) candidates.push({ token: match[1], hostAllowed: true });
+      const password = options.basic ? basicPassword(auth) : undefined;
+      if (password) candidates.push({ token: password, hostAllowed: false });
     }
     if (this.signedByHost(req)) return "host";
     let scope: Scope | undefined;
     const minted = owners();
-    for (const candidate of candidates) {
-      const candidateKey = candidate.startsWith(HOST_TOKEN_PREFIX) ? hostKeyOf(candidate) : undefined;
+    for (const { token, hostAllowed } of candidates) {
+      const candidateKey = hostAllowed && token.startsWith(HOST_TOKEN_PREFIX) ? hostKeyOf(token) : undefined;
       const isHost = candidateKey !== undefined && sameHostKey(candidateKey, this.hostKey);
-      const isClient = sameSecret(this.client, candidate);
+      const isClient = sameSecret(this.client, token);
       let isOwner = false;
-      for (const owner of minted) if (sameSecret(Buffer.from(owner.sha256, "hex"), candidate)) isOwner = true;
+      for (const owner of minted) if (sameSecret(Buffer.from(owner.sha256, "hex"), token)) isOwner = true;
       if (isHost) scope = "host";
       else if (isOwner && scope !== "host") scope = "owner";
       else if (isClient && scope === undefined) scope = "client";
@@ -123,6 +130,15 @@ export class TokenStore {
     owners().push(record);
     return { id: record.id, token, scope: "owner", label: label ?? null, createdAt: record.createdAt };
   }
+}
+
+/** The password of `Authorization: Basic base64(user:password)` (any user), or undefined. */
+function basicPassword(header: string): string | undefined {
+  const match = /^Basic\s+([A-Za-z0-9+/=]+)\s*$/i.exec(header);
+  if (!match?.[1]) return undefined;
+  const decoded = Buffer.from(match[1], "base64").toString("utf8");
+  const colon = decoded.indexOf(":");
+  return colon >= 0 && colon < decoded.length - 1 ? decoded.slice(colon + 1) : undefined;
 }
 
 /** Whether a scope may call an endpoint of this auth level. */
