@@ -154,6 +154,33 @@ function filesHolding(dir: string, values: readonly string[]): Array<{ file: str
   return out;
 }
 
+/** The flag, inherited-flag and file paths of a scenario's secrets (the store's is set beforehand). */
+function secretFlags(s: Scenario, workspace: string): string[] {
+  return [
+    "--workspace",
+    workspace,
+    "--env",
+    `FLAG_SECRET=${s.secrets.FLAG_SECRET}`,
+    "--env",
+    "INHERITED_SECRET",
+    "--env-file",
+    s.envFile,
+  ];
+}
+
+/**
+ * A "proxy" on the host, on every interface: a sandbox must reach it through the rewritten
+ * address. (The engine uses it too, for its own fetches: those connections may end in a reset.)
+ */
+async function hostProxy(): Promise<{ proxy: net.Server; proxyPort: number }> {
+  const proxy = net.createServer((socket) => {
+    socket.on("error", () => {});
+    socket.end("proxy-banner-ok\n");
+  });
+  await new Promise<void>((resolve) => proxy.listen(0, "0.0.0.0", resolve));
+  return { proxy, proxyPort: (proxy.address() as net.AddressInfo).port };
+}
+
 function assertNoSecret(where: string, text: string, secrets: Record<string, string>): void {
   for (const [name, value] of Object.entries(secrets))
     assert.ok(!text.includes(value), `${name}'s value appears in ${where}`);
@@ -195,18 +222,7 @@ test("host: every path reaches the engine, nothing leaks, config and login impor
   const list = await cli(s, ["env", "list"]);
   assert.match(list.stdout, /STORE_SECRET\s+\*\*\*\*/);
   assertNoSecret("env list", list.stdout + list.stderr, s.secrets);
-  const flags = [
-    "--workspace",
-    workspace,
-    "--env",
-    `FLAG_SECRET=${s.secrets.FLAG_SECRET}`,
-    "--env",
-    "INHERITED_SECRET",
-    "--env-file",
-    s.envFile,
-    "--env",
-    "SHARED=from-the-flag",
-  ];
+  const flags = [...secretFlags(s, workspace), "--env", "SHARED=from-the-flag"];
 
   const dry = await cli(s, ["--json", "start", "--dry-run", ...flags]);
   assert.equal(dry.exitCode, 0, dry.stderr);
@@ -317,14 +333,7 @@ test("docker: every path reaches the engine, nothing leaks into the container's 
   const image = await sharedSandboxImage(docker);
   const s = scenario("docker");
   const workspace = sandboxWorkspace("openwork-ws-cred-docker-");
-  // A "proxy" on the host: the sandbox must reach it through the rewritten address.
-  // (The engine itself uses it too, for its own fetches: those connections may end in a reset.)
-  const proxy = net.createServer((socket) => {
-    socket.on("error", () => {});
-    socket.end("proxy-banner-ok\n");
-  });
-  await new Promise<void>((resolve) => proxy.listen(0, "0.0.0.0", resolve));
-  const proxyPort = (proxy.address() as net.AddressInfo).port;
+  const { proxy, proxyPort } = await hostProxy();
   t.after(async () => {
     proxy.close();
     await cli(s, ["stop", "--all"]);
@@ -341,14 +350,7 @@ test("docker: every path reaches the engine, nothing leaks into the container's 
       "--detach",
       "--sandbox",
       "docker",
-      "--workspace",
-      workspace,
-      "--env",
-      `FLAG_SECRET=${s.secrets.FLAG_SECRET}`,
-      "--env",
-      "INHERITED_SECRET",
-      "--env-file",
-      s.envFile,
+      ...secretFlags(s, workspace),
       "--ca-cert",
       ca,
     ],
@@ -421,12 +423,7 @@ test("Apple container (emulated on Docker): env, config and login reach the engi
   await sharedSandboxImage(docker);
   const s = scenario("apple");
   const workspace = sandboxWorkspace("openwork-ws-cred-apple-");
-  const proxy = net.createServer((socket) => {
-    socket.on("error", () => {});
-    socket.end("proxy-banner-ok\n");
-  });
-  await new Promise<void>((resolve) => proxy.listen(0, "0.0.0.0", resolve));
-  const proxyPort = (proxy.address() as net.AddressInfo).port;
+  const { proxy, proxyPort } = await hostProxy();
   const env = { ...emulatorEnv(), HTTPS_PROXY: `http://localhost:${proxyPort}` };
   t.after(async () => {
     proxy.close();
