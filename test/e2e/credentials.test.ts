@@ -154,6 +154,16 @@ function filesHolding(dir: string, values: readonly string[]): Array<{ file: str
   return out;
 }
 
+/** Each path's secret is in the engine's environment, read from the agent's own shell. */
+async function assertEachPathArrived(shell: AgentShell, s: Scenario): Promise<void> {
+  for (const name of ["FLAG_SECRET", "INHERITED_SECRET", "FILE_SECRET", "STORE_SECRET"] as const)
+    assert.equal(
+      (await shell.run(`printenv ${name}`)).trim(),
+      s.secrets[name],
+      `${name} in the engine's environment`,
+    );
+}
+
 /** The flag, inherited-flag and file paths of a scenario's secrets (the store's is set beforehand). */
 function secretFlags(s: Scenario, workspace: string): string[] {
   return [
@@ -253,12 +263,7 @@ test("host: every path reaches the engine, nothing leaks, config and login impor
   assert.equal(doc.credentials.hostConfig?.files, 1);
 
   const shell = new AgentShell(doc.url, doc.tokens.client);
-  for (const name of ["FLAG_SECRET", "INHERITED_SECRET", "FILE_SECRET", "STORE_SECRET"] as const)
-    assert.equal(
-      (await shell.run(`printenv ${name}`)).trim(),
-      s.secrets[name],
-      `${name} in the engine's environment`,
-    );
+  await assertEachPathArrived(shell, s);
   assert.equal((await shell.run("printenv SHARED")).trim(), "from-the-flag");
   const config = (await api(doc, "GET", "/config")) as { username?: string };
   assert.equal(config.username, s.marker, "the engine sees the user's config");
@@ -361,12 +366,7 @@ test("docker: every path reaches the engine, nothing leaks into the container's 
   assert.match(started.stderr, /HTTPS_PROXY names this machine's loopback/);
   const doc = JSON.parse(started.stdout) as StartDoc;
   const shell = new AgentShell(doc.url, doc.tokens.client);
-  for (const name of ["FLAG_SECRET", "INHERITED_SECRET", "FILE_SECRET", "STORE_SECRET"] as const)
-    assert.equal(
-      (await shell.run(`printenv ${name}`)).trim(),
-      s.secrets[name],
-      `${name} in the engine's environment`,
-    );
+  await assertEachPathArrived(shell, s);
   assert.equal((await shell.run("printenv HTTPS_PROXY")).trim(), `http://host.docker.internal:${proxyPort}`);
   const reached = await shell.run(
     `/runtimes/${doc.runtimeId}/node -e 'require("net").connect(${proxyPort}, "host.docker.internal").on("data", (d) => { process.stdout.write(String(d)); process.exit(0); }).on("error", (e) => { console.log("error " + e.message); process.exit(1); })'`,
