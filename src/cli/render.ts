@@ -111,15 +111,7 @@ export function credentialLines(view: CredentialsView): string[] {
 
 /** `start --dry-run` for a terminal. */
 export function renderStartPlan(plan: StartPlan): string {
-  const credentials = plan.credentials as {
-    env: Array<{ name: string; source: string; overrides?: string[] }>;
-    precedence: string[];
-    envStore: string;
-    proxyRewrites: Array<{ name: string; from: string; to: string }>;
-    caCert: { sources: string[] } | null;
-    hostConfig: { dir: string | null; files: string[] } | string;
-    hostAuth: { files: string[] } | string;
-  };
+  const { credentials } = plan;
   const lines = [
     `dry run: nothing was started`,
     `  workspace: ${plan.workspace}`,

@@ -221,7 +221,7 @@ function registerJsonSecrets(text: string, all: boolean): void {
 }
 
 /** The plan as a document fit to print: names, sources and precedence, every value masked. */
-export function describePlan(plan: CredentialsPlan): Record<string, unknown> {
+export function describePlan(plan: CredentialsPlan) {
   return {
     env: plan.env.map((entry) => ({
       name: entry.name,
@@ -257,6 +257,8 @@ function passwordOf(value: string): string | undefined {
     return undefined;
   }
 }
+
+export type CredentialsPlanView = ReturnType<typeof describePlan>;
 
 /** A URL with its credentials masked (a proxy URL may carry user:password). */
 export function maskUrl(value: string): string {

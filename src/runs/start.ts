@@ -8,6 +8,7 @@ import { persistLayout, SANDBOX_PATHS } from "../contract/layout.js";
 import { removeImportDir, writeImportDir } from "../credentials/import-dir.js";
 import {
   type CredentialsPlan,
+  type CredentialsPlanView,
   type CredentialsRequest,
   describePlan,
   describeSource,
@@ -221,7 +222,7 @@ export interface StartPlan {
   image: string | null;
   limits: SandboxLimits | null;
   mounts: Array<{ hostPath: string; containerPath: string; readOnly: boolean }>;
-  credentials: Record<string, unknown>;
+  credentials: CredentialsPlanView;
 }
 
 /**
