@@ -51,7 +51,8 @@ cd "$HOME" || exit 1
 # The user's opencode config, logins and CA bundle for this start (read-only at $OPENWORK_IMPORT), copied
 # into the runtime's own directories; a login made in here outlives restarts (src/credentials/install.ts).
 if [ -n "${OPENWORK_IMPORT:-}" ] || [ -f "$OPENWORK_PERSIST/$PERSIST_STATE/imported.json" ]; then
-  "$RUNTIME_DIR/node" "$RUNTIME_DIR/openwork-server.mjs" install-imports || {
+  # (Without NODE_EXTRA_CA_CERTS: it names the bundle this very step installs, and node would warn.)
+  (unset NODE_EXTRA_CA_CERTS && exec "$RUNTIME_DIR/node" "$RUNTIME_DIR/openwork-server.mjs" install-imports) || {
     log "could not install the user's opencode config and logins"
     exit 1
   }
