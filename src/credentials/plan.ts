@@ -9,6 +9,7 @@ import { checkEnvName } from "./names.js";
 import { readPrivateFile } from "./private-file.js";
 import {
   hostAliasFor,
+  noProxyUnion,
   PROXY_VARIABLES,
   type ProxyRewrite,
   proxyEnvironment,
@@ -137,6 +138,13 @@ export async function resolveCredentials(
       if (existing) existing.shadowed.push(item.source);
       else byName.set(item.name, { ...item, shadowed: [] });
     }
+  }
+  // Both cases of NO_PROXY say the same, whichever layers set them.
+  const upper = byName.get("NO_PROXY");
+  const lower = byName.get("no_proxy");
+  if (upper && lower && upper.value !== lower.value) {
+    upper.value = noProxyUnion(upper.value, lower.value);
+    lower.value = upper.value;
   }
   // A loopback proxy means this machine; inside a sandbox it must name the host, whatever set it.
   const proxyRewrites: ProxyRewrite[] = [];

@@ -79,14 +79,22 @@ export function proxyEnvironment(
   }
   const proxied = Object.keys(values).some((name) => !NO_PROXY_NAMES.has(name));
   if (proxied) {
-    for (const name of ["NO_PROXY", "no_proxy"]) {
-      const list = (values[name] ?? "")
-        .split(",")
-        .map((item) => item.trim())
-        .filter(Boolean);
-      for (const local of ["localhost", "127.0.0.1", "::1"]) if (!list.includes(local)) list.push(local);
-      values[name] = list.join(",");
-    }
+    const list = noProxyUnion(values.NO_PROXY, values.no_proxy, "localhost,127.0.0.1,::1");
+    values.NO_PROXY = list;
+    values.no_proxy = list;
   }
   return { values, rewrites };
+}
+
+/**
+ * One NO_PROXY list from several: tools disagree on which case wins (Bun and
+ * curl read no_proxy first), so a host given in one case only must not be
+ * missing from the other.
+ */
+export function noProxyUnion(...lists: Array<string | undefined>): string {
+  const out: string[] = [];
+  for (const list of lists)
+    for (const item of (list ?? "").split(",").map((entry) => entry.trim()))
+      if (item && !out.includes(item)) out.push(item);
+  return out.join(",");
 }

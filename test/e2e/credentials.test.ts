@@ -15,6 +15,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { execa } from "execa";
 import { request } from "undici";
+import { FAKE_REPLY, type FakeModel, fakeProviderConfig, startFakeModel } from "../fixtures/fake-model.js";
 import { AgentShell } from "../helpers/agent.js";
 import { emulatorEnv } from "../helpers/apple-emulator.js";
 import { CLI, type CliResult, runCli } from "../helpers/cli.js";
@@ -166,6 +167,43 @@ function filesHolding(dir: string, values: readonly string[]): Array<{ file: str
   return out;
 }
 
+/**
+ * A model provider over HTTPS whose certificate only the test CA vouches for, added to the
+ * user's opencode.json (so it arrives by the config import), its API key the flag's secret:
+ * an answer through it shows --ca-cert reached the engine's TLS and --env its requests.
+ */
+async function tlsModel(s: Scenario, host: string, urlHost: string): Promise<FakeModel> {
+  const model = await startFakeModel({
+    host,
+    tls: {
+      key: readFileSync(path.join(FIXTURES, "test-server.key"), "utf8"),
+      cert: readFileSync(path.join(FIXTURES, "test-server.pem"), "utf8"),
+    },
+  });
+  const file = path.join(s.userHome, ".config", "opencode", "opencode.json");
+  const config = JSON.parse(readFileSync(file, "utf8")) as Record<string, unknown>;
+  const url = `https://${urlHost}:${model.port}/v1`;
+  const { provider } = fakeProviderConfig(url, "FLAG_SECRET") as { provider: { fake: unknown } };
+  writeFileSync(file, JSON.stringify({ ...config, provider: { tls: provider.fake } }));
+  return model;
+}
+
+async function assertAnswerOverTls(
+  s: Scenario,
+  workspace: string,
+  model: FakeModel,
+  env: NodeJS.ProcessEnv = {},
+) {
+  const answer = await cli(s, ["run", "--workspace", workspace, "--model", "tls/m1", "say hi"], env);
+  assert.equal(answer.exitCode, 0, answer.stderr);
+  assert.equal(answer.stdout, FAKE_REPLY.join(""), "the answer came over TLS the test CA vouches for");
+  assert.ok(
+    model.requests.some((request) => request.authorization === `Bearer ${s.secrets.FLAG_SECRET}`),
+    "the provider got the key given with --env",
+  );
+  assertNoSecret("openwork run", answer.stdout + answer.stderr, s.secrets);
+}
+
 /** Each path's secret is in the engine's environment, read from the agent's own shell. */
 async function assertEachPathArrived(shell: AgentShell, s: Scenario): Promise<void> {
   for (const name of ["FLAG_SECRET", "INHERITED_SECRET", "FILE_SECRET", "STORE_SECRET"] as const)
@@ -238,13 +276,23 @@ test("refusals: an env file open to others, a reserved name, an unset inherited 
 test("host: every path reaches the engine, nothing leaks, config and login imported, a login made inside survives", async (t) => {
   const s = scenario("host");
   const workspace = mkdtempSync(path.join(os.tmpdir(), "openwork-ws-cred-host-"));
-  t.after(() => cli(s, ["stop", "--all"]));
+  const model = await tlsModel(s, "127.0.0.1", "127.0.0.1");
+  t.after(async () => {
+    await cli(s, ["stop", "--all"]);
+    await model.close();
+  });
   await storeSet(s, "STORE_SECRET", s.secrets.STORE_SECRET);
   await storeSet(s, "SHARED", "from-the-store");
   const list = await cli(s, ["env", "list"]);
   assert.match(list.stdout, /STORE_SECRET\s+\*\*\*\*/);
   assertNoSecret("env list", list.stdout + list.stderr, s.secrets);
-  const flags = [...secretFlags(s, workspace), "--env", "SHARED=from-the-flag"];
+  const flags = [
+    ...secretFlags(s, workspace),
+    "--env",
+    "SHARED=from-the-flag",
+    "--ca-cert",
+    path.join(FIXTURES, "test-ca.pem"),
+  ];
 
   const dry = await cli(s, ["--json", "start", "--dry-run", ...flags]);
   assert.equal(dry.exitCode, 0, dry.stderr);
@@ -279,6 +327,7 @@ test("host: every path reaches the engine, nothing leaks, config and login impor
   assert.equal((await shell.run("printenv SHARED")).trim(), "from-the-flag");
   const config = (await api(doc, "GET", "/config")) as { username?: string };
   assert.equal(config.username, s.marker, "the engine sees the user's config");
+  await assertAnswerOverTls(s, workspace, model);
   const providers = (await api(doc, "GET", "/provider")) as { connected: string[] };
   assert.ok(providers.connected.includes("anthropic"), `connected: ${providers.connected.join(", ")}`);
 
@@ -351,9 +400,11 @@ test("docker: every path reaches the engine, nothing leaks into the container's 
   const s = scenario("docker");
   const workspace = sandboxWorkspace("openwork-ws-cred-docker-");
   const { proxy, proxyPort } = await hostProxy();
+  const model = await tlsModel(s, "0.0.0.0", "host.docker.internal");
   t.after(async () => {
     proxy.close();
     await cli(s, ["stop", "--all"]);
+    await model.close();
   });
   await storeSet(s, "STORE_SECRET", s.secrets.STORE_SECRET);
   const ca = path.join(FIXTURES, "test-ca.pem");
@@ -371,7 +422,8 @@ test("docker: every path reaches the engine, nothing leaks into the container's 
       "--ca-cert",
       ca,
     ],
-    { HTTPS_PROXY: `http://127.0.0.1:${proxyPort}`, http_proxy: "" },
+    // (The model is reached directly: the "proxy" only answers a banner.)
+    { HTTPS_PROXY: `http://127.0.0.1:${proxyPort}`, http_proxy: "", NO_PROXY: "host.docker.internal" },
   );
   assert.equal(started.exitCode, 0, started.stderr);
   assertNoSecret("start (json logs)", started.stdout + started.stderr, s.secrets);
@@ -393,6 +445,7 @@ test("docker: every path reaches the engine, nothing leaks into the container's 
   assert.match((await shell.run("printenv SSL_CERT_FILE")).trim(), /^\/persist\//);
   const config = (await api(doc, "GET", "/config")) as { username?: string };
   assert.equal(config.username, s.marker);
+  await assertAnswerOverTls(s, workspace, model);
   const providers = (await api(doc, "GET", "/provider")) as { connected: string[] };
   assert.ok(providers.connected.includes("anthropic"), providers.connected.join(", "));
   assert.equal((await shell.run("ls -A /import")).trim(), "", "the imports are gone once the run is up");

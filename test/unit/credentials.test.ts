@@ -134,7 +134,7 @@ test("proxies: loopback names the host as the sandbox sees it; others, and NO_PR
   const { values } = proxyEnvironment({ https_proxy: "http://p:1", NO_PROXY: "corp" }, "none");
   assert.equal(values.https_proxy, "http://p:1");
   assert.equal(values.NO_PROXY, "corp,localhost,127.0.0.1,::1");
-  assert.equal(values.no_proxy, "localhost,127.0.0.1,::1");
+  assert.equal(values.no_proxy, "corp,localhost,127.0.0.1,::1", "one list under both names");
   assert.deepEqual(proxyEnvironment({ PATH: "/bin" }, "docker").values, {});
 });
 
