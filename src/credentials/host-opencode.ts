@@ -1,4 +1,4 @@
-import { lstat, readdir, readFile, realpath, stat } from "node:fs/promises";
+import { readdir, readFile, realpath, stat } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { OpenworkError, UsageError } from "../errors/errors.js";
@@ -118,7 +118,6 @@ async function readTree(root: string): Promise<Array<{ path: string; content: Bu
       }
     }
   };
-  await lstat(root);
   await walk(root, new Set([realRoot]));
   return out;
 }

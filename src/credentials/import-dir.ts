@@ -1,4 +1,4 @@
-import { chmod, lchown, mkdir, rm, writeFile } from "node:fs/promises";
+import { lchown, mkdir, rm, writeFile } from "node:fs/promises";
 import path from "node:path";
 import type { SandboxUser } from "../sandbox/user.js";
 import type { CredentialsPlan } from "./plan.js";
@@ -24,7 +24,7 @@ export async function writeImportDir(
   dir: string,
   plan: CredentialsPlan,
   owner: SandboxUser | undefined,
-): Promise<{ config: string[]; auth: string[]; ca: boolean }> {
+): Promise<void> {
   await rm(dir, { recursive: true, force: true });
   await mkdir(dir, { recursive: true, mode: 0o700 });
   const made: string[] = [dir];
@@ -45,12 +45,11 @@ export async function writeImportDir(
   if (plan.ca) await put(IMPORT_NAMES.ca, plan.ca.pem);
   // The sandbox's user must read what it installs (a read-only mount: it can change none of it).
   if (owner) for (const entry of made) await lchown(entry, owner.uid, owner.gid);
-  await chmod(dir, 0o700);
-  return {
-    config: plan.host.configFiles.map((file) => file.path),
-    auth: plan.host.authFiles.map((file) => file.name),
-    ca: plan.ca !== undefined,
-  };
+}
+
+/** Whether a start has anything to import (else no directory, and the entrypoint skips its step). */
+export function hasImports(plan: CredentialsPlan): boolean {
+  return plan.host.configFiles.length > 0 || plan.host.authFiles.length > 0 || plan.ca !== undefined;
 }
 
 export async function removeImportDir(dir: string): Promise<void> {

@@ -125,7 +125,7 @@ export async function resolveCredentials(
     })),
   );
   if (request.proxyEnv) {
-    const { values } = proxyEnvironment(caller, "none");
+    const { values } = proxyEnvironment(caller);
     layers.push(Object.entries(values).map(([name, value]) => ({ name, value, source: { kind: "proxy" } })));
   }
 

@@ -6,12 +6,16 @@ import { UsageError } from "../errors/errors.js";
  * or others may read or write it, or when another user owns it — the secrets
  * would not be the caller's alone. Never silently skipped.
  */
-export async function readPrivateFile(file: string, what: string): Promise<string> {
+export async function readPrivateFile(file: string, what: string): Promise<string>;
+/** With `missing`: what an absent file reads as (the env store may not exist yet). */
+export async function readPrivateFile(file: string, what: string, missing: string): Promise<string>;
+export async function readPrivateFile(file: string, what: string, missing?: string): Promise<string> {
   let info: Awaited<ReturnType<typeof stat>>;
   try {
     info = await stat(file);
   } catch (error) {
     const code = (error as NodeJS.ErrnoException).code;
+    if (code === "ENOENT" && missing !== undefined) return missing;
     throw new UsageError(
       code === "ENOENT" ? `${what} ${file} does not exist` : `${what} ${file} cannot be read (${code})`,
     );

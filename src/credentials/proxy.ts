@@ -55,27 +55,16 @@ export function rewriteProxyUrl(value: string, alias: string): string {
 }
 
 /**
- * The caller's proxy variables for the runtime: loopback proxies rewritten
- * for a sandbox, and loopback itself kept off the proxy (the runtime's
- * components talk to each other on 127.0.0.1 inside the sandbox).
+ * The caller's proxy variables for the runtime, with loopback kept off the
+ * proxy (the runtime's components talk to each other on 127.0.0.1). A
+ * loopback proxy is rewritten for a sandbox later, over the merged values
+ * (src/credentials/plan.ts), whichever source set it.
  */
-export function proxyEnvironment(
-  caller: NodeJS.ProcessEnv,
-  substrate: "none" | "docker" | "container",
-): { values: Record<string, string>; rewrites: ProxyRewrite[] } {
+export function proxyEnvironment(caller: NodeJS.ProcessEnv): { values: Record<string, string> } {
   const values: Record<string, string> = {};
-  const rewrites: ProxyRewrite[] = [];
-  const alias = hostAliasFor(substrate);
   for (const name of PROXY_VARIABLES) {
     const value = caller[name];
-    if (value === undefined || value === "") continue;
-    if (NO_PROXY_NAMES.has(name) || !alias) {
-      values[name] = value;
-      continue;
-    }
-    const to = rewriteProxyUrl(value, alias);
-    if (to !== value) rewrites.push({ name, from: value, to });
-    values[name] = to;
+    if (value !== undefined && value !== "") values[name] = value;
   }
   const proxied = Object.keys(values).some((name) => !NO_PROXY_NAMES.has(name));
   if (proxied) {
@@ -83,7 +72,7 @@ export function proxyEnvironment(
     values.NO_PROXY = list;
     values.no_proxy = list;
   }
-  return { values, rewrites };
+  return { values };
 }
 
 /**

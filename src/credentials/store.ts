@@ -1,7 +1,6 @@
 import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import envPaths from "env-paths";
-import { UsageError } from "../errors/errors.js";
 import { writeFileAtomic } from "../files/atomic.js";
 import { withLock } from "../locks/lock.js";
 import { dotenvStatements, formatDotenvLine, parseDotenv } from "./dotenv.js";
@@ -22,13 +21,8 @@ export function envStorePath(env: NodeJS.ProcessEnv = process.env): string {
   return path.join(envPaths("openwork", { suffix: "" }).config, "env");
 }
 
-async function readStoreText(file: string): Promise<string> {
-  try {
-    return await readPrivateFile(file, "the env store");
-  } catch (error) {
-    if (error instanceof UsageError && error.message.endsWith("does not exist")) return "";
-    throw error;
-  }
+function readStoreText(file: string): Promise<string> {
+  return readPrivateFile(file, "the env store", "");
 }
 
 /** The store's values by name; an absent store is empty, one open to others is refused. */
@@ -82,7 +76,7 @@ async function editStore<T>(
   edit: (lines: string[], statements: ReturnType<typeof dotenvStatements>) => T,
 ): Promise<T> {
   await mkdir(path.dirname(file), { recursive: true, mode: 0o700 });
-  return withLock(`${file}`, async () => {
+  return withLock(file, async () => {
     const text = await readStoreText(file);
     // Validate before editing: a broken store is reported, not rewritten.
     parseDotenv(text, file);

@@ -1,4 +1,3 @@
-import path from "node:path";
 import { removeImportDir } from "../credentials/import-dir.js";
 import { errorMessage, OpenworkError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
@@ -84,9 +83,7 @@ export async function reconcileRecord(
       );
       await teardown(record, 2000);
       // The copies of the user's config and logins it had written for the entrypoint.
-      await removeImportDir(
-        path.join(registry.substrateDir(record.workspaceId, record.sandbox), "imports", record.runId),
-      );
+      await removeImportDir(registry.importDir(record.workspaceId, record.sandbox, record.runId));
       return await mark({
         state: "failed",
         reason: "the openwork process that was starting this run died before the runtime was healthy",

@@ -72,6 +72,11 @@ export class RunRegistry {
       : this.substrateDir(workspaceId, sandbox);
   }
 
+  /** A start's imports (the user's opencode config, logins, CA bundle): host-only, beside the persisted directory. */
+  importDir(workspaceId: string, sandbox: SandboxKind, runId: string): string {
+    return path.join(this.substrateDir(workspaceId, sandbox), "imports", runId);
+  }
+
   workspaceLock(workspaceId: string): string {
     return path.join(this.paths.locks, `workspace-${workspaceId}`);
   }

@@ -5,7 +5,7 @@ import { openworkPaths } from "../config/paths.js";
 import { secretEnv } from "../contract/env.js";
 import { newHostToken } from "../contract/host-auth.js";
 import { persistLayout, SANDBOX_PATHS } from "../contract/layout.js";
-import { removeImportDir, writeImportDir } from "../credentials/import-dir.js";
+import { hasImports, removeImportDir, writeImportDir } from "../credentials/import-dir.js";
 import {
   type CredentialsPlan,
   type CredentialsPlanView,
@@ -368,9 +368,14 @@ async function launchNew(
     };
     const entrypoint = await writeEntrypoint(runtime.dir, config);
     // The user's config, logins and CA bundle, for the entrypoint to install (then removed, below).
-    const importDir = path.join(registry.substrateDir(workspaceId, backend.kind), "imports", runId);
-    cleanup.push("remove the imports", () => removeImportDir(importDir));
-    await writeImportDir(importDir, credentials, user);
+    // Nothing to import: no directory, and the entrypoint starts no install step for it.
+    const importDir = hasImports(credentials)
+      ? registry.importDir(workspaceId, backend.kind, runId)
+      : undefined;
+    if (importDir) {
+      cleanup.push("remove the imports", () => removeImportDir(importDir));
+      await writeImportDir(importDir, credentials, user);
+    }
     const runtimeLayout = persistLayout(sandboxed ? SANDBOX_PATHS.persist : persistDir);
     const labels = {
       [LABEL_MANAGED]: "1",
@@ -399,7 +404,7 @@ async function launchNew(
         ...(credentials.ca
           ? { NODE_EXTRA_CA_CERTS: runtimeLayout.caExtraFile, SSL_CERT_FILE: runtimeLayout.caBundleFile }
           : {}),
-        OPENWORK_IMPORT: sandboxed ? SANDBOX_PATHS.imports : importDir,
+        ...(importDir ? { OPENWORK_IMPORT: sandboxed ? SANDBOX_PATHS.imports : importDir } : {}),
         ...secretEnv(secrets),
       },
       imports: importDir,
@@ -447,9 +452,10 @@ async function launchNew(
     await registry.write(record);
     cleanup.commit();
     // Installed by the entrypoint: the copies of the user's secrets are not left lying around.
-    await removeImportDir(importDir).catch((error: unknown) =>
-      log.warn(`could not remove ${importDir}: ${errorMessage(error)}`),
-    );
+    if (importDir)
+      await removeImportDir(importDir).catch((error: unknown) =>
+        log.warn(`could not remove ${importDir}: ${errorMessage(error)}`),
+      );
     log.info({ runId, url }, "runtime healthy");
     return { record, secrets, secretsFile, reused: false };
   } catch (error) {

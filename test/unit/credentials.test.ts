@@ -131,11 +131,11 @@ test("proxies: loopback names the host as the sandbox sees it; others, and NO_PR
   assert.equal(rewriteProxyUrl("127.0.0.1:3128", alias), "host.docker.internal:3128");
   assert.equal(rewriteProxyUrl("http://proxy.corp:3128", alias), "http://proxy.corp:3128");
   assert.equal(rewriteProxyUrl("http://127.example.com:3128", alias), "http://127.example.com:3128");
-  const { values } = proxyEnvironment({ https_proxy: "http://p:1", NO_PROXY: "corp" }, "none");
+  const { values } = proxyEnvironment({ https_proxy: "http://p:1", NO_PROXY: "corp" });
   assert.equal(values.https_proxy, "http://p:1");
   assert.equal(values.NO_PROXY, "corp,localhost,127.0.0.1,::1");
   assert.equal(values.no_proxy, "corp,localhost,127.0.0.1,::1", "one list under both names");
-  assert.deepEqual(proxyEnvironment({ PATH: "/bin" }, "docker").values, {});
+  assert.deepEqual(proxyEnvironment({ PATH: "/bin" }).values, {});
 });
 
 test("resolution: flag over file over store over the caller's proxy, with what each overrode; values masked", async () => {
