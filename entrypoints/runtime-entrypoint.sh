@@ -1,7 +1,9 @@
 #!/bin/sh
 # openwork runtime entrypoint — generated from entrypoints/runtime-entrypoint.sh.
 # Starts the engine, waits until it is healthy, starts the router (when enabled)
-# and waits likewise, then execs the runtime server, which adopts both.
+# and waits likewise, then execs the runtime server, which adopts both. Without a
+# router and with OPENWORK_SERVER_EARLY=1, it execs the server as soon as the
+# engine is started, and the server does the waiting (the start is shorter).
 # Secrets are only ever read from the environment: none is written here or put
 # on a command line. No token comes here: only what checks one (the client
 # token's digest, the host token's public key). Do not edit: openwork rewrites this file on every start.
@@ -26,6 +28,7 @@ for name in OPENWORK_TOKEN_SHA256 OPENWORK_HOST_KEY OPENCODE_SERVER_PASSWORD; do
 done
 unset value
 case "$OPENWORK_ROUTER_ENABLED" in 1 | 0) ;; *) log "OPENWORK_ROUTER_ENABLED must be 0 or 1"; exit 2 ;; esac
+case "$OPENWORK_SERVER_EARLY" in 1 | 0) ;; *) log "OPENWORK_SERVER_EARLY must be 0 or 1"; exit 2 ;; esac
 
 RUNTIME_DIR=$OPENWORK_RUNTIMES/$OPENWORK_RUNTIME_ID
 if [ ! -d "$RUNTIME_DIR" ]; then log "runtime directory $RUNTIME_DIR is missing"; exit 1; fi
@@ -169,6 +172,19 @@ start_detached engine "$OPENWORK_ENGINE_LOG" "$RUNTIME_DIR/opencode" serve --hos
   exit 1
 }
 ENGINE_PID=$STARTED_PID
+
+# Without a router, nothing else waits for the engine: the server starts now, boots while the engine
+# does, and waits for the engine's health itself (failing the start as below if it never comes).
+if [ "$OPENWORK_SERVER_EARLY" = 1 ] && [ "$OPENWORK_ROUTER_ENABLED" = 0 ]; then
+  OPENWORK_ENGINE_PID=$ENGINE_PID
+  OPENWORK_ENGINE_BOOTING=1
+  OPENWORK_ENGINE_EXIT_FILE=$RUN_DIR/engine.exit
+  export OPENWORK_ENGINE_PID OPENWORK_ENGINE_BOOTING OPENWORK_ENGINE_EXIT_FILE
+  trap - INT TERM HUP
+  log "starting the runtime server on $OPENWORK_SERVER_HOST:$OPENWORK_SERVER_PORT while the engine boots"
+  exec "$RUNTIME_DIR/node" "$RUNTIME_DIR/openwork-server.mjs" serve
+fi
+
 wait_healthy engine "$ENGINE_PID" "http://127.0.0.1:$OPENWORK_ENGINE_PORT/global/health" "$OPENWORK_ENGINE_LOG" "$offset" \
   --basic-auth-env OPENCODE_SERVER_PASSWORD --user-env OPENCODE_SERVER_USERNAME
 log "engine healthy (pid $ENGINE_PID)"

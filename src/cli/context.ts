@@ -1,6 +1,6 @@
 import type { Command } from "commander";
 import { UsageError } from "../errors/errors.js";
-import { createLogger, defaultLogFormat, type LogFormat, type Logger } from "../logging/logger.js";
+import type { LogFormat, Logger } from "../logging/logger.js";
 
 /** What every command gets: the global flags, a logger on stderr, and the one way to print results. */
 export interface CommandContext {
@@ -18,9 +18,11 @@ export interface GlobalOptions {
   logFormat?: string;
 }
 
-export function contextFrom(command: Command): CommandContext {
+/** Loads the logger (pino) only now: `--version` and `--help` never need it. */
+export async function contextFrom(command: Command): Promise<CommandContext> {
+  const { createLogger, defaultLogFormat } = await import("../logging/logger.js");
   const opts = command.optsWithGlobals<GlobalOptions>();
-  const logFormat = parseLogFormat(opts.logFormat);
+  const logFormat = parseLogFormat(opts.logFormat, defaultLogFormat);
   const verbose = opts.verbose === true;
   const log = createLogger({ format: logFormat, level: verbose ? "debug" : undefined });
   const json = opts.json === true;
@@ -36,7 +38,7 @@ export function contextFrom(command: Command): CommandContext {
   };
 }
 
-export function parseLogFormat(value: string | undefined): LogFormat {
+function parseLogFormat(value: string | undefined, defaultLogFormat: () => LogFormat): LogFormat {
   if (value === undefined) return defaultLogFormat();
   if (value === "pretty" || value === "json") return value;
   throw new UsageError(`--log-format must be "pretty" or "json", not "${value}"`);

@@ -5,6 +5,9 @@ import type { CorruptRecord } from "../runs/registry.js";
 import type { StartPlan, StartResult } from "../runs/start.js";
 import { type CredentialsView, credentialsView, type OrphanInfo, type RunStatus } from "../runs/status.js";
 import { versionsReport } from "../runs/versions.js";
+import { formatBytes, renderTable } from "./table.js";
+
+export { formatBytes, renderTable };
 
 /*
  * How results look on a terminal. Shared by the command modules (which do
@@ -12,18 +15,6 @@ import { versionsReport } from "../runs/versions.js";
  */
 
 /** A plain text table for humans: columns padded to the widest cell. */
-export function renderTable(header: string[], rows: string[][]): string {
-  const widths = header.map((cell, index) =>
-    Math.max(cell.length, ...rows.map((row) => (row[index] ?? "").length)),
-  );
-  const line = (cells: string[]) =>
-    cells
-      .map((cell, index) => (index === cells.length - 1 ? cell : cell.padEnd(widths[index] ?? 0)))
-      .join("  ")
-      .trimEnd();
-  return [line(header), ...rows.map(line)].join("\n");
-}
-
 export function renderChecks(checks: readonly CheckResult[]): string {
   return renderTable(
     ["CHECK", "RESULT", "MS", "DETAIL"],
@@ -190,17 +181,6 @@ export function startDocument(result: StartResult, record: RunRecord) {
     secretsFile: result.secretsFile,
     logFile: record.logFile,
     credentials: credentialsView(record.credentials) ?? null,
+    timings: result.timings,
   };
-}
-
-export function formatBytes(bytes: number): string {
-  if (bytes < 1024) return `${bytes} B`;
-  const units = ["KiB", "MiB", "GiB"];
-  let value = bytes / 1024;
-  let unit = 0;
-  while (value >= 1024 && unit < units.length - 1) {
-    value /= 1024;
-    unit++;
-  }
-  return `${value.toFixed(1)} ${units[unit]}`;
 }

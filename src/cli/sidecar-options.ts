@@ -3,7 +3,8 @@ import path from "node:path";
 import { type Command, Option } from "commander";
 import { UsageError } from "../errors/errors.js";
 import type { SidecarName } from "../sidecars/names.js";
-import { SOURCE_CHOICES, type SourceChoice, type SourcePolicy } from "../sources/resolve.js";
+import { SOURCE_CHOICES, type SourceChoice } from "../sources/choices.js";
+import type { SourcePolicy } from "../sources/resolve.js";
 
 /** The flags as commander hands them over. */
 export interface SidecarOverrideFlags {

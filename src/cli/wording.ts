@@ -1,6 +1,6 @@
 import type { OpenworkErrorLike } from "../errors/errors.js";
-import { type OptionDifference, RunOptionsDifferError } from "../runs/start.js";
-import { SOURCE_REFUSALS } from "../sources/resolve.js";
+import { type OptionDifference, RunOptionsDifferError } from "../runs/options-differ.js";
+import { SOURCE_REFUSALS } from "../sources/choices.js";
 
 /*
  * The domain says what is wrong in its own terms; here, and only here, the

@@ -31,6 +31,9 @@ export const API_ERROR_CODES = [
   "engine_unhealthy",
   "router_unhealthy",
   "router_disabled",
+  // readiness
+  "runtime_starting",
+  "start_failed",
   // upgrades
   "upgrade_in_progress",
   "runtime_unhealthy",
@@ -67,8 +70,9 @@ export function okEnvelopeSchema<T extends z.ZodType>(data: T) {
 
 // ---- shared pieces ----------------------------------------------------------------------------
 
-export const UPGRADABLE = ["opencode", "opencode-router", "openwork-server"] as const;
-export type Upgradable = (typeof UPGRADABLE)[number];
+import { UPGRADABLE } from "./upgradable.js";
+
+export { UPGRADABLE, type Upgradable } from "./upgradable.js";
 
 const sidecarVersions = z.partialRecord(z.enum(SIDECAR_NAMES), z.string());
 export type SidecarVersions = Partial<Record<SidecarName, string>>;
@@ -82,6 +86,20 @@ export const healthSchema = z
   })
   .strict();
 export type ServerHealth = z.output<typeof healthSchema>;
+
+/** The longest a client may hold GET /system/ready open (?waitMs=). */
+export const READY_WAIT_MAX_MS = 30_000;
+
+export const readySchema = z
+  .object({
+    ready: z.literal(true),
+    /** when the runtime became ready */
+    at: z.string(),
+    /** when this server saw the engine healthy first; null when the entrypoint did, before the server ran */
+    engineHealthyAt: z.string().nullable(),
+  })
+  .strict();
+export type RuntimeReady = z.output<typeof readySchema>;
 
 /** A token as the server keeps it (fixed length: compared in constant time; the key of healthProof). */
 export function tokenDigest(token: string): Buffer {
@@ -394,6 +412,20 @@ export const endpoints = {
     auth: "none",
     summary: "Liveness of the server itself; with ?challenge=, a proof that it holds the run's host token",
     responses: { 200: { description: "the server answers", data: healthSchema } },
+  },
+  ready: {
+    method: "GET",
+    path: "/system/ready",
+    auth: "client",
+    summary:
+      "Readiness: the engine (and router) healthy since the server started; a long-poll with ?waitMs= (0-30000)",
+    description:
+      "The server may answer before the engine is healthy (it starts while the engine boots). This answers 200 as soon as the runtime is ready, or 503 runtime_starting once waitMs passed without it, or 503 start_failed when the engine never became healthy (the server then exits).",
+    responses: {
+      200: { description: "ready", data: readySchema },
+      503: { description: "not ready within waitMs (runtime_starting), or the start failed (start_failed)" },
+    },
+    errors: ["runtime_starting", "start_failed", "invalid_request"],
   },
   openapi: {
     method: "GET",

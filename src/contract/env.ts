@@ -40,6 +40,13 @@ export const serveEnvSchema = z
     OPENWORK_ENGINE_PID: pid,
     OPENWORK_ENGINE_PORT: port,
     OPENWORK_ENGINE_LOG: path,
+    /**
+     * 1: the entrypoint started the engine and this server at once; the server waits for the
+     * engine's health itself (and fails the start, exiting 1, if it never comes).
+     */
+    OPENWORK_ENGINE_BOOTING: flag.optional(),
+    /** where the entrypoint's keeper records the engine's exit code (a booting engine's failure names it) */
+    OPENWORK_ENGINE_EXIT_FILE: path.optional(),
     OPENWORK_ROUTER_ENABLED: flag.optional(),
     OPENWORK_ROUTER_PID: pid.optional(),
     OPENWORK_ROUTER_HEALTH_PORT: port.optional(),

@@ -1,6 +1,6 @@
 import { createHash } from "node:crypto";
 import { existsSync, readFileSync } from "node:fs";
-import { createRequire } from "node:module";
+import { createRequire, Module } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import type Docker from "dockerode";
@@ -61,8 +61,55 @@ export function resolveDockerEndpoint(env: NodeJS.ProcessEnv = process.env): Doc
  */
 let dockerConstructor: typeof Docker | undefined;
 function DockerClass(): typeof Docker {
-  dockerConstructor ??= createRequire(import.meta.url)("dockerode") as typeof Docker;
+  if (!dockerConstructor) {
+    const require = createRequire(import.meta.url);
+    // dockerode requires BuildKit's gRPC stack (lib/session.js) when it loads, though only a
+    // BuildKit session (buildImage with version "2", which we never ask for) touches it: that
+    // module is loaded on first use instead, which halves the time every Docker command pays.
+    const dockerode = path.dirname(require.resolve("dockerode"));
+    for (const name of ["@grpc/grpc-js", "@grpc/proto-loader"]) deferRequire(require, name, dockerode);
+    dockerConstructor = require("dockerode") as typeof Docker;
+  }
   return dockerConstructor;
+}
+
+/**
+ * Put a stand-in for module `name` (as `from` resolves it) in require's cache: an object whose
+ * every property access loads the real module (then cached as usual) and answers from it. For a
+ * dependency of a dependency that is required eagerly but used only inside functions.
+ */
+function deferRequire(require: NodeJS.Require, name: string, from: string): void {
+  let resolved: string;
+  try {
+    resolved = require.resolve(name, { paths: [from] });
+  } catch {
+    return; // not installed where dockerode looks: its own require reports it, as without us
+  }
+  if (require.cache[resolved]) return;
+  let real: Record<PropertyKey, unknown> | undefined;
+  const load = (): Record<PropertyKey, unknown> => {
+    if (!real) {
+      delete require.cache[resolved];
+      real = require(resolved) as Record<PropertyKey, unknown>;
+    }
+    return real;
+  };
+  const standIn = new Module(resolved);
+  standIn.filename = resolved;
+  standIn.loaded = true;
+  standIn.exports = new Proxy(
+    {},
+    {
+      get: (_target, key) => load()[key],
+      has: (_target, key) => key in load(),
+      ownKeys: () => Reflect.ownKeys(load()),
+      getOwnPropertyDescriptor: (_target, key) => {
+        const descriptor = Reflect.getOwnPropertyDescriptor(load(), key);
+        return descriptor ? { ...descriptor, configurable: true } : undefined;
+      },
+    },
+  );
+  require.cache[resolved] = standIn;
 }
 
 /** A dockerode client for an endpoint (unix, npipe, tcp with TLS from DOCKER_CERT_PATH, ssh). */

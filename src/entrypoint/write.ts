@@ -21,6 +21,11 @@ export interface EntrypointConfig {
   enginePort: number;
   router: { enabled: boolean; healthPort: number };
   healthDeadlineS: number;
+  /**
+   * Without a router: exec the server as soon as the engine is started, and let it wait for the
+   * engine's health (it boots meanwhile). Default false: the entrypoint waits, then execs it.
+   */
+  earlyServer?: boolean | undefined;
 }
 
 const MARKER = "# @@CONFIG@@";
@@ -46,6 +51,7 @@ export function configLines(config: EntrypointConfig): string {
     ["OPENWORK_ROUTER_ENABLED", config.router.enabled ? "1" : "0"],
     ["OPENWORK_ROUTER_HEALTH_PORT", String(config.router.healthPort)],
     ["OPENWORK_HEALTH_DEADLINE_S", String(config.healthDeadlineS)],
+    ["OPENWORK_SERVER_EARLY", config.earlyServer === true ? "1" : "0"],
   ];
   // The persisted directory's layout (src/contract/layout.ts): fixed names, not settings.
   const layout: Array<[string, string]> = [

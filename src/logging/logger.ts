@@ -1,6 +1,7 @@
+import { createRequire } from "node:module";
 import { Writable } from "node:stream";
 import pino, { type Logger } from "pino";
-import pretty from "pino-pretty";
+import type PinoPretty from "pino-pretty";
 import { redactText, redactValue } from "./redact.js";
 
 export type LogFormat = "pretty" | "json";
@@ -12,6 +13,13 @@ export interface LoggerOptions {
   /** Where records go; stderr by default so that stdout stays for results (--json). */
   destination?: NodeJS.WritableStream | undefined;
   name?: string | undefined;
+}
+
+// Loaded only for pretty output (a terminal): a piped or --json command, and the server, never pay for it.
+let prettyModule: typeof PinoPretty | undefined;
+function loadPretty(): typeof PinoPretty {
+  prettyModule ??= createRequire(import.meta.url)("pino-pretty") as typeof PinoPretty;
+  return prettyModule;
 }
 
 /** pretty on a TTY, JSON otherwise, unless the user chose. */
@@ -45,7 +53,7 @@ export function createLogger(options: LoggerOptions = {}): Logger {
   };
   survive(destination);
   if (format === "pretty") {
-    const stream = pretty({
+    const stream = loadPretty()({
       destination: destination as unknown as Writable,
       sync: true,
       colorize: (destination as { isTTY?: boolean }).isTTY === true,

@@ -1,5 +1,4 @@
 import { randomBytes, timingSafeEqual } from "node:crypto";
-import { request } from "undici";
 import type { z } from "zod";
 import {
   type ApiErrorCode,
@@ -11,6 +10,7 @@ import {
   type MintedToken,
   okEnvelopeSchema,
   pathOf,
+  type RuntimeReady,
   type RuntimeSummary,
   type RuntimeVersions,
   type ServerHealth,
@@ -103,6 +103,22 @@ export class RuntimeClient {
       return { ok: true };
     } catch (error) {
       return { ok: false, reason: errorMessage(error) };
+    }
+  }
+
+  /**
+   * Wait up to `waitMs` for the runtime to be ready (a long-poll): the answer, or undefined when
+   * it is still starting. A failed start is an ApiCallError with apiCode start_failed.
+   */
+  async ready(waitMs: number): Promise<RuntimeReady | undefined> {
+    try {
+      return await this.call(endpoints.ready, 200, endpoints.ready.responses[200].data, {
+        query: { waitMs: String(waitMs) },
+        timeoutMs: waitMs + 5000,
+      });
+    } catch (error) {
+      if (error instanceof ApiCallError && error.apiCode === "runtime_starting") return undefined;
+      throw error;
     }
   }
 
@@ -213,6 +229,8 @@ export class RuntimeClient {
         `${url.pathname}${url.search}`,
       );
     if (body !== undefined) headers["content-type"] = "application/json";
+    // Loaded on the first call: a command that asks no runtime anything never pays for the HTTP client.
+    const { request } = await import("undici");
     const response = await request(url, {
       method: method as "GET" | "POST",
       headers,

@@ -1,11 +1,11 @@
 import { persistLayout } from "../contract/layout.js";
 import { OpenworkError } from "../errors/errors.js";
 import { eachLine, followFile, tailFile } from "../sandbox/host/log-file.js";
+import type { LogSource } from "./log-sources.js";
 import { backendOf } from "./reconcile.js";
 import type { RunRecord } from "./record.js";
 
-export type LogSource = "runtime" | "engine" | "router";
-export const LOG_SOURCES: readonly LogSource[] = ["runtime", "engine", "router"];
+export { LOG_SOURCES, type LogSource } from "./log-sources.js";
 
 /**
  * A run's log lines, from wherever they are: the engine's and router's own

@@ -58,60 +58,101 @@ async function planOf(request: RuntimeRequest & { sandboxed: boolean; router: bo
 export async function plannedRuntimeId(
   request: RuntimeRequest & { sandboxed: boolean; router: boolean; log: Logger },
 ): Promise<string> {
-  const { target, manifest, wanted } = await planOf(request);
-  const { runtimeJson } = await resolveRuntime({
-    manifest,
-    target,
-    sources: request.sources,
-    log: request.log,
-    only: wanted,
-  });
-  return runtimeJson.runtimeId;
+  return (await resolveRequest(request)).runtimeId;
 }
 
-/**
- * Resolve, verify and stage the sidecars into `stagingRoot`/runtimes (the
- * host substrate's persisted directory, or a directory beside a sandbox's,
- * mounted read-only into it), then verify the staged files again — they are what will be
- * executed (cheap through the stat cache; a tampered file is refused with
- * both hashes). Older runtimes not in use are garbage-collected.
- */
-export async function prepareRuntime(
-  request: RuntimeRequest & {
-    stagingRoot: string;
-    sandboxed: boolean;
-    router: boolean;
-    log: Logger;
-    /** runtime ids still in use (other runs of this workspace), kept by gc */
-    inUse?: string[];
-  },
-): Promise<PreparedRuntime> {
+/** A request resolved (every sidecar verified in the store), not yet staged: its runtime id is known. */
+export interface ResolvedRequest {
+  runtimeId: string;
+  target: Target;
+  manifest: Awaited<ReturnType<typeof planOf>>["manifest"];
+  wanted: SidecarName[];
+  store: ReturnType<typeof openStore>;
+  resolution: Awaited<ReturnType<typeof resolveRuntime>>;
+  sources: SourcePolicy | undefined;
+}
+
+/** Resolve and verify the sidecars a request means: the runtime id, before anything is staged. */
+export async function resolveRequest(
+  request: RuntimeRequest & { sandboxed: boolean; router: boolean; log: Logger },
+): Promise<ResolvedRequest> {
   const { target, manifest, wanted } = await planOf(request);
   const store = openStore({ log: request.log });
-  const staged = await stageRuntime({
+  const resolution = await resolveRuntime({
     manifest,
     target,
-    stagingRoot: request.stagingRoot,
     sources: request.sources,
     log: request.log,
     only: wanted,
     store,
   });
+  return {
+    runtimeId: resolution.runtimeJson.runtimeId,
+    target,
+    manifest,
+    wanted,
+    store,
+    resolution,
+    sources: request.sources,
+  };
+}
+
+/**
+ * Stage a resolved request into `stagingRoot`/runtimes (the host substrate's
+ * persisted directory, or a directory beside a sandbox's, mounted read-only
+ * into it), then verify the staged files again — they are what will be
+ * executed (cheap through the stat cache; a tampered file is refused with
+ * both hashes) — and check the versions they report (once per content hash:
+ * the store's version cache). Older runtimes not in use are garbage-collected.
+ */
+export async function stageResolved(
+  resolved: ResolvedRequest,
+  options: {
+    stagingRoot: string;
+    log: Logger;
+    /** runtime ids still in use (other runs of this workspace), kept by gc */
+    inUse?: string[];
+  },
+): Promise<PreparedRuntime> {
+  const { store, log } = { store: resolved.store, log: options.log };
+  const staged = await stageRuntime({
+    manifest: resolved.manifest,
+    target: resolved.target,
+    stagingRoot: options.stagingRoot,
+    sources: resolved.sources,
+    log,
+    only: resolved.wanted,
+    store,
+    resolved: resolved.resolution,
+  });
   const runtimeJson = await verifyStagedRuntime(staged.dir, { statCache: store.statCache });
-  await checkReportedVersions(staged.dir, runtimeJson, { cache: store.versions, log: request.log });
-  await gcRuntimes(request.stagingRoot, [staged.runtimeId, ...(request.inUse ?? [])], {
-    log: request.log,
-  }).catch((error: unknown) => request.log.warn({ err: error }, "could not garbage-collect old runtimes"));
+  await checkReportedVersions(staged.dir, runtimeJson, { cache: store.versions, log });
+  await gcRuntimes(options.stagingRoot, [staged.runtimeId, ...(options.inUse ?? [])], { log }).catch(
+    (error: unknown) => log.warn({ err: error }, "could not garbage-collect old runtimes"),
+  );
   return {
     runtimeId: staged.runtimeId,
     dir: staged.dir,
-    target,
+    target: resolved.target,
     pinned: {
       opencode: staged.sidecars.opencode?.version ?? null,
       router: staged.sidecars["opencode-router"]?.version ?? null,
       server: staged.sidecars["openwork-server"]?.version ?? null,
     },
   };
+}
+
+/** Resolve, then stage (resolveRequest + stageResolved). */
+export async function prepareRuntime(
+  request: RuntimeRequest & {
+    stagingRoot: string;
+    sandboxed: boolean;
+    router: boolean;
+    log: Logger;
+    inUse?: string[];
+  },
+): Promise<PreparedRuntime> {
+  return stageResolved(await resolveRequest(request), request);
 }
 
 /**

@@ -193,24 +193,28 @@ export async function reconcileAll(
   const orphans: ListedSandbox[] = [];
   if (options.orphans !== false) {
     const known = new Map(now.map((record) => [record.runId, record]));
-    for (const kind of registeredBackends()) {
-      const backend = backendOf(kind);
-      if (kind !== "none") {
-        const probe = await backend.probe();
-        if (!probe.ok) continue;
-      }
-      const ours = { [LABEL_MANAGED]: "1", [LABEL_HOME]: registry.homeId() };
-      for (const found of await backend.list(ours).catch(() => [])) {
-        const runId = found.labels[LABEL_RUN];
-        const record = runId ? known.get(runId) : undefined;
-        // A failed run keeps its stopped sandbox (its logs) until `stop`; anything else without a live record is an orphan.
-        if (
-          !record ||
-          record.state === "stopped" ||
-          (record.state === "failed" && found.state === "running")
-        ) {
-          orphans.push(found);
+    // Each substrate is asked at the same time: one that is slow to answer does not delay the others.
+    const found = await Promise.all(
+      registeredBackends().map(async (kind) => {
+        const backend = backendOf(kind);
+        if (kind !== "none") {
+          const probe = await backend.probe();
+          if (!probe.ok) return [];
         }
+        const ours = { [LABEL_MANAGED]: "1", [LABEL_HOME]: registry.homeId() };
+        return backend.list(ours).catch(() => []);
+      }),
+    );
+    for (const sandbox of found.flat()) {
+      const runId = sandbox.labels[LABEL_RUN];
+      const record = runId ? known.get(runId) : undefined;
+      // A failed run keeps its stopped sandbox (its logs) until `stop`; anything else without a live record is an orphan.
+      if (
+        !record ||
+        record.state === "stopped" ||
+        (record.state === "failed" && sandbox.state === "running")
+      ) {
+        orphans.push(sandbox);
       }
     }
   }

@@ -26,6 +26,7 @@ import { registerSecret } from "../logging/redact.js";
 import { freeLoopbackPort } from "../net/ports.js";
 import { identityOf } from "../processes/identity.js";
 import {
+  type CreatedSandbox,
   LABEL_HOME,
   LABEL_MANAGED,
   LABEL_RUN,
@@ -42,18 +43,20 @@ import { formatUser, giveToSandboxUser, sandboxUser } from "../sandbox/user.js";
 import { CleanupStack } from "./cleanup.js";
 import { RuntimeClient } from "./client.js";
 import { validateRunMounts } from "./mounts.js";
+import { type OptionDifference, RunOptionsDifferError } from "./options-differ.js";
 import {
   noteCurrentRuntime,
-  type PreparedRuntime,
   plannedRuntimeId,
-  prepareRuntime,
   type RuntimeRequest,
+  resolveRequest,
+  stageResolved,
 } from "./prepare.js";
 import { reconcileWorkspace, retireRun } from "./reconcile.js";
 import type { RunRecord, RunSecrets } from "./record.js";
 import { RunRegistry } from "./registry.js";
+import { PhaseTimer, type StartTimings } from "./timings.js";
 import { recordVersions } from "./versions.js";
-import { waitHealthy } from "./wait.js";
+import { waitHealthy, waitReady } from "./wait.js";
 
 /**
  * What a start asks for. An option left undefined was not asked for: it takes
@@ -84,8 +87,12 @@ export interface StartOptions {
   /** extra labels on every sandbox (OPENWORK_LABELS, used by tests) */
   extraLabels?: Record<string, string>;
   /** for tests: fail right after a step, to exercise recovery */
-  faults?: { failRetire?: boolean } | undefined;
+  faults?: { failRetire?: boolean; failStaging?: boolean } | undefined;
+  /** times the phases (default: a new timer, counting from this process's start) */
+  timer?: PhaseTimer | undefined;
 }
+
+export { type OptionDifference, RunOptionsDifferError };
 
 export interface StartResult {
   record: RunRecord;
@@ -94,6 +101,8 @@ export interface StartResult {
   /** true when a healthy run for the workspace already existed and was returned */
   reused: boolean;
   retired: string[];
+  /** ms per phase of this start (src/runs/timings.ts) */
+  timings: StartTimings;
 }
 
 const CONTAINER_SERVER_PORT = 8787;
@@ -108,13 +117,17 @@ const CONTAINER_ROUTER_PORT = 4097;
  */
 export async function startRun(options: StartOptions): Promise<StartResult> {
   const { registry, log } = options;
-  const { workspace, workspaceId, mounts, backend, credentials } = await validateStart(options);
+  const timer = options.timer ?? new PhaseTimer(log);
+  const { workspace, workspaceId, mounts, backend, credentials } = await timer.time("validate", () =>
+    validateStart(options),
+  );
   for (const rewrite of credentials.proxyRewrites)
     log.info(
       { name: rewrite.name, from: maskUrl(rewrite.from), to: maskUrl(rewrite.to) },
       `${rewrite.name} names this machine's loopback, which in the sandbox is the sandbox: rewritten to the host as seen from there (the proxy must listen on an address the sandbox reaches)`,
     );
 
+  const lockAsked = performance.now();
   return withLock(
     registry.workspaceLock(workspaceId),
     async (lockSignal) => {
@@ -122,6 +135,8 @@ export async function startRun(options: StartOptions): Promise<StartResult> {
       const signal = options.signal ? AbortSignal.any([options.signal, lockSignal]) : lockSignal;
       const reconciled = await reconcileWorkspace(registry, workspace, log);
       await refuseUnrecordedRuntimes(registry, workspaceId, reconciled.live, backend);
+      // (with the wait for the workspace lock)
+      timer.record("reconcile", performance.now() - lockAsked);
       const current = reconciled.live.find((record) => record.state === "running");
       if (current && !options.replace) {
         const secrets = await registry.readSecrets(current.runId);
@@ -151,6 +166,7 @@ export async function startRun(options: StartOptions): Promise<StartResult> {
             secretsFile: registry.secretsFile(current.runId),
             reused: true,
             retired: [],
+            timings: timer.toJSON(),
           };
         }
         log.warn(
@@ -161,7 +177,7 @@ export async function startRun(options: StartOptions): Promise<StartResult> {
       // Runtimes of live runs stay staged: gc must not remove what is running.
       const inUse = reconciled.live.flatMap((record) => (record.runtimeId ? [record.runtimeId] : []));
       const result = await launchNew(
-        { ...options, signal },
+        { ...options, signal, timer },
         backend,
         workspace,
         workspaceId,
@@ -177,7 +193,7 @@ export async function startRun(options: StartOptions): Promise<StartResult> {
         await retireRun(registry, old, log, { failAfterMarking: options.faults?.failRetire === true });
         retired.push(old.runId);
       }
-      return { ...result, retired };
+      return { ...result, retired, timings: timer.toJSON() };
     },
     {
       onWait: () =>
@@ -266,8 +282,9 @@ async function launchNew(
   credentials: CredentialsPlan,
   replaces: string | undefined,
   inUse: string[],
-): Promise<Omit<StartResult, "retired">> {
+): Promise<Omit<StartResult, "retired" | "timings">> {
   const { registry, log, signal } = options;
+  const timer = options.timer ?? new PhaseTimer(log);
   const cleanup = new CleanupStack();
   const runId = RunRegistry.newRunId();
   const runDir = registry.runDir(runId);
@@ -334,30 +351,22 @@ async function launchNew(
   try {
     checkSignal();
     log.info("resolving and verifying sidecars");
-    const runtime: PreparedRuntime = await prepareRuntime({
-      ...options.runtime,
-      stagingRoot,
-      sandboxed,
-      router,
-      log,
-      inUse,
-    });
-    noteCurrentRuntime(persistDir, runtime.runtimeId, log);
+    const resolved = await timer.time("resolve", () =>
+      resolveRequest({ ...options.runtime, sandboxed, router, log }),
+    );
+    const runtimeId = resolved.runtimeId;
+    noteCurrentRuntime(persistDir, runtimeId, log);
     // Versions stay unknown until the running processes report them (below).
-    record = { ...record, runtimeId: runtime.runtimeId };
+    record = { ...record, runtimeId };
     await registry.write(record);
     checkSignal();
-
-    let image: string | undefined;
-    if (sandboxed) {
-      image = options.image ?? (await ensureImage(backend.kind, log));
-      record = { ...record, image };
-      checkSignal();
-    }
+    const runtimesDir = persistLayout(stagingRoot).runtimesDir;
+    // The mount's source exists before the sandbox is created (staging fills it meanwhile).
+    await mkdir(runtimesDir, { recursive: true });
     const config: EntrypointConfig = {
       persist: sandboxed ? SANDBOX_PATHS.persist : persistDir,
-      runtimes: sandboxed ? SANDBOX_PATHS.runtimes : path.dirname(runtime.dir),
-      runtimeId: runtime.runtimeId,
+      runtimes: sandboxed ? SANDBOX_PATHS.runtimes : runtimesDir,
+      runtimeId,
       workspace: sandboxed ? SANDBOX_PATHS.workspace : workspace,
       // In a sandbox the server listens on all of the sandbox's interfaces and the port is published on hostIp.
       serverHost: sandboxed ? "0.0.0.0" : hostIp,
@@ -365,8 +374,9 @@ async function launchNew(
       enginePort: ports.engine,
       router: { enabled: router, healthPort: ports.routerHealth },
       healthDeadlineS: Math.ceil(healthMs / 1000),
+      // Without a router the server boots while the engine does (and waits for it itself).
+      earlyServer: !router,
     };
-    const entrypoint = await writeEntrypoint(runtime.dir, config);
     // The user's config, logins and CA bundle, for the entrypoint to install (then removed, below).
     // Nothing to import: no directory, and the entrypoint starts no install step for it.
     const importDir = hasImports(credentials)
@@ -382,21 +392,21 @@ async function launchNew(
       [LABEL_HOME]: registry.homeId(),
       [LABEL_RUN]: runId,
       [LABEL_WORKSPACE]: workspaceId,
-      [LABEL_RUNTIME]: runtime.runtimeId,
+      [LABEL_RUNTIME]: runtimeId,
       ...options.extraLabels,
     };
     const spec: LaunchSpec = {
       runId,
-      image: image ?? "",
+      image: "",
       workspace,
       persistDir,
-      runtimesDir: path.dirname(runtime.dir),
+      runtimesDir,
       mounts,
       command: [
         "sh",
         sandboxed
-          ? persistLayout(SANDBOX_PATHS.persist, SANDBOX_PATHS.runtimes).entrypoint(runtime.runtimeId)
-          : entrypoint,
+          ? persistLayout(SANDBOX_PATHS.persist, SANDBOX_PATHS.runtimes).entrypoint(runtimeId)
+          : persistLayout(stagingRoot).entrypoint(runtimeId),
       ],
       // The user's values first: the run's own settings can never be overridden (reserved names are refused anyway).
       env: {
@@ -414,43 +424,87 @@ async function launchNew(
       limits,
       logFile: record.logFile,
     };
-    checkSignal();
-    log.info({ sandbox: backend.kind, runtime: runtime.runtimeId }, "launching the runtime");
-    // Registered before the launch: a signal that lands mid-launch still finds the sandbox by its run label.
+    // Registered before anything is created: a signal that lands mid-create still finds the sandbox by its run label.
     cleanup.push("remove the sandbox", async () => {
       for (const found of await backend.list({ [LABEL_RUN]: runId })) {
         await backend.stop(found, 2000);
         await backend.remove(found);
       }
     });
-    const handle: SandboxHandle = await backend.launch(spec);
+    // Independent of each other, so at the same time: staging (links, verification, version
+    // checks) on one side; the image check and, where the substrate has that step, creating the
+    // sandbox on the other. Both finish before anything is judged, so a failure never leaves
+    // one of them running unseen.
+    const [staging, sandbox] = await Promise.allSettled([
+      timer.time("stage", async () => {
+        if (options.faults?.failStaging)
+          throw new OpenworkError("staging failed (fault injected by a test)", { code: "fault" });
+        return stageResolved(resolved, { stagingRoot, log, inUse });
+      }),
+      (async (): Promise<CreatedSandbox | undefined> => {
+        if (!sandboxed) return undefined;
+        spec.image = options.image ?? (await timer.time("image", () => ensureImage(backend.kind, log)));
+        record = { ...record, image: spec.image };
+        const create = backend.create?.bind(backend);
+        return create ? timer.time("create", () => create(spec)) : undefined;
+      })(),
+    ]);
+    if (staging.status === "rejected") throw staging.reason;
+    if (sandbox.status === "rejected") throw sandbox.reason;
+    const runtime = staging.value;
+    checkSignal();
+    await writeEntrypoint(runtime.dir, config);
+    checkSignal();
+    log.info({ sandbox: backend.kind, runtime: runtimeId }, "launching the runtime");
+    const handle: SandboxHandle = await timer.time("launch", () =>
+      sandbox.value ? sandbox.value.start() : backend.launch(spec),
+    );
+    const launched = { at: performance.now(), wall: Date.now() };
     cleanup.push("stop the sandbox", async () => {
       await backend.stop(handle, 3000);
       await backend.remove(handle);
     });
     record = { ...record, handle: { kind: handle.kind, id: handle.id } };
-    await registry.write(record);
+    // Recorded while the runtime boots: nothing waits on this write.
+    const handleRecorded = registry.write(record);
 
     const client = new RuntimeClient(url, { client: secrets.clientToken, host: secrets.hostToken });
-    await waitHealthy({
+    const wait = {
       client,
       backend,
       handle,
       // The entrypoint gives the engine and then the router a deadline each; the server follows.
       deadlineMs: healthMs * (router ? 2 : 1) + 15_000,
       signal,
-      onWaiting: (elapsed) =>
+      onWaiting: (elapsed: number) =>
         log.info(`waiting for the runtime to be healthy (${Math.round(elapsed / 1000)} s)`),
+    };
+    await waitHealthy(wait);
+    timer.record("serverHealthy", performance.now() - launched.at);
+    const ready = await waitReady({
+      ...wait,
+      deadlineMs: Math.max(1000, wait.deadlineMs - (performance.now() - launched.at)),
     });
+    timer.record("ready", performance.now() - launched.at);
+    if (ready.engineHealthyAt)
+      timer.record("engineHealthy", Date.parse(ready.engineHealthyAt) - launched.wall);
     checkSignal();
-    const owner = await client.mintOwnerToken();
+    const recordedAt = performance.now();
+    await handleRecorded;
+    const [owner, versions] = await Promise.all([client.mintOwnerToken(), client.versions()]);
     registerSecret(owner.token);
     secrets.ownerToken = owner.token;
     await registry.writeSecrets(runId, secrets);
-    const versions = recordVersions(await client.versions());
-    record = { ...record, state: "running", versions, startedAt: new Date().toISOString(), owner: undefined };
+    record = {
+      ...record,
+      state: "running",
+      versions: recordVersions(versions),
+      startedAt: new Date().toISOString(),
+      owner: undefined,
+    };
     await registry.write(record);
     cleanup.commit();
+    timer.record("recorded", performance.now() - recordedAt);
     // Installed by the entrypoint: the copies of the user's secrets are not left lying around.
     if (importDir)
       await removeImportDir(importDir).catch((error: unknown) =>
@@ -516,37 +570,6 @@ export async function resolveWorkspace(input: string): Promise<string> {
 }
 
 /** One option a start asked for that the running run was started without (or with another value). */
-export interface OptionDifference {
-  option:
-    | "sandbox"
-    | "image"
-    | "port"
-    | "router"
-    | "allowRemote"
-    | "mounts"
-    | "limits"
-    | "runtime"
-    | "credentials";
-  asked: string;
-  running: string;
-}
-
-/** A start asked for options the workspace's running runtime does not have: a new run needs `replace`. */
-export class RunOptionsDifferError extends OpenworkError {
-  constructor(
-    readonly runId: string,
-    readonly differences: readonly OptionDifference[],
-  ) {
-    super(
-      `the workspace's runtime (run ${runId}) runs with other options: ${differences
-        .map((d) => `${d.option} ${d.asked} asked, ${d.running} running`)
-        .join("; ")}`,
-      { code: "options_differ", exitCode: 2, hint: "replace it to start one with these options" },
-    );
-    this.name = "RunOptionsDifferError";
-  }
-}
-
 async function differencesFrom(
   current: RunRecord,
   options: StartOptions,

@@ -1,7 +1,8 @@
+import type { RuntimeReady } from "../contract/api.js";
 import { OpenworkError, StartFailedError } from "../errors/errors.js";
 import { done, notYet, pollUntil, WaitAbortedError, WaitTimeoutError } from "../retry/poll.js";
 import { describeExit, type SandboxBackend, type SandboxHandle } from "../sandbox/backend.js";
-import type { RuntimeClient } from "./client.js";
+import { ApiCallError, type RuntimeClient } from "./client.js";
 
 export interface WaitOptions {
   client: RuntimeClient;
@@ -69,7 +70,68 @@ export async function waitHealthy(options: WaitOptions): Promise<void> {
   }
 }
 
-/** The failed component named from the entrypoint's own report, plus the last lines of output. */
+/**
+ * Once the server answers: wait until the runtime is ready. The server may
+ * answer while the engine still boots; it says when the engine is healthy
+ * through a long-poll (GET /system/ready), so this learns it the moment it
+ * happens rather than at the next tick of an interval. A start that fails
+ * (the engine dies or misses its deadline; the server reports it and exits)
+ * becomes the same StartFailedError as a failure the entrypoint reports.
+ */
+export async function waitReady(options: WaitOptions): Promise<RuntimeReady> {
+  const deadline = Date.now() + options.deadlineMs;
+  const started = Date.now();
+  let lastReport = 0;
+  for (;;) {
+    if (options.signal?.aborted)
+      throw new OpenworkError("start interrupted", { code: "interrupted", exitCode: 1 });
+    const remaining = deadline - Date.now();
+    if (remaining <= 0)
+      throw await startFailure(options, `was not ready within ${Math.round(options.deadlineMs / 1000)} s`);
+    try {
+      const ready = await abortable(options.client.ready(Math.min(remaining, 5000)), options.signal);
+      if (ready) return ready;
+    } catch (error) {
+      if (options.signal?.aborted) continue;
+      if (error instanceof ApiCallError && error.apiCode === "start_failed") {
+        // The server reports the failure, stops the engine and exits: its output is complete then.
+        await sandboxEnded(options, 10_000);
+        throw await startFailure(options, "failed before it was ready");
+      }
+      // The server went away mid-poll: say how the sandbox ended, if it did.
+      const status = await options.backend.status(options.handle);
+      if (status.state !== "running")
+        throw await startFailure(options, `exited (${describeExit(status)}) before it was ready`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    const elapsed = Date.now() - started;
+    if (elapsed - lastReport > 5000) {
+      lastReport = elapsed;
+      options.onWaiting?.(elapsed);
+    }
+  }
+}
+
+async function sandboxEnded(options: WaitOptions, withinMs: number): Promise<void> {
+  const until = Date.now() + withinMs;
+  while (Date.now() < until) {
+    if ((await options.backend.status(options.handle)).state !== "running") return;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (!signal) return work;
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () =>
+      reject(new OpenworkError("start interrupted", { code: "interrupted", exitCode: 1 }));
+    if (signal.aborted) onAbort();
+    signal.addEventListener("abort", onAbort, { once: true });
+    work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
+  });
+}
+
+/** The failed component named from the entrypoint's (or the server's) own report, plus the last lines of output. */
 async function startFailure(options: WaitOptions, what: string): Promise<StartFailedError> {
   const lines: string[] = [];
   try {
@@ -87,8 +149,9 @@ async function startFailure(options: WaitOptions, what: string): Promise<StartFa
   );
 }
 
+// The entrypoint reports a component that failed to start; so does a server that waited for a booting engine.
 const ENTRYPOINT_REPORT =
-  /openwork-entrypoint: (engine|router) (exited with code \d+ before it was healthy|was not healthy within \S+.*?)(?:; its last output:)?$/;
+  /openwork-(?:entrypoint|server): (engine|router) (exited with code \d+ before it was healthy|was not healthy within \S+.*?)(?:; its last output:)?$/;
 
 export function failedComponent(lines: string[]): string | undefined {
   for (const line of [...lines].reverse()) {

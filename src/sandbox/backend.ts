@@ -50,6 +50,13 @@ export interface SandboxHandle {
   exited?: Promise<number>;
 }
 
+/** A sandbox that exists but has not started (SandboxBackend.create); starting it gives the handle. */
+export interface CreatedSandbox {
+  kind: SandboxKind;
+  id: string;
+  start(): Promise<SandboxHandle>;
+}
+
 export interface SandboxStatus {
   state: "running" | "exited" | "missing";
   exitCode?: number;
@@ -84,6 +91,12 @@ export interface SandboxBackend {
   probe(): Promise<BackendProbe>;
   /** create + start */
   launch(spec: LaunchSpec): Promise<SandboxHandle>;
+  /**
+   * Create without starting, where the substrate has that step (Docker): a start creates the
+   * sandbox while the runtime is still being staged, and starts it once the files it runs are
+   * there. A failed start removes what it created.
+   */
+  create?(spec: LaunchSpec): Promise<CreatedSandbox>;
   status(handle: SandboxHandle): Promise<SandboxStatus>;
   logs(
     handle: SandboxHandle,

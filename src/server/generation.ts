@@ -2,12 +2,13 @@ import type http from "node:http";
 import type { Logger } from "pino";
 import { routerEnabled, type ServeEnv } from "../contract/env.js";
 import { type PersistLayout, persistLayout } from "../contract/layout.js";
-import { OpenworkError } from "../errors/errors.js";
+import { OpenworkError, StartFailedError } from "../errors/errors.js";
 import { writeCurrentRuntime } from "../staging/current-runtime.js";
 import { engineAuthorization, engineDefinition, routerDefinition } from "./components.js";
 import { createDispatcher } from "./dispatch.js";
 import { adopt, reapStaleChildren, useChildLedger } from "./proc.js";
 import { createUpstream } from "./proxy.js";
+import { Readiness } from "./readiness.js";
 import { proxyRoutes, proxyUpgrades } from "./routes/proxy.js";
 import { systemRoutes } from "./routes/system.js";
 import { tokenRoutes } from "./routes/tokens.js";
@@ -35,9 +36,16 @@ export interface GenerationOptions {
  */
 export class Generation {
   readonly listener: Listener;
+  /**
+   * Settles when the start is over: at once when the entrypoint saw the engine healthy; for an
+   * engine that boots beside this server, when it is healthy (then it is watched), or rejects
+   * with why it never was (the server then ends the start: src/server/serve.ts).
+   */
+  booted: Promise<void> = Promise.resolve();
 
   private constructor(
     readonly topology: Topology,
+    readonly readiness: Readiness,
     server: http.Server,
     handler: Pick<Listener, "handler" | "upgradeHandler">,
   ) {
@@ -78,6 +86,9 @@ export class Generation {
         engineAuthorization(env),
       ),
     });
+    // An engine still booting (the entrypoint started this server beside it) is waited for here.
+    const booting = !options.handoff && env.OPENWORK_ENGINE_BOOTING === true;
+    const readiness = booting ? Readiness.starting() : Readiness.ready();
     const operations = new OperationStore(layout);
     const tokens = new TokenStore(env.OPENWORK_TOKEN_SHA256, env.OPENWORK_HOST_KEY);
     let generation: Generation | undefined;
@@ -100,6 +111,7 @@ export class Generation {
           runningUpgrade: () => upgrades.running(),
           startedAt: new Date().toISOString(),
           proof: (challenge) => tokens.proof(challenge),
+          readiness,
         }),
         ...upgradeRoutes(upgrades, operations),
         ...tokenRoutes(tokens),
@@ -109,11 +121,32 @@ export class Generation {
       tokens,
       log,
     });
-    generation = new Generation(topology, options.server, dispatcher);
+    generation = new Generation(topology, readiness, options.server, dispatcher);
     if (!options.handoff) {
       const interrupted = operations.markInterrupted();
       if (interrupted.length > 0)
         log.warn({ operations: interrupted }, "upgrade operations were interrupted by a restart");
+    }
+    if (booting) {
+      // Served at once; the engine is watched (and restarted if it dies) only once it was healthy:
+      // before that, its death or its deadline fails the start, as the entrypoint's own wait did.
+      const ready = () => {
+        readiness.markReady(new Date().toISOString());
+        topology.watch();
+        log.info({ version: engine.version }, "engine healthy: the runtime is ready");
+      };
+      generation.booted = engine.waitHealthy().then(ready, (error: unknown) => {
+        // Healthy, but not the version runtime.json pins (a start that allowed a mismatch): it runs,
+        // as when the entrypoint waited; the versions report and `check` name the difference.
+        if (error instanceof StartFailedError && error.code === "wrong_version") {
+          log.warn({ err: error }, "the engine runs another version than runtime.json pins");
+          ready();
+          return;
+        }
+        readiness.markFailed(error instanceof Error ? error.message : String(error));
+        throw error;
+      });
+      return generation;
     }
     // One probe each before serving, so the first summary already has versions.
     await Promise.all(

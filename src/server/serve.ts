@@ -1,10 +1,11 @@
+import { readFile } from "node:fs/promises";
 import http from "node:http";
 import type { Logger } from "pino";
 import { parseServeEnv, type ServeEnv } from "../contract/env.js";
 import type { HandoffInput, NextGeneration } from "../contract/handoff.js";
-import { OpenworkError } from "../errors/errors.js";
+import { errorMessage, OpenworkError, StartFailedError } from "../errors/errors.js";
 import { createLogger } from "../logging/logger.js";
-import { registerSecret } from "../logging/redact.js";
+import { redactText, registerSecret } from "../logging/redact.js";
 import { applyTimeouts, capUnauthenticated } from "./connections.js";
 import { Generation } from "./generation.js";
 import { rotateOwnOutput } from "./own-output.js";
@@ -100,15 +101,58 @@ export async function serveMain(): Promise<number> {
     // Replacing the server during an upgrade swaps handlers on this listener: no reusePort or execve needed.
     "openwork-server listening (upgrades replace it in place by handler swap)",
   );
-  await new Promise<void>((resolve) => {
+  return new Promise<number>((resolve) => {
     const onSignal = (signal: NodeJS.Signals) => {
       const slot = currentGeneration();
-      void (slot?.shutdown ?? shutdown)(`received ${signal}`).then(resolve, resolve);
+      void (slot?.shutdown ?? shutdown)(`received ${signal}`).then(
+        () => resolve(0),
+        () => resolve(0),
+      );
     };
     process.once("SIGTERM", onSignal);
     process.once("SIGINT", onSignal);
+    // An engine that boots beside the server and never becomes healthy ends the start, as the
+    // entrypoint's own wait would have: the report, the engine's last output, exit 1.
+    generation.booted.catch(async (error: unknown) => {
+      await reportBootFailure(env, error);
+      await shutdown("the engine failed to start");
+      resolve(1);
+    });
   });
-  return 0;
+}
+
+/**
+ * The entrypoint's words for a component that failed to start (the CLI reads them from the
+ * runtime's output to name it: src/runs/wait.ts), then what the engine printed last.
+ */
+async function reportBootFailure(env: ServeEnv, error: unknown): Promise<void> {
+  const exitCode = env.OPENWORK_ENGINE_EXIT_FILE
+    ? await keeperExitCode(env.OPENWORK_ENGINE_EXIT_FILE)
+    : undefined;
+  const what =
+    error instanceof StartFailedError && error.code === "health_timeout"
+      ? `was not healthy within ${env.OPENWORK_HEALTH_DEADLINE_S}s (${error.message})`
+      : exitCode !== undefined
+        ? `exited with code ${exitCode} before it was healthy`
+        : `failed before it was healthy: ${errorMessage(error)}`;
+  const lines = error instanceof StartFailedError ? error.lastOutput : [];
+  process.stderr.write(
+    `openwork-server: engine ${redactText(what)}; its last output:\n${lines.map((line) => `${redactText(line)}\n`).join("")}`,
+  );
+}
+
+/** The exit code the entrypoint's keeper recorded; it lands a moment after the process is gone. */
+async function keeperExitCode(file: string): Promise<string | undefined> {
+  for (let tries = 0; tries < 20; tries++) {
+    try {
+      const text = (await readFile(file, "utf8")).trim();
+      if (/^\d+$/.test(text)) return text;
+    } catch {
+      // not written yet
+    }
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  return undefined;
 }
 
 /**

@@ -11,9 +11,9 @@ import { canExecute, hostTarget, type Target } from "../sidecars/platform.js";
 import { probeVersion } from "../sidecars/version.js";
 import type { BlobStore } from "../store/store.js";
 
-/** Where a sidecar may come from; `auto` = bundled when it matches the manifest, else the manifest's download. */
-export type SourceChoice = "auto" | "bundled" | "npm" | "url";
-export const SOURCE_CHOICES: readonly SourceChoice[] = ["auto", "bundled", "npm", "url"];
+import { SOURCE_REFUSALS, type SourceChoice } from "./choices.js";
+
+export { SOURCE_CHOICES, SOURCE_REFUSALS, type SourceChoice } from "./choices.js";
 
 export type UsedSource = "bundled" | "npm" | "url" | "external";
 
@@ -53,11 +53,6 @@ export interface ResolvedSidecar {
  * Error codes of refusals a caller may want to word for its own users (the
  * CLI names its flags for them): the domain says what is wrong, not which flag fixes it.
  */
-export const SOURCE_REFUSALS = {
-  externalNotAllowed: "external_not_allowed",
-  versionMismatch: "version_mismatch",
-  versionUncheckable: "version_uncheckable",
-} as const;
 
 /**
  * Put one sidecar for `target` into the store, verified, from the source the

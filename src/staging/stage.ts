@@ -35,6 +35,8 @@ export interface StageOptions {
   http?: HttpOptions | undefined;
   /** stage only these sidecars (default: every sidecar the manifest has for the target, plus overrides) */
   only?: readonly SidecarName[] | undefined;
+  /** what resolveRuntime gave for these same options, when the caller resolved first (to know the id early) */
+  resolved?: Awaited<ReturnType<typeof resolveRuntime>> | undefined;
 }
 
 export interface StagedSidecar {
@@ -68,23 +70,17 @@ export async function resolveRuntime(
   const store = options.store ?? openStore({ log });
   const policy = options.sources ?? {};
   const names = sidecarNames(options.manifest, options.target, policy, options.only);
-  const resolved: ResolvedSidecar[] = [];
-  for (const name of names) {
-    resolved.push(
-      await resolveSidecar(
-        name,
-        options.target,
-        manifestEntry(options.manifest, name, options.target),
-        policy,
-        {
-          ...options.http,
-          store,
-          log,
-          registry: options.registry,
-        },
-      ),
-    );
-  }
+  // Independent of each other: resolved (verified, fetched if missing) at the same time.
+  const resolved: ResolvedSidecar[] = await Promise.all(
+    names.map((name) =>
+      resolveSidecar(name, options.target, manifestEntry(options.manifest, name, options.target), policy, {
+        ...options.http,
+        store,
+        log,
+        registry: options.registry,
+      }),
+    ),
+  );
   const runtimeJson: RuntimeJson = runtimeJsonOf({
     target: options.target,
     runtimeVersion: options.manifest.runtimeVersion,
@@ -108,7 +104,7 @@ export async function resolveRuntime(
 export async function stageRuntime(options: StageOptions): Promise<StageResult> {
   const log = options.log ?? silentLogger();
   const store = options.store ?? openStore({ log });
-  const { runtimeJson, resolved } = await resolveRuntime({ ...options, store, log });
+  const { runtimeJson, resolved } = options.resolved ?? (await resolveRuntime({ ...options, store, log }));
   const runtimeId = runtimeJson.runtimeId;
   const layout = persistLayout(path.resolve(options.stagingRoot));
   const dir = layout.runtimeDir(runtimeId);

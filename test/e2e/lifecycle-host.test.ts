@@ -29,6 +29,7 @@ interface StartDoc {
   url: string;
   versions: { opencode: string | null; router: string | null; server: string | null };
   tokens: { client: string; host: string; owner: string | null };
+  timings: Record<string, number>;
 }
 
 async function start(
@@ -67,6 +68,17 @@ test("detach, then status, logs, check and stop from new processes; stop twice; 
   assert.match(doc.url, /^http:\/\/127\.0\.0\.1:\d+$/);
   assert.equal(doc.versions.opencode, "1.18.34");
   assert.ok(doc.tokens.client && doc.tokens.host && doc.tokens.owner);
+  // Where the time went: every phase of a host start, measured (the sandbox phases are absent).
+  const phases = ["cliReady", "validate", "reconcile", "resolve", "stage", "launch", "serverHealthy"];
+  for (const phase of [...phases, "engineHealthy", "ready", "recorded", "total"])
+    assert.ok(Number.isFinite(doc.timings[phase]) && (doc.timings[phase] as number) >= 0, `timings.${phase}`);
+  assert.equal(doc.timings.image, undefined, "no image on the host");
+  // The server starts while the engine boots: it answers before the engine is healthy, and the
+  // start learns readiness within moments of the engine's health (a long-poll, not an interval).
+  const ms = (phase: string) => doc.timings[phase] ?? Number.NaN;
+  assert.ok(ms("serverHealthy") < ms("engineHealthy"), JSON.stringify(doc.timings));
+  assert.ok(ms("ready") - ms("engineHealthy") < 1000, JSON.stringify(doc.timings));
+  assert.ok(ms("total") >= ms("cliReady") + ms("ready"), "the total covers the process");
 
   const again = await start(ws);
   assert.equal(again.doc.runId, doc.runId, "a second start returns the same run");

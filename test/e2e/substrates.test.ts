@@ -7,7 +7,9 @@ import { execa } from "execa";
 import { request } from "undici";
 import { packageRoot } from "../../src/config/package-root.js";
 import { openworkPaths } from "../../src/config/paths.js";
+import { silentLogger } from "../../src/logging/logger.js";
 import { RunRegistry } from "../../src/runs/registry.js";
+import { startRun } from "../../src/runs/start.js";
 import { emulatorEnv } from "../helpers/apple-emulator.js";
 import { runCli } from "../helpers/cli.js";
 import { dockerOrSkip, sharedSandboxImage } from "../helpers/docker.js";
@@ -106,7 +108,13 @@ test("docker: start, all healthy, proxy, stop, nothing left; inspect shows loopb
     { home, env, timeoutMs: 300_000 },
   );
   assert.equal(started.exitCode, 0, started.stderr);
-  const doc = JSON.parse(started.stdout) as StartDoc & { tokens: { client: string; host: string } };
+  const doc = JSON.parse(started.stdout) as StartDoc & {
+    tokens: { client: string; host: string };
+    timings: Record<string, number>;
+  };
+  // The image check and the container's creation are timed (they ran while the runtime was staged).
+  for (const phase of ["image", "create", "stage", "launch", "serverHealthy", "ready", "recorded"])
+    assert.ok(Number.isFinite(doc.timings[phase]), `timings.${phase}: ${JSON.stringify(doc.timings)}`);
   try {
     const [container] = await docker.listContainers({
       all: true,
@@ -146,6 +154,43 @@ test("docker: start, all healthy, proxy, stop, nothing left; inspect shows loopb
   const volumes = (await docker.listVolumes()).Volumes ?? [];
   assert.deepEqual(
     volumes.filter((volume) => volume.Labels?.["openwork.test"]).map((volume) => volume.Name),
+    [],
+  );
+});
+
+test("docker: staging that fails while the container is being created leaves no container, network or run behind", async (t) => {
+  const docker = await dockerOrSkip(t);
+  if (!docker) return;
+  const { tag: image } = await sharedSandboxImage(docker);
+  const registry = new RunRegistry(openworkPaths({ OPENWORK_HOME: home }));
+  const workspace = sandboxWorkspace("openwork-ws-docker-rollback-");
+  await assert.rejects(
+    startRun({
+      workspace,
+      sandbox: "docker",
+      image,
+      mounts: [],
+      replace: false,
+      runtime: {},
+      registry,
+      log: silentLogger(),
+      extraLabels: { "openwork.test": "1" },
+      faults: { failStaging: true },
+    }),
+    /staging failed \(fault injected/,
+  );
+  const records = (await registry.list()).records.filter((record) => record.workspace === workspace);
+  assert.equal(records.length, 1);
+  assert.equal(records[0]?.state, "failed");
+  const runId = records[0]?.runId as string;
+  const containers = await docker.listContainers({
+    all: true,
+    filters: { label: [`openwork.run=${runId}`] },
+  });
+  assert.deepEqual(containers, [], "the container created beside the staging was removed");
+  const networks = await docker.listNetworks({ filters: { label: [`openwork.run=${runId}`] } });
+  assert.deepEqual(
+    networks.map((network) => network.Name),
     [],
   );
 });

@@ -4,7 +4,7 @@ import path from "node:path";
 import { execa } from "execa";
 import { packageRoot } from "../../src/config/package-root.js";
 
-export const CLI = path.join(packageRoot(), "dist", "entrypoints", "openwork.js");
+export const CLI = path.join(packageRoot(), "dist", "bin", "openwork.js");
 
 export interface CliResult {
   exitCode: number;

@@ -118,6 +118,38 @@ test("the script starts the engine outside the workspace, then execs the server 
   assert.throws(() => readFileSync(path.join(rt.root, "pwned")), "nothing was executed from a value");
 });
 
+test("without a router and with earlyServer, the server is exec'd as soon as the engine is started: it waits for the engine itself", async () => {
+  const rt = fakeRuntime();
+  // The fake node's "probe" would block until the engine reported: the early path never runs it.
+  writeFileSync(
+    path.join(rt.runtimeDir, "node"),
+    `#!/bin/sh\ncase "$2" in\n  probe) echo probed >> ${shellQuote(rt.report)}; exit 0 ;;\n  serve) { echo "server-booting=$OPENWORK_ENGINE_BOOTING"; echo "server-engine-pid=$OPENWORK_ENGINE_PID"; echo "server-exit-file=$OPENWORK_ENGINE_EXIT_FILE"; } >> ${shellQuote(rt.report)}; kill "$OPENWORK_ENGINE_PID"; exit 0 ;;\nesac\nexit 9\n`,
+    { mode: 0o755 },
+  );
+  const script = await writeEntrypoint(
+    rt.runtimeDir,
+    config(rt.persist, rt.workspace, { earlyServer: true }),
+  );
+  const result = await execa("sh", [script], {
+    env: { ...SECRETS, PATH: process.env.PATH },
+    extendEnv: false,
+    reject: false,
+  });
+  assert.equal(result.exitCode, 0, result.stderr);
+  assert.match(result.stderr, /starting the runtime server on 127\.0\.0\.1:18787 while the engine boots/);
+  const report = readFileSync(rt.report, "utf8");
+  assert.match(report, /server-booting=1\n/);
+  assert.match(report, /server-engine-pid=\d+\n/);
+  assert.match(
+    report,
+    new RegExp(`server-exit-file=${escapeRegExp(rt.persist)}/state/entrypoint/\\d+/engine\\.exit\n`),
+  );
+  assert.ok(!report.includes("probed"), "no probe process: the server does the waiting");
+  // With a router the entrypoint still waits (the router needs the engine first).
+  const withRouter = renderEntrypoint(config(rt.persist, rt.workspace, { earlyServer: true }));
+  assert.match(withRouter, /OPENWORK_SERVER_EARLY='1'/);
+});
+
 test("environment values win over the written defaults and are not re-evaluated", async () => {
   const rt = fakeRuntime();
   const script = await writeEntrypoint(rt.runtimeDir, config(rt.persist, rt.workspace));

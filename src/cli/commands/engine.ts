@@ -1,10 +1,6 @@
 import { type Command, Option } from "commander";
 import { UsageError } from "../../errors/errors.js";
 import { printable } from "../../logging/terminal.js";
-import { attachRun, checkSessionChoice, opencodeForHost, requireTerminal } from "../../runs/attach.js";
-import { parseModel, sendPrompt } from "../../runs/prompt.js";
-import { RunRegistry } from "../../runs/registry.js";
-import { findRunningRun } from "../../runs/select.js";
 import { type CommandContext, contextFrom } from "../context.js";
 import { holdSignals, shutdown } from "../signals.js";
 
@@ -35,7 +31,12 @@ export function registerEngine(program: Command): void {
     .option("--continue", "open the latest session")
     .option("--fork", "fork the session it opens (with --session or --continue)")
     .action(async (run: string | undefined, flags: SessionFlags & { fork?: boolean }, command: Command) => {
-      const ctx = contextFrom(command);
+      const ctx = await contextFrom(command);
+      const { attachRun, checkSessionChoice, opencodeForHost, requireTerminal } = await import(
+        "../../runs/attach.js"
+      );
+      const { RunRegistry } = await import("../../runs/registry.js");
+      const { findRunningRun } = await import("../../runs/select.js");
       requireTerminal("openwork attach");
       checkSessionChoice(flags);
       const log = quiet(ctx);
@@ -105,7 +106,10 @@ export function registerEngine(program: Command): void {
         },
         command: Command,
       ) => {
-        const ctx = contextFrom(command);
+        const ctx = await contextFrom(command);
+        const { parseModel, sendPrompt } = await import("../../runs/prompt.js");
+        const { RunRegistry } = await import("../../runs/registry.js");
+        const { findRunningRun } = await import("../../runs/select.js");
         let run = flags.run;
         if (run === undefined && RUN_ID.test(words[0] ?? "")) run = words.shift();
         const text = words.join(" ").trim();

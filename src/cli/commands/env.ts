@@ -1,10 +1,10 @@
 import type { Command } from "commander";
 import { checkEnvName } from "../../credentials/names.js";
-import { envStorePath, readEnvStore, setStoreValue, unsetStoreValues } from "../../credentials/store.js";
+import { envStorePath } from "../../credentials/store-path.js";
 import { UsageError } from "../../errors/errors.js";
 import { REDACTED } from "../../logging/redact.js";
 import { contextFrom } from "../context.js";
-import { renderTable } from "../render.js";
+import { renderTable } from "../table.js";
 
 export function registerEnv(program: Command): void {
   const env = program
@@ -21,7 +21,8 @@ export function registerEnv(program: Command): void {
     )
     .description("set a variable in the store (the value never needs to be on a command line)")
     .action(async (assignment: string, _options: unknown, command: Command) => {
-      const ctx = contextFrom(command);
+      const ctx = await contextFrom(command);
+      const { setStoreValue } = await import("../../credentials/store.js");
       const eq = assignment.indexOf("=");
       const name = eq === -1 ? assignment : assignment.slice(0, eq);
       checkEnvName(name, "openwork env set");
@@ -35,7 +36,8 @@ export function registerEnv(program: Command): void {
     .argument("<KEY...>", "the variables to remove")
     .description("remove variables from the store (removing one that is not there is not an error)")
     .action(async (names: string[], _options: unknown, command: Command) => {
-      const ctx = contextFrom(command);
+      const ctx = await contextFrom(command);
+      const { unsetStoreValues } = await import("../../credentials/store.js");
       const file = envStorePath();
       const removed = await unsetStoreValues(file, names);
       const absent = names.filter((name) => !removed.includes(name));
@@ -50,7 +52,8 @@ export function registerEnv(program: Command): void {
     .command("list")
     .description("the store's variables, values masked")
     .action(async (_options: unknown, command: Command) => {
-      const ctx = contextFrom(command);
+      const ctx = await contextFrom(command);
+      const { readEnvStore } = await import("../../credentials/store.js");
       const file = envStorePath();
       const values = await readEnvStore(file);
       const variables = [...values].map(([name, { value, line }]) => ({

@@ -1,8 +1,6 @@
 import type { Command } from "commander";
-import { openworkPaths } from "../../config/paths.js";
-import { probeDocker } from "../../docker/client.js";
 import { OpenworkError, UsageError } from "../../errors/errors.js";
-import { type BaseMode, ensureSandboxImage } from "../../image/build.js";
+import type { BaseMode } from "../../image/build.js";
 import { contextFrom } from "../context.js";
 
 export function registerImage(program: Command): void {
@@ -19,7 +17,10 @@ export function registerImage(program: Command): void {
     .option("--online", "build only from the public base; fail if no registry answers")
     .option("--force", "build even when an image with the same inputs exists")
     .action(async (options: { offline?: boolean; online?: boolean; force?: boolean }, command: Command) => {
-      const ctx = contextFrom(command);
+      const ctx = await contextFrom(command);
+      const { openworkPaths } = await import("../../config/paths.js");
+      const { probeDocker } = await import("../../docker/client.js");
+      const { ensureSandboxImage } = await import("../../image/build.js");
       if (options.offline && options.online) {
         throw new UsageError(
           "--offline and --online exclude each other",

@@ -1,14 +1,8 @@
 import { type Command, Option } from "commander";
 import { ExitCode, UsageError } from "../../errors/errors.js";
 import { printable } from "../../logging/terminal.js";
-import { runChecks } from "../../runs/check.js";
-import { LOG_SOURCES, type LogSource, readRunLogs } from "../../runs/logs.js";
-import { RunRegistry } from "../../runs/registry.js";
-import { findRun, findRunningRun } from "../../runs/select.js";
-import { statusOf } from "../../runs/status.js";
-import { stopRuns } from "../../runs/stop.js";
+import { LOG_SOURCES, type LogSource } from "../../runs/log-sources.js";
 import { contextFrom } from "../context.js";
-import { renderChecks, renderStatus } from "../render.js";
 import { holdSignals, shutdown } from "../signals.js";
 
 interface SelectFlags {
@@ -40,7 +34,10 @@ export function registerRuns(program: Command): void {
       ),
     true,
   ).action(async (run: string | undefined, flags: SelectFlags, command: Command) => {
-    const ctx = contextFrom(command);
+    const ctx = await contextFrom(command);
+    const { RunRegistry } = await import("../../runs/registry.js");
+    const { statusOf } = await import("../../runs/status.js");
+    const { renderStatus } = await import("../render.js");
     const { statuses, orphans, corrupt, exitCode } = await statusOf(new RunRegistry(), ctx.log, {
       run,
       workspace: flags.workspace,
@@ -75,7 +72,9 @@ export function registerRuns(program: Command): void {
     ) => {
       const release = holdSignals();
       try {
-        const ctx = contextFrom(command);
+        const ctx = await contextFrom(command);
+        const { RunRegistry } = await import("../../runs/registry.js");
+        const { stopRuns } = await import("../../runs/stop.js");
         const grace = Number(flags.grace);
         if (!Number.isFinite(grace) || grace < 0)
           throw new UsageError(`--grace must be a number of seconds, not "${flags.grace}"`);
@@ -119,7 +118,10 @@ export function registerRuns(program: Command): void {
       flags: SelectFlags & { follow?: boolean; tail?: string; component: LogSource },
       command: Command,
     ) => {
-      const ctx = contextFrom(command);
+      const ctx = await contextFrom(command);
+      const { readRunLogs } = await import("../../runs/logs.js");
+      const { RunRegistry } = await import("../../runs/registry.js");
+      const { findRun } = await import("../../runs/select.js");
       const tail = wholeNumber(flags.tail, "--tail");
       const record = await findRun(new RunRegistry(), ctx.log, { run, workspace: flags.workspace });
       const lines: string[] = [];
@@ -159,7 +161,11 @@ export function registerRuns(program: Command): void {
     false,
   ).action(
     async (run: string | undefined, flags: SelectFlags & { checkEvents?: boolean }, command: Command) => {
-      const ctx = contextFrom(command);
+      const ctx = await contextFrom(command);
+      const { runChecks } = await import("../../runs/check.js");
+      const { RunRegistry } = await import("../../runs/registry.js");
+      const { findRunningRun } = await import("../../runs/select.js");
+      const { renderChecks } = await import("../render.js");
       const { record, secrets } = await findRunningRun(new RunRegistry(), ctx.log, {
         run,
         workspace: flags.workspace,

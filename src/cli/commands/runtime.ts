@@ -1,13 +1,7 @@
 import type { Command } from "commander";
-import { UPGRADABLE, type Upgradable } from "../../contract/api.js";
+import { UPGRADABLE, type Upgradable } from "../../contract/upgradable.js";
 import { ExitCode, UsageError } from "../../errors/errors.js";
-import { RuntimeClient } from "../../runs/client.js";
-import { RunRegistry } from "../../runs/registry.js";
-import { findRunningRun } from "../../runs/select.js";
-import { upgradeRun } from "../../runs/upgrade.js";
-import { versionsReport } from "../../runs/versions.js";
 import { contextFrom } from "../context.js";
-import { renderVersions } from "../render.js";
 import { holdSignals, shutdown } from "../signals.js";
 
 function parseComponents(value: string | undefined): Upgradable[] | undefined {
@@ -37,7 +31,12 @@ export function registerRuntime(program: Command): void {
     .argument("[run]", "a run id (or a unique prefix of one)")
     .option("--workspace <dir>", "the newest run of this workspace")
     .action(async (run: string | undefined, flags: { workspace?: string }, command: Command) => {
-      const ctx = contextFrom(command);
+      const ctx = await contextFrom(command);
+      const { RuntimeClient } = await import("../../runs/client.js");
+      const { RunRegistry } = await import("../../runs/registry.js");
+      const { findRunningRun } = await import("../../runs/select.js");
+      const { versionsReport } = await import("../../runs/versions.js");
+      const { renderVersions } = await import("../render.js");
       const { record, secrets } = await findRunningRun(new RunRegistry(), ctx.log, {
         run,
         workspace: flags.workspace,
@@ -64,7 +63,10 @@ export function registerRuntime(program: Command): void {
       ) => {
         const release = holdSignals();
         try {
-          const ctx = contextFrom(command);
+          const ctx = await contextFrom(command);
+          const { RunRegistry } = await import("../../runs/registry.js");
+          const { findRunningRun } = await import("../../runs/select.js");
+          const { upgradeRun } = await import("../../runs/upgrade.js");
           const components = parseComponents(flags.components);
           const registry = new RunRegistry();
           const { record, secrets } = await findRunningRun(registry, ctx.log, {

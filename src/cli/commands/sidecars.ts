@@ -1,16 +1,11 @@
 import path from "node:path";
 import type { Command } from "commander";
 import { oneLine } from "../../errors/errors.js";
-import { buildBundledManifest } from "../../manifest/bundled.js";
-import { manifestFrom } from "../../manifest/load.js";
-import { type InventoryRow, inventory } from "../../sidecars/inventory.js";
+import type { InventoryRow } from "../../sidecars/inventory.js";
 import { hostTarget, parseTarget, sandboxTarget, type Target } from "../../sidecars/platform.js";
-import { resolveAll } from "../../sources/resolve.js";
-import { verifyRuntimeDir } from "../../staging/verify.js";
-import { openStore } from "../../store/store.js";
 import { type CommandContext, contextFrom } from "../context.js";
-import { formatBytes, renderTable } from "../render.js";
 import { addSourceOption, sourcePolicyFrom } from "../sidecar-options.js";
+import { formatBytes, renderTable } from "../table.js";
 
 interface CommonOptions {
   target?: string;
@@ -37,7 +32,10 @@ export function registerSidecars(program: Command): void {
         "show each sidecar of the manifest: whether a verified copy is at hand, its path, size, sha256 and the version the binary itself reports",
       ),
   ).action(async (options: CommonOptions, command: Command) => {
-    const ctx = contextFrom(command);
+    const ctx = await contextFrom(command);
+    const { manifestFrom } = await import("../../manifest/load.js");
+    const { inventory } = await import("../../sidecars/inventory.js");
+    const { openStore } = await import("../../store/store.js");
     const target = options.target ? parseTarget(options.target) : hostTarget();
     const manifest = await manifestFrom(options.manifest, target, ctx.log);
     const rows = await inventory(manifest, target, { store: openStore({ log: ctx.log }), probe: true });
@@ -53,7 +51,10 @@ export function registerSidecars(program: Command): void {
         ),
     ),
   ).action(async (options: CommonOptions & { source?: string }, command: Command) => {
-    const ctx = contextFrom(command);
+    const ctx = await contextFrom(command);
+    const { manifestFrom } = await import("../../manifest/load.js");
+    const { resolveAll } = await import("../../sources/resolve.js");
+    const { openStore } = await import("../../store/store.js");
     const target = options.target ? parseTarget(options.target) : hostTarget();
     const policy = sourcePolicyFrom({ source: options.source });
     const manifest = await manifestFrom(options.manifest, target, ctx.log);
@@ -98,7 +99,10 @@ export function registerSidecars(program: Command): void {
     .option("--runtime <dir>", "verify a staged runtime directory (<persist>/runtimes/<id>) instead")
     .option("--full", "re-hash every file instead of trusting unchanged files' cached hashes")
     .action(async (options: CommonOptions & { runtime?: string; full?: boolean }, command: Command) => {
-      const ctx = contextFrom(command);
+      const ctx = await contextFrom(command);
+      const { manifestFrom } = await import("../../manifest/load.js");
+      const { inventory } = await import("../../sidecars/inventory.js");
+      const { openStore } = await import("../../store/store.js");
       if (options.runtime) {
         await verifyRuntimeCommand(path.resolve(options.runtime), options.full === true, ctx);
         return;
@@ -128,7 +132,8 @@ export function registerSidecars(program: Command): void {
     .option("--target <target...>", "targets to include (default: this host and its Linux sandbox target)")
     .option("--resolve", "fetch what is not installed here so that every entry carries sha256 and size")
     .action(async (options: { target?: string[]; resolve?: boolean }, command: Command) => {
-      const ctx = contextFrom(command);
+      const ctx = await contextFrom(command);
+      const { buildBundledManifest } = await import("../../manifest/bundled.js");
       const targets = options.target?.map(parseTarget) ?? [
         ...new Set<Target>([hostTarget(), sandboxTarget()]),
       ];
@@ -141,6 +146,7 @@ export function registerSidecars(program: Command): void {
 }
 
 async function verifyRuntimeCommand(dir: string, full: boolean, ctx: CommandContext): Promise<void> {
+  const { verifyRuntimeDir } = await import("../../staging/verify.js");
   const result = await verifyRuntimeDir(dir, { full });
   if (result.ok) {
     const { runtime } = result;

@@ -1,17 +1,9 @@
 import { type Command, Option } from "commander";
 import { UsageError } from "../../errors/errors.js";
 import { printable } from "../../logging/terminal.js";
-import { parsePort } from "../../net/ports.js";
-import { checkStartedRun } from "../../runs/check.js";
-import { followInForeground } from "../../runs/foreground.js";
-import { RunRegistry } from "../../runs/registry.js";
-import { planStart, startRun } from "../../runs/start.js";
-import { AppleContainerBackend } from "../../sandbox/apple/index.js";
 import { parseLabels } from "../../sandbox/backend.js";
 import { parseCpus, parseMemory, parsePids } from "../../sandbox/limits.js";
-import { parseSandboxChoice, registerBackend } from "../../sandbox/select.js";
 import { contextFrom } from "../context.js";
-import { renderChecks, renderConnectInfo, renderStartPlan, startDocument } from "../render.js";
 import { addSidecarOverrideOptions, addSourceOption, sourcePolicyFrom } from "../sidecar-options.js";
 import { holdSignals, shutdown } from "../signals.js";
 
@@ -149,7 +141,15 @@ export function registerStart(program: Command): void {
 
 async function runStart(flags: StartFlags, command: Command, detach: boolean): Promise<void> {
   const release = holdSignals();
-  const ctx = contextFrom(command);
+  const ctx = await contextFrom(command);
+  const { parsePort } = await import("../../net/ports.js");
+  const { checkStartedRun } = await import("../../runs/check.js");
+  const { followInForeground } = await import("../../runs/foreground.js");
+  const { RunRegistry } = await import("../../runs/registry.js");
+  const { planStart, startRun } = await import("../../runs/start.js");
+  const { AppleContainerBackend } = await import("../../sandbox/apple/index.js");
+  const { parseSandboxChoice, registerBackend } = await import("../../sandbox/select.js");
+  const { renderChecks, renderConnectInfo, renderStartPlan, startDocument } = await import("../render.js");
   try {
     const healthTimeout = Number(flags.healthTimeout);
     if (!Number.isFinite(healthTimeout) || healthTimeout <= 0) {

@@ -1,6 +1,5 @@
 import { statSync } from "node:fs";
 import { finished } from "node:stream/promises";
-import { execa } from "execa";
 import { errorMessage, OpenworkError, systemErrorCode } from "../../errors/errors.js";
 import { type Logger, lineRelay, silentLogger } from "../../logging/logger.js";
 import { within } from "../../retry/poll.js";
@@ -213,6 +212,7 @@ export class AppleContainerBackend implements SandboxBackend {
     const errors: string[] = [];
     // Apple keeps one stdio log per container: the container's stdout and
     // stderr arrive interleaved on the CLI's stdout, so they are reported as stdout.
+    const { execa } = await import("execa");
     const child = execa(this.bin, args, {
       reject: false,
       stdin: "ignore",

@@ -1,4 +1,5 @@
-import { execa } from "execa";
+import { accessSync, constants } from "node:fs";
+import path from "node:path";
 import { errorMessage, OpenworkError, systemErrorCode } from "../../errors/errors.js";
 import { redactText } from "../../logging/redact.js";
 
@@ -32,6 +33,9 @@ export async function runAppleCli(
   args: string[],
   options: AppleCliOptions = {},
 ): Promise<AppleCliResult> {
+  // Not on PATH: the answer spawning would give (ENOENT), without loading a process library for it.
+  if (!onPath(bin, options.env?.PATH ?? process.env.PATH)) throw notInstalled(bin);
+  const { execa } = await import("execa");
   try {
     const result = await execa(bin, args, {
       reject: false,
@@ -65,6 +69,24 @@ export async function runAppleCli(
     if (systemErrorCode(error) === "ENOENT") throw notInstalled(bin);
     throw error;
   }
+}
+
+/** Whether `bin` (a path, or a name looked up on PATH) names an executable file. */
+export function onPath(bin: string, searchPath = process.env.PATH ?? ""): boolean {
+  const candidates = bin.includes("/")
+    ? [bin]
+    : searchPath
+        .split(path.delimiter)
+        .filter(Boolean)
+        .map((dir) => path.join(dir, bin));
+  return candidates.some((file) => {
+    try {
+      accessSync(file, constants.X_OK);
+      return true;
+    } catch {
+      return false;
+    }
+  });
 }
 
 export function notInstalled(bin: string): OpenworkError {

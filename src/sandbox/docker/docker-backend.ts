@@ -6,6 +6,7 @@ import { lineRelay } from "../../logging/logger.js";
 import { dockerMounts } from "../../mounts/docker-binds.js";
 import type {
   BackendProbe,
+  CreatedSandbox,
   LaunchSpec,
   ListedSandbox,
   LogOptions,
@@ -53,6 +54,10 @@ export class DockerBackend implements SandboxBackend {
   }
 
   async launch(spec: LaunchSpec): Promise<SandboxHandle> {
+    return (await this.create(spec)).start();
+  }
+
+  async create(spec: LaunchSpec): Promise<CreatedSandbox> {
     try {
       await this.docker.getImage(spec.image).inspect();
     } catch {
@@ -142,23 +147,26 @@ export class DockerBackend implements SandboxBackend {
         cause: error,
       });
     }
-    // Register the wait before starting: an immediate exit is seen, never missed.
-    // (The request goes out now; its answer arrives when the container exits.)
-    const exited = (container.wait({ condition: "next-exit" }) as Promise<{ StatusCode: number }>).then(
-      (result) => result.StatusCode,
-      () => -1,
-    );
-    try {
-      await container.start();
-    } catch (error) {
-      await container.remove({ force: true }).catch(() => {});
-      await this.removeNetwork(network);
-      throw new OpenworkError(`the container did not start: ${errorMessage(error)}`, {
-        code: "launch_failed",
-        cause: error,
-      });
-    }
-    return { kind: "docker", id: container.id, exited };
+    const started = async (): Promise<SandboxHandle> => {
+      // Register the wait before starting: an immediate exit is seen, never missed.
+      // (The request goes out now; its answer arrives when the container exits.)
+      const exited = (container.wait({ condition: "next-exit" }) as Promise<{ StatusCode: number }>).then(
+        (result) => result.StatusCode,
+        () => -1,
+      );
+      try {
+        await container.start();
+      } catch (error) {
+        await container.remove({ force: true }).catch(() => {});
+        await this.removeNetwork(network);
+        throw new OpenworkError(`the container did not start: ${errorMessage(error)}`, {
+          code: "launch_failed",
+          cause: error,
+        });
+      }
+      return { kind: "docker", id: container.id, exited };
+    };
+    return { kind: "docker", id: container.id, start: started };
   }
 
   async status(handle: SandboxHandle): Promise<SandboxStatus> {

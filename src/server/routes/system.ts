@@ -3,6 +3,7 @@ import {
   type ComponentHealth,
   endpoints,
   HEALTH_CHALLENGE,
+  READY_WAIT_MAX_MS,
   type RuntimeSummary,
   type RuntimeVersions,
   type UpgradeOperation,
@@ -14,6 +15,7 @@ import { pinnedVersions } from "../../contract/runtime.js";
 import { readCurrentRuntime } from "../../staging/current-runtime.js";
 import type { Route } from "../dispatch.js";
 import { HttpError, sendError, sendOk } from "../http.js";
+import type { Readiness } from "../readiness.js";
 import type { Supervised } from "../supervisor.js";
 import type { Topology } from "../topology.js";
 import type { OperationStore } from "../upgrade-record.js";
@@ -29,6 +31,7 @@ export interface SystemDeps {
   startedAt: string;
   /** the answer to a health challenge */
   proof(challenge: string): string;
+  readiness: Readiness;
 }
 
 /** /system/versions: active from the running processes, pinned from runtime.json, target from an upgrade. */
@@ -117,6 +120,37 @@ export function systemRoutes(deps: SystemDeps): Route[] {
           version: SERVER_VERSION,
           ...(challenge !== null ? { proof: deps.proof(challenge) } : {}),
         });
+      },
+    },
+    {
+      endpoint: endpoints.ready,
+      handle: async ({ res, requestId, url }) => {
+        const raw = url.searchParams.get("waitMs") ?? "0";
+        const waitMs = /^[0-9]{1,6}$/.test(raw) ? Number(raw) : Number.NaN;
+        if (!(waitMs <= READY_WAIT_MAX_MS))
+          throw new HttpError(
+            400,
+            "invalid_request",
+            `waitMs: expected a whole number of milliseconds from 0 to ${READY_WAIT_MAX_MS}`,
+          );
+        const { readiness } = deps;
+        await readiness.wait(waitMs);
+        if (readiness.state === "ready")
+          sendOk(res, requestId, 200, {
+            ready: true,
+            at: readiness.at as string,
+            engineHealthyAt: readiness.engineHealthyAt ?? null,
+          });
+        else if (readiness.state === "failed")
+          sendError(res, requestId, 503, "start_failed", `the runtime failed to start: ${readiness.reason}`);
+        else
+          sendError(
+            res,
+            requestId,
+            503,
+            "runtime_starting",
+            `the engine is not healthy yet (${deps.topology.engine.status})`,
+          );
       },
     },
     {
