@@ -96,8 +96,13 @@ async function openworkStart(sandbox: "none" | "docker" | "container", home: str
     runId: string;
     timings: Record<string, number>;
   };
-  const byPhase = (phases[sandbox] ??= {});
-  for (const [phase, ms] of Object.entries(timings)) (byPhase[phase] ??= []).push(ms);
+  const byPhase = phases[sandbox] ?? {};
+  phases[sandbox] = byPhase;
+  for (const [phase, ms] of Object.entries(timings)) {
+    const list = byPhase[phase] ?? [];
+    list.push(ms);
+    byPhase[phase] = list;
+  }
   await execa(process.execPath, [CLI, "stop", runId], { env });
   return elapsed;
 }
