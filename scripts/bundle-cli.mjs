@@ -1,9 +1,8 @@
 // Bundles the CLI (dist/entrypoints/openwork.js, compiled by tsc) into dist/bin/openwork.js plus
 // chunks: our own modules become one file that Node parses at once instead of ~200 it resolves one
-// by one, and each dynamic import (a command's implementation, the Docker client, image building,
-// pretty logging) becomes a chunk loaded only by the commands that use it. Packages stay external:
-// they are installed beside us, and loading them lazily is what the chunks are for (commander aside).
-import { mkdirSync, readFileSync, rmSync } from "node:fs";
+// by one, and each dynamic import (a command's implementation, image building, downloads) becomes
+// a chunk loaded only by the commands that use it.
+import { mkdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import { build } from "esbuild";
 
@@ -20,13 +19,16 @@ export async function bundleCli({ root }) {
     platform: "node",
     format: "esm",
     target: "node20",
-    // Every dependency stays external but commander, which every command needs first: bundled,
-    // it costs no module resolution in node_modules before the command line is even parsed.
-    external: Object.keys(
-      JSON.parse(readFileSync(path.join(root, "package.json"), "utf8")).dependencies,
-    ).filter((name) => name !== "commander"),
+    // Dependencies are bundled too (fewer files for Node to find and read at start-up), each into the
+    // chunk of the code that uses it, so a command still loads only what it needs. External: dockerode
+    // (it requires native modules and files by path, and src/docker/client.ts defers part of it
+    // through require's cache) and undici (loaded by import() on the first HTTP call; bundled, that
+    // import loses its named exports). pino-pretty is required at run time, only on a terminal.
+    external: ["dockerode", "undici"],
+    // ESM builds first: jsonc-parser's UMD build requires its parts at run time, which a bundle cannot.
+    mainFields: ["module", "main"],
     chunkNames: "chunks/[name]-[hash]",
-    // commander is CommonJS and requires Node's built-ins: give the bundle a require.
+    // Bundled CommonJS packages (commander, pino, …) require Node's built-ins: give the bundle a require.
     banner: {
       js: "import { createRequire as __owCreateRequire } from 'node:module'; const require = __owCreateRequire(import.meta.url);",
     },

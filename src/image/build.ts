@@ -6,6 +6,7 @@ import { errorMessage, OpenworkError } from "../errors/errors.js";
 import { withLock } from "../locks/lock.js";
 import type { Logger } from "../logging/logger.js";
 import {
+  findSandboxImage,
   type ImageInputs,
   LABEL_BASE,
   LABEL_IMAGE,
@@ -14,6 +15,8 @@ import {
   readImageInputs,
 } from "./inputs.js";
 import { buildRootfsImage } from "./rootfs.js";
+
+export { findSandboxImage };
 
 export type BaseMode = "auto" | "registry" | "rootfs";
 
@@ -42,15 +45,6 @@ export interface ImageResult {
   /** why the base was chosen (e.g. the registry's error) */
   note?: string | undefined;
   durationMs: number;
-}
-
-/** The sandbox image with the current inputs, if the engine already has one. */
-export async function findSandboxImage(
-  docker: Docker,
-  inputs: ImageInputs,
-): Promise<Docker.ImageInfo | undefined> {
-  const images = await docker.listImages({ filters: { label: [`${LABEL_INPUTS}=${inputs.hash}`] } });
-  return images.find((image) => image.Labels?.[LABEL_IMAGE] === "sandbox");
 }
 
 /**

@@ -1,6 +1,7 @@
 import { createHash } from "node:crypto";
 import { readdir, readFile } from "node:fs/promises";
 import path from "node:path";
+import type Docker from "dockerode";
 import { packageRoot } from "../config/package-root.js";
 
 export const IMAGE_REPO = "openwork-sandbox";
@@ -53,4 +54,13 @@ export async function readImageInputs(
     tag: `${IMAGE_REPO}:${digest.slice(0, 16)}`,
     rootfsTag: `${ROOTFS_REPO}:${rootfsHash.slice(0, 16)}`,
   };
+}
+
+/** The sandbox image with the current inputs, if the engine already has one. */
+export async function findSandboxImage(
+  docker: Docker,
+  inputs: ImageInputs,
+): Promise<Docker.ImageInfo | undefined> {
+  const images = await docker.listImages({ filters: { label: [`${LABEL_INPUTS}=${inputs.hash}`] } });
+  return images.find((image) => image.Labels?.[LABEL_IMAGE] === "sandbox");
 }

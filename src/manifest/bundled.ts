@@ -2,10 +2,8 @@ import { readFileSync } from "node:fs";
 import path from "node:path";
 import { packageRoot } from "../config/package-root.js";
 import type { HttpOptions } from "../download/http.js";
-import { fetchNpmBinary } from "../download/npm.js";
 import { UsageError } from "../errors/errors.js";
 import { type Logger, silentLogger } from "../logging/logger.js";
-import { fetchPackument, packumentVersion } from "../npm/registry.js";
 import { findBundled } from "../sidecars/bundled.js";
 import { NPM_BINARY_PATH, npmPackageFor, STAGED_FILE } from "../sidecars/names.js";
 import { hostTarget, type Target } from "../sidecars/platform.js";
@@ -82,8 +80,13 @@ async function serverEntry(store: BlobStore): Promise<ManifestEntry> {
   if (!lookup.found) throw new UsageError(`the runtime server is not built: ${lookup.reason}`);
   const file = lookup.sidecar.path;
   const { sha256, size } = await store.statCache.hash(file);
-  // The bundle is stamped at build time (it may differ from package.json): ask it.
-  const { version } = await probeVersion([process.execPath, file]);
+  // The bundle is stamped at build time (it may differ from package.json): ask it — once per content
+  // hash (the store's version cache), not on every start.
+  let version = await store.versions.get(sha256);
+  if (version === undefined) {
+    version = (await probeVersion([process.execPath, file])).version;
+    await store.versions.set(sha256, version);
+  }
   return { version, file: STAGED_FILE["openwork-server"], sha256, size, source: { type: "bundled" } };
 }
 
@@ -120,6 +123,8 @@ async function npmEntry(
     source: { type: "npm", package: pkgName, version, integrity, path: binPath },
   };
   if (options.resolve) {
+    // Downloads are loaded only when a manifest is built with --resolve, never by a start.
+    const { fetchNpmBinary } = await import("../download/npm.js");
     const blob = await fetchNpmBinary({
       ...options,
       log,
@@ -161,6 +166,7 @@ async function registryIntegrity(
   version: string,
   options: BundledManifestOptions,
 ): Promise<string> {
+  const { fetchPackument, packumentVersion } = await import("../npm/registry.js");
   const packument = await fetchPackument(pkgName, options);
   const integrity = packumentVersion(packument, version).dist.integrity;
   if (!integrity?.startsWith("sha512-")) {

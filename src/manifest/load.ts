@@ -1,7 +1,7 @@
 import { readFile } from "node:fs/promises";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
-import { fetchText, type HttpOptions } from "../download/http.js";
+import type { HttpOptions } from "../download/http.js";
 import { systemErrorCode, UsageError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
 import type { Target } from "../sidecars/platform.js";
@@ -19,6 +19,8 @@ export async function loadManifest(source: string, options: HttpOptions = {}): P
   let text: string;
   let name = source;
   if (/^https?:\/\//i.test(source)) {
+    // The HTTP client is loaded only for a manifest given as a URL.
+    const { fetchText } = await import("../download/http.js");
     text = await fetchText(source, { ...options, headers: { accept: "application/json" } });
   } else {
     const file = source.startsWith("file:") ? fileURLToPath(source) : path.resolve(source);

@@ -1,4 +1,3 @@
-import { request } from "undici";
 import { errorMessage } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
 import { RuntimeClient } from "./client.js";
@@ -77,6 +76,7 @@ export async function runChecks(
   });
   if (options.events) {
     await check("server-sent events arrive", async () => {
+      const { request } = await import("undici");
       const response = await request(new URL("/opencode/global/event", url), {
         headers: { authorization: `Bearer ${secrets.clientToken}`, accept: "text/event-stream" },
         headersTimeout: 5000,

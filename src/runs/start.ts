@@ -18,8 +18,7 @@ import {
 import { probeDocker } from "../docker/client.js";
 import { type EntrypointConfig, writeEntrypoint } from "../entrypoint/write.js";
 import { errorMessage, OpenworkError, UsageError } from "../errors/errors.js";
-import { ensureSandboxImage, findSandboxImage } from "../image/build.js";
-import { readImageInputs } from "../image/inputs.js";
+import { findSandboxImage, readImageInputs } from "../image/inputs.js";
 import { withLock } from "../locks/lock.js";
 import type { Logger } from "../logging/logger.js";
 import { registerSecret } from "../logging/redact.js";
@@ -537,11 +536,16 @@ async function ensureImage(kind: SandboxBackend["kind"], log: Logger): Promise<s
       },
     );
   }
+  // The common case, an image with the current inputs, needs no building code (tar, the build) at all.
+  const inputs = await readImageInputs();
+  if (await findSandboxImage(probe.docker, inputs)) return inputs.tag;
+  const { ensureSandboxImage } = await import("../image/build.js");
   const image = await ensureSandboxImage({
     docker: probe.docker,
     log,
     workDir: paths.cache,
     lockDir: paths.locks,
+    inputs,
   });
   if (!image.reused) log.info({ tag: image.tag }, "sandbox image ready");
   return image.tag;

@@ -36,9 +36,9 @@ export async function waitHealthy(options: WaitOptions): Promise<void> {
             { code: "foreign_server", hint: "choose another port, or stop what listens there" },
           );
         }
-        // Without an in-process exit promise (another process launched it), ask the backend now and then.
+        // Without an in-process exit promise (another process launched it), ask the backend now and then (~1.5 s).
         // (Asked even when the exit is known in-process: only the backend can say it was an OOM kill.)
-        if (ended !== undefined || !options.handle.exited || attempt % 10 === 0) {
+        if (ended !== undefined || attempt % 30 === 0) {
           const status = await options.backend.status(options.handle);
           if (status.state !== "running") ended = describeExit(status);
         }
@@ -47,7 +47,8 @@ export async function waitHealthy(options: WaitOptions): Promise<void> {
       },
       {
         what: "the runtime server to answer",
-        pace: { intervalMs: 150 },
+        // The server answers within a second of the launch (it boots beside the engine): ask often.
+        pace: { intervalMs: 50 },
         deadlineMs: options.deadlineMs,
         signal: options.signal,
         onNotYet: ({ elapsedMs }) => {

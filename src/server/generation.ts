@@ -135,7 +135,8 @@ export class Generation {
         topology.watch();
         log.info({ version: engine.version }, "engine healthy: the runtime is ready");
       };
-      generation.booted = engine.waitHealthy().then(ready, (error: unknown) => {
+      // Asked every 25 ms: the user's start waits on exactly this moment (a refused connection is cheap).
+      generation.booted = engine.waitHealthy(undefined, 25).then(ready, (error: unknown) => {
         // Healthy, but not the version runtime.json pins (a start that allowed a mismatch): it runs,
         // as when the entrypoint waited; the versions report and `check` name the difference.
         if (error instanceof StartFailedError && error.code === "wrong_version") {

@@ -166,7 +166,11 @@ export class Supervised {
    * Probe until the process answers healthy (and reports the pinned version),
    * it exits, or the deadline passes. Throws with the reason and its last output.
    */
-  async waitHealthy(deadlineMs = this.policy.startDeadlineMs): Promise<HealthProbe> {
+  async waitHealthy(
+    deadlineMs = this.policy.startDeadlineMs,
+    /** between probes; a start that someone waits on (the runtime's first) asks more often */
+    intervalMs = 100,
+  ): Promise<HealthProbe> {
     let attemptMs: number | undefined;
     let timedOut = false;
     try {
@@ -187,7 +191,7 @@ export class Supervised {
           timedOut = probe.timedOut === true;
           return probe.ok ? done(probe) : notYet(probe.detail);
         },
-        { what: `${this.name} to be healthy`, pace: { intervalMs: 100 }, deadlineMs },
+        { what: `${this.name} to be healthy`, pace: { intervalMs }, deadlineMs },
       );
       // What the process says about itself is its version, whether or not it matches the pin.
       if (healthy.version !== undefined) this.#version = healthy.version;

@@ -1,4 +1,3 @@
-import { execa } from "execa";
 import semver from "semver";
 import { errorMessage, OpenworkError } from "../errors/errors.js";
 
@@ -27,6 +26,8 @@ export async function probeVersion(
   const timeout = options.timeoutMs ?? 15_000;
   let stdout: string;
   try {
+    // Loaded only when a version is not cached yet (once per binary, not per start).
+    const { execa } = await import("execa");
     const result = await execa(file, [...args, "--version"], {
       timeout,
       reject: true,

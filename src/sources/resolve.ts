@@ -1,7 +1,6 @@
 import { stat } from "node:fs/promises";
 import semver from "semver";
-import { downloadToStore, type HttpOptions } from "../download/http.js";
-import { fetchNpmBinary } from "../download/npm.js";
+import type { HttpOptions } from "../download/http.js";
 import { OpenworkError, UsageError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
 import { type Manifest, type ManifestEntry, manifestEntry, sidecarsFor } from "../manifest/schema.js";
@@ -104,6 +103,8 @@ export async function resolveSidecar(
     );
   }
   if (source.type === "npm") {
+    // Downloads (undici, tar) are loaded only when something is fetched: a bundled start never is.
+    const { fetchNpmBinary } = await import("../download/npm.js");
     const result = await fetchNpmBinary({
       ...options,
       package: source.package,
@@ -128,6 +129,7 @@ export async function resolveSidecar(
     };
   }
   if (source.type === "url") {
+    const { downloadToStore } = await import("../download/http.js");
     const result = await downloadToStore({
       ...options,
       url: source.url,

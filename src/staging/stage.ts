@@ -119,9 +119,13 @@ export async function stageRuntime(options: StageOptions): Promise<StageResult> 
       bytesDownloaded: resolved.reduce((sum, r) => sum + r.bytesDownloaded, 0),
       placed: {},
     };
-    for (const sidecar of resolved) {
+    // Each file is placed (and hashed in its place) at the same time: reading one overlaps hashing another.
+    const placements = await Promise.all(
+      resolved.map((sidecar) => place(sidecar, path.join(dir, STAGED_FILE[sidecar.name]), store, log)),
+    );
+    for (const [index, sidecar] of resolved.entries()) {
       const dest = path.join(dir, STAGED_FILE[sidecar.name]);
-      const placed = await place(sidecar, dest, store, log);
+      const placed = placements[index] as "kept" | "link" | "copy";
       if (placed === "copy") result.bytesWritten += sidecar.size;
       result.placed[sidecar.name] = placed;
       result.sidecars[sidecar.name] = {
