@@ -7,8 +7,6 @@ import { type CredentialsView, credentialsView, type OrphanInfo, type RunStatus 
 import { versionsReport } from "../runs/versions.js";
 import { formatBytes, renderTable } from "./table.js";
 
-export { formatBytes, renderTable };
-
 /*
  * How results look on a terminal. Shared by the command modules (which do
  * not import each other); nothing here decides anything.

@@ -15,7 +15,8 @@ import {
   proxyEnvironment,
   rewriteProxyUrl,
 } from "./proxy.js";
-import { envStorePath, readEnvStore } from "./store.js";
+import { readEnvStore } from "./store.js";
+import { envStorePath } from "./store-path.js";
 
 /** What a start asks for, as typed. */
 export interface CredentialsRequest {

@@ -1,6 +1,7 @@
 import path from "node:path";
 import envPaths from "env-paths";
 
+/** The environment variable that moves the env store (tests use it; so may a user with dotfiles elsewhere). */
 export const ENV_STORE_ENV = "OPENWORK_ENV_STORE";
 
 /**

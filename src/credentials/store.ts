@@ -5,11 +5,6 @@ import { withLock } from "../locks/lock.js";
 import { dotenvStatements, formatDotenvLine, parseDotenv } from "./dotenv.js";
 import { checkEnvName } from "./names.js";
 import { readPrivateFile } from "./private-file.js";
-import { ENV_STORE_ENV, envStorePath } from "./store-path.js";
-
-export { ENV_STORE_ENV, envStorePath };
-
-/** The environment variable that moves the env store (tests use it; so may a user with dotfiles elsewhere). */
 
 function readStoreText(file: string): Promise<string> {
   return readPrivateFile(file, "the env store", "");

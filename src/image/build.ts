@@ -16,8 +16,6 @@ import {
 } from "./inputs.js";
 import { buildRootfsImage } from "./rootfs.js";
 
-export { findSandboxImage };
-
 export type BaseMode = "auto" | "registry" | "rootfs";
 
 export interface EnsureImageOptions {

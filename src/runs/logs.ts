@@ -5,8 +5,6 @@ import type { LogSource } from "./log-sources.js";
 import { backendOf } from "./reconcile.js";
 import type { RunRecord } from "./record.js";
 
-export { LOG_SOURCES, type LogSource } from "./log-sources.js";
-
 /**
  * A run's log lines, from wherever they are: the engine's and router's own
  * files in the persisted directory; the runtime's output (entrypoint and

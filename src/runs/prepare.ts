@@ -114,7 +114,8 @@ export async function stageResolved(
     inUse?: string[];
   },
 ): Promise<PreparedRuntime> {
-  const { store, log } = { store: resolved.store, log: options.log };
+  const { store } = resolved;
+  const { log } = options;
   const staged = await stageRuntime({
     manifest: resolved.manifest,
     target: resolved.target,

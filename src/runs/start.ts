@@ -91,8 +91,6 @@ export interface StartOptions {
   timer?: PhaseTimer | undefined;
 }
 
-export { type OptionDifference, RunOptionsDifferError };
-
 export interface StartResult {
   record: RunRecord;
   secrets: RunSecrets;
@@ -273,7 +271,7 @@ export async function planStart(options: StartOptions): Promise<StartPlan> {
 }
 
 async function launchNew(
-  options: StartOptions,
+  options: StartOptions & { timer: PhaseTimer },
   backend: SandboxBackend,
   workspace: string,
   workspaceId: string,
@@ -282,8 +280,7 @@ async function launchNew(
   replaces: string | undefined,
   inUse: string[],
 ): Promise<Omit<StartResult, "retired" | "timings">> {
-  const { registry, log, signal } = options;
-  const timer = options.timer ?? new PhaseTimer(log);
+  const { registry, log, signal, timer } = options;
   const cleanup = new CleanupStack();
   const runId = RunRegistry.newRunId();
   const runDir = registry.runDir(runId);

@@ -60,8 +60,7 @@ export async function waitHealthy(options: WaitOptions): Promise<void> {
       },
     );
   } catch (error) {
-    if (error instanceof WaitAbortedError)
-      throw new OpenworkError("start interrupted", { code: "interrupted", exitCode: 1 });
+    if (error instanceof WaitAbortedError) throw interrupted();
     if (error instanceof WaitTimeoutError)
       throw await startFailure(
         options,
@@ -84,8 +83,7 @@ export async function waitReady(options: WaitOptions): Promise<RuntimeReady> {
   const started = Date.now();
   let lastReport = 0;
   for (;;) {
-    if (options.signal?.aborted)
-      throw new OpenworkError("start interrupted", { code: "interrupted", exitCode: 1 });
+    if (options.signal?.aborted) throw interrupted();
     const remaining = deadline - Date.now();
     if (remaining <= 0)
       throw await startFailure(options, `was not ready within ${Math.round(options.deadlineMs / 1000)} s`);
@@ -124,12 +122,15 @@ async function sandboxEnded(options: WaitOptions, withinMs: number): Promise<voi
 function abortable<T>(work: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
   if (!signal) return work;
   return new Promise<T>((resolve, reject) => {
-    const onAbort = () =>
-      reject(new OpenworkError("start interrupted", { code: "interrupted", exitCode: 1 }));
+    const onAbort = () => reject(interrupted());
     if (signal.aborted) onAbort();
     signal.addEventListener("abort", onAbort, { once: true });
     work.then(resolve, reject).finally(() => signal.removeEventListener("abort", onAbort));
   });
+}
+
+function interrupted(): OpenworkError {
+  return new OpenworkError("start interrupted", { code: "interrupted", exitCode: 1 });
 }
 
 /** The failed component named from the entrypoint's (or the server's) own report, plus the last lines of output. */

@@ -131,7 +131,7 @@ export class Generation {
       // Served at once; the engine is watched (and restarted if it dies) only once it was healthy:
       // before that, its death or its deadline fails the start, as the entrypoint's own wait did.
       const ready = () => {
-        readiness.markReady(new Date().toISOString());
+        readiness.markReady();
         topology.watch();
         log.info({ version: engine.version }, "engine healthy: the runtime is ready");
       };

@@ -9,12 +9,14 @@ export class Readiness {
   #state: "starting" | "ready" | "failed";
   #at: string | undefined;
   #reason: string | undefined;
-  #engineHealthyAt: string | undefined;
+  /** this server waited for the engine (it started beside it), so it saw the moment it became healthy */
+  readonly #waitedForEngine: boolean;
   #settle!: () => void;
   readonly #settled: Promise<void>;
 
   private constructor(state: "starting" | "ready") {
     this.#state = state;
+    this.#waitedForEngine = state === "starting";
     if (state === "ready") this.#at = new Date().toISOString();
     this.#settled = new Promise<void>((resolve) => {
       this.#settle = resolve;
@@ -47,14 +49,14 @@ export class Readiness {
 
   /** when this server saw the engine healthy first (undefined when the entrypoint did) */
   get engineHealthyAt(): string | undefined {
-    return this.#engineHealthyAt;
+    return this.#waitedForEngine && this.#state === "ready" ? this.#at : undefined;
   }
 
-  markReady(engineHealthyAt?: string): void {
+  /** The engine is healthy (marked the moment this server saw it). */
+  markReady(): void {
     if (this.#state !== "starting") return;
     this.#state = "ready";
     this.#at = new Date().toISOString();
-    this.#engineHealthyAt = engineHealthyAt;
     this.#settle();
   }
 

@@ -12,8 +12,6 @@ import type { BlobStore } from "../store/store.js";
 
 import { SOURCE_REFUSALS, type SourceChoice } from "./choices.js";
 
-export { SOURCE_CHOICES, SOURCE_REFUSALS, type SourceChoice } from "./choices.js";
-
 export type UsedSource = "bundled" | "npm" | "url" | "external";
 
 export interface SourcePolicy {
