@@ -5,6 +5,7 @@
 import { mkdirSync, rmSync } from "node:fs";
 import path from "node:path";
 import { build } from "esbuild";
+import { zodEnglishOnly } from "./esbuild-zod-locales.mjs";
 
 /** @param {{ root: string }} options */
 export async function bundleCli({ root }) {
@@ -32,6 +33,7 @@ export async function bundleCli({ root }) {
     banner: {
       js: "import { createRequire as __owCreateRequire } from 'node:module'; const require = __owCreateRequire(import.meta.url);",
     },
+    plugins: [zodEnglishOnly],
     legalComments: "none",
     logLevel: "warning",
   });

@@ -4,6 +4,7 @@
 import { chmodSync, mkdirSync } from "node:fs";
 import path from "node:path";
 import { build } from "esbuild";
+import { zodEnglishOnly } from "./esbuild-zod-locales.mjs";
 
 /** @param {{ root: string, outfile: string, version: string }} options */
 export async function bundleServer({ root, outfile, version }) {
@@ -19,6 +20,7 @@ export async function bundleServer({ root, outfile, version }) {
     banner: {
       js: "import { createRequire as __owCreateRequire } from 'node:module'; const require = __owCreateRequire(import.meta.url);",
     },
+    plugins: [zodEnglishOnly],
     legalComments: "none",
     define: { __OPENWORK_SERVER_VERSION__: JSON.stringify(version) },
     // ESM builds first: jsonc-parser's UMD build requires its parts at run time, which a bundle cannot.

@@ -68,6 +68,9 @@ function DockerClass(): typeof Docker {
     // module is loaded on first use instead, which halves the time every Docker command pays.
     const dockerode = path.dirname(require.resolve("dockerode"));
     for (const name of ["@grpc/grpc-js", "@grpc/proto-loader"]) deferRequire(require, name, dockerode);
+    // Likewise docker-modem's ssh transport (ssh2, a fifth of the rest), used only for ssh:// engines;
+    // it exports a function, so its stand-in is callable.
+    deferRequire(require, "docker-modem/lib/ssh.js", dockerode, { callable: true });
     dockerConstructor = require("dockerode") as typeof Docker;
   }
   return dockerConstructor;
@@ -78,7 +81,12 @@ function DockerClass(): typeof Docker {
  * every property access loads the real module (then cached as usual) and answers from it. For a
  * dependency of a dependency that is required eagerly but used only inside functions.
  */
-function deferRequire(require: NodeJS.Require, name: string, from: string): void {
+function deferRequire(
+  require: NodeJS.Require,
+  name: string,
+  from: string,
+  options: { callable?: boolean } = {},
+): void {
   let resolved: string;
   try {
     resolved = require.resolve(name, { paths: [from] });
@@ -97,18 +105,20 @@ function deferRequire(require: NodeJS.Require, name: string, from: string): void
   const standIn = new Module(resolved);
   standIn.filename = resolved;
   standIn.loaded = true;
-  standIn.exports = new Proxy(
-    {},
-    {
-      get: (_target, key) => load()[key],
-      has: (_target, key) => key in load(),
-      ownKeys: () => Reflect.ownKeys(load()),
-      getOwnPropertyDescriptor: (_target, key) => {
-        const descriptor = Reflect.getOwnPropertyDescriptor(load(), key);
-        return descriptor ? { ...descriptor, configurable: true } : undefined;
-      },
+  // A function target when the module exports one (only then may `apply` be trapped); an arrow, whose
+  // own properties are all configurable, so the proxy may report the real module's instead.
+  const target = options.callable ? () => undefined : {};
+  standIn.exports = new Proxy(target, {
+    apply: (_target, self, args) =>
+      Reflect.apply(load() as unknown as (...args: unknown[]) => unknown, self, args),
+    get: (_target, key) => load()[key],
+    has: (_target, key) => key in load(),
+    ownKeys: () => Reflect.ownKeys(load()),
+    getOwnPropertyDescriptor: (_target, key) => {
+      const descriptor = Reflect.getOwnPropertyDescriptor(load(), key);
+      return descriptor ? { ...descriptor, configurable: true } : undefined;
     },
-  );
+  });
   require.cache[resolved] = standIn;
 }
 

@@ -180,6 +180,9 @@ async function place(
   }
   const temp = tempSibling(path.dirname(dest), path.basename(dest));
   try {
+    // The blob as resolveSidecar verified it, looked at again just before it is linked (see below).
+    const blobBefore = await stat(sidecar.path);
+    const blobTrusted = (await store.statCache.trusted(blobBefore)) === sidecar.sha256;
     const mode = await linkOrCopy(sidecar.path, temp);
     if (mode === "copy") {
       log.info(
@@ -189,11 +192,26 @@ async function place(
     }
     await rename(temp, dest);
     await syncDir(path.dirname(dest));
-    // Hashed once, in its final place, for a link and a copy alike (rename changes the inode's ctime, so
-    // a hash taken before would not count anyway). Trust is recorded only for bytes read here (the stat
-    // cache records nothing when the file changes while it is read), never for a stat taken after a
-    // hash that came before: a write through the link in between would be vouched for. A file left
-    // wrong here is replaced by the next staging and refused by verification meanwhile.
+    // A hard link and its rename move the inode's ctime, which keys the stat cache, so the blob's trust
+    // has to be carried over or the ~300 MB would be read again in every new workspace. It is carried
+    // only when the blob was trusted just before the link and nothing but ctime moved since (same
+    // inode, size and mtime): bytes changed in between would need a write plus a utimes reset within
+    // these few milliseconds, by someone who can write the store, and so the stat cache beside it.
+    // A copy, or anything else, is hashed in its final place; trust is recorded only for bytes read
+    // then (nothing is recorded when the file changes while it is read). A file left wrong here is
+    // replaced by the next staging and refused by verification meanwhile.
+    if (mode === "link" && blobTrusted) {
+      const placed = await stat(dest);
+      if (
+        placed.dev === blobBefore.dev &&
+        placed.ino === blobBefore.ino &&
+        placed.size === sidecar.size &&
+        placed.mtimeMs === blobBefore.mtimeMs
+      ) {
+        await store.statCache.record(placed, sidecar.sha256);
+        return mode;
+      }
+    }
     const placed = await store.statCache.hash(dest);
     if (placed.sha256 !== sidecar.sha256 || placed.size !== sidecar.size) {
       await store.statCache.forget(await stat(dest));

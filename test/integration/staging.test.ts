@@ -137,20 +137,62 @@ test("staging links verified blobs into runtimes/<id>/ with runtime.json; a seco
   }
 });
 
-test("a write through the link while a sidecar is placed is never trusted: staging fails, nothing vouches for it", async (t) => {
+test("staging a verified runtime into another directory reads none of its bytes: the blobs' trust carries over the links", async (t) => {
   const { root, store, stagingRoot } = workspace();
   t.after(() => rmSync(root, { recursive: true, force: true }));
   const { manifest } = await publishFakeRuntime(mirror);
-  // The race the review won: a process that can write the staged file (the same inode as the store's blob)
-  // writes right after the link is made and before its hash is recorded. Forced here at that exact point.
+  const options = { manifest, target: "linux-x64" as const, store, registry: mirror.registry, http: quick };
+  await stageRuntime({ ...options, stagingRoot });
+  // Another workspace: new hard links to the same blobs, which moves each inode's ctime (the stat cache's key).
+  const otherRoot = path.join(root, "other-persist");
   const hash = store.statCache.hash.bind(store.statCache);
+  const hashed: string[] = [];
+  store.statCache.hash = async (file: string) => {
+    hashed.push(file);
+    return hash(file);
+  };
+  const other = await stageRuntime({ ...options, stagingRoot: otherRoot });
+  store.statCache.hash = hash;
+  assert.deepEqual(other.placed, { opencode: "link", "openwork-server": "link", node: "link" });
+  assert.deepEqual(
+    hashed.filter((file) => file.startsWith(otherRoot)),
+    [],
+    "no staged file was read to be vouched for",
+  );
+  // ...and yet each is vouched for by the stat cache as it is now, so verification before exec reads nothing.
+  for (const [name, sidecar] of Object.entries(other.sidecars)) {
+    assert.equal(await store.statCache.trusted(statSync(sidecar.path)), sidecar.sha256, name);
+  }
+  await verifyStagedRuntime(other.dir, { statCache: store.statCache });
+});
+
+test("a write to the blob while a sidecar is linked is never trusted: staging fails, nothing vouches for it", async (t) => {
+  const { root, store, stagingRoot } = workspace();
+  t.after(() => rmSync(root, { recursive: true, force: true }));
+  const { manifest, bytes } = await publishFakeRuntime(mirror);
+  const serverSha = createHash("sha256").update(bytes["openwork-server"]).digest("hex");
+  // The race a review found: a process that can write the blob (the same inode as the staged file) writes
+  // between the check that the blob is trusted and the link that is made of it. Forced at that exact point:
+  // place() asks trusted() about the blob itself (every other call comes from inside hash()).
+  const hash = store.statCache.hash.bind(store.statCache);
+  const trusted = store.statCache.trusted.bind(store.statCache);
+  let inHash = 0;
   let poisoned: string | undefined;
   store.statCache.hash = async (file: string) => {
-    if (!poisoned && file.startsWith(stagingRoot) && path.basename(file) === "openwork-server.mjs") {
-      poisoned = file;
-      appendFileSync(file, "\n;console.log('the agent ran here');\n");
+    inHash++;
+    try {
+      return await hash(file);
+    } finally {
+      inHash--;
     }
-    return hash(file);
+  };
+  store.statCache.trusted = async (st) => {
+    const answer = await trusted(st);
+    if (!poisoned && inHash === 0 && answer === serverSha) {
+      poisoned = store.blobPath(serverSha);
+      appendFileSync(poisoned, "\n;console.log('the agent ran here');\n");
+    }
+    return answer;
   };
   await assert.rejects(
     stageRuntime({
@@ -165,6 +207,7 @@ test("a write through the link while a sidecar is placed is never trusted: stagi
   );
   assert.ok(poisoned);
   store.statCache.hash = hash;
+  store.statCache.trusted = trusted;
   // Neither the staged file nor the store's blob (the same inode) is vouched for by the stat cache.
   assert.equal(await store.statCache.trusted(statSync(poisoned)), undefined);
   // The next staging finds the poisoned blob, quarantines it and fetches the sidecar again.

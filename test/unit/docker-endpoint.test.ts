@@ -1,10 +1,11 @@
 import assert from "node:assert/strict";
 import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { createServer } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { resolveDockerEndpoint } from "../../src/docker/client.js";
+import { createDockerClient, resolveDockerEndpoint } from "../../src/docker/client.js";
 
 function dockerConfig(current: string | undefined, contexts: Record<string, string>): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), "openwork-docker-config-"));
@@ -55,4 +56,22 @@ test("no context (or the default one) means the default socket; an unreadable co
     () => resolveDockerEndpoint({ DOCKER_CONFIG: config, DOCKER_CONTEXT: "gone" }),
     /docker context "gone" cannot be read/,
   );
+});
+
+test("an ssh:// engine is reached through docker-modem's real ssh transport, loaded on first use", async (t) => {
+  // src/docker/client.ts defers that transport behind a callable stand-in: calling it must load and run
+  // ssh2, which here speaks SSH to a listener that answers with something else and says so.
+  const server = createServer((socket) => socket.end("HTTP/1.1 400 not ssh\r\n\r\n"));
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  t.after(() => server.close());
+  const { port } = server.address() as { port: number };
+  const docker = createDockerClient({ source: "test", host: `ssh://nobody@127.0.0.1:${port}` });
+  await assert.rejects(docker.version(), (error: Error) => {
+    assert.doesNotMatch(error.message, /is not a function|Cannot read prop/);
+    assert.match(
+      `${error.message} ${(error as { level?: string }).level ?? ""}`,
+      /protocol|handshake|ident|closed|ssh/i,
+    );
+    return true;
+  });
 });

@@ -142,12 +142,10 @@ export function registerStart(program: Command): void {
 async function runStart(flags: StartFlags, command: Command, detach: boolean): Promise<void> {
   const release = holdSignals();
   const ctx = await contextFrom(command);
+  // What only some starts use (checks, the foreground, Apple's service) is loaded where it is used.
   const { parsePort } = await import("../../net/ports.js");
-  const { checkStartedRun } = await import("../../runs/check.js");
-  const { followInForeground } = await import("../../runs/foreground.js");
   const { RunRegistry } = await import("../../runs/registry.js");
   const { planStart, startRun } = await import("../../runs/start.js");
-  const { AppleContainerBackend } = await import("../../sandbox/apple/index.js");
   const { parseSandboxChoice, registerBackend } = await import("../../sandbox/select.js");
   const { renderChecks, renderConnectInfo, renderStartPlan, startDocument } = await import("../render.js");
   try {
@@ -162,6 +160,7 @@ async function runStart(flags: StartFlags, command: Command, detach: boolean): P
       if (flags.sandbox === "none" || flags.sandbox === "docker") {
         throw new UsageError("--start-service applies to Apple's container (--sandbox container or auto)");
       }
+      const { AppleContainerBackend } = await import("../../sandbox/apple/index.js");
       registerBackend(
         "container",
         () => new AppleContainerBackend({ probeTimeoutMs: 5000, startService: true }),
@@ -206,6 +205,7 @@ async function runStart(flags: StartFlags, command: Command, detach: boolean): P
     }
     const result = await startRun(options);
     if (flags.check) {
+      const { checkStartedRun } = await import("../../runs/check.js");
       const checked = await checkStartedRun({
         registry,
         result,
@@ -224,6 +224,7 @@ async function runStart(flags: StartFlags, command: Command, detach: boolean): P
       renderConnectInfo(result, flags.showSecrets === true, detach),
     );
     if (!detach) {
+      const { followInForeground } = await import("../../runs/foreground.js");
       await followInForeground({
         registry,
         record: result.record,
