@@ -29,6 +29,7 @@ done
 unset value
 case "$OPENWORK_ROUTER_ENABLED" in 1 | 0) ;; *) log "OPENWORK_ROUTER_ENABLED must be 0 or 1"; exit 2 ;; esac
 case "$OPENWORK_SERVER_EARLY" in 1 | 0) ;; *) log "OPENWORK_SERVER_EARLY must be 0 or 1"; exit 2 ;; esac
+case "$OPENWORK_IMPORTS_INSTALLED" in 1 | 0) ;; *) log "OPENWORK_IMPORTS_INSTALLED must be 0 or 1"; exit 2 ;; esac
 
 RUNTIME_DIR=$OPENWORK_RUNTIMES/$OPENWORK_RUNTIME_ID
 if [ ! -d "$RUNTIME_DIR" ]; then log "runtime directory $RUNTIME_DIR is missing"; exit 1; fi
@@ -38,10 +39,10 @@ OPENWORK_ROUTER_LOG=$LOG_DIR/$ROUTER_LOG_FILE
 
 # Sidecars keep their state inside the persisted volume, never in the user's home.
 HOME=$OPENWORK_PERSIST/$PERSIST_HOME
-XDG_CONFIG_HOME=$HOME/.config
-XDG_DATA_HOME=$HOME/.local/share
-XDG_STATE_HOME=$HOME/.local/state
-XDG_CACHE_HOME=$HOME/.cache
+XDG_CONFIG_HOME=$HOME/$HOME_XDG_CONFIG
+XDG_DATA_HOME=$HOME/$HOME_XDG_DATA
+XDG_STATE_HOME=$HOME/$HOME_XDG_STATE
+XDG_CACHE_HOME=$HOME/$HOME_XDG_CACHE
 PATH=$RUNTIME_DIR:$PATH
 export HOME XDG_CONFIG_HOME XDG_DATA_HOME XDG_STATE_HOME XDG_CACHE_HOME PATH
 export OPENWORK_PERSIST OPENWORK_RUNTIMES OPENWORK_RUNTIME_ID OPENWORK_WORKSPACE OPENWORK_SERVER_HOST OPENWORK_SERVER_PORT
@@ -53,7 +54,8 @@ cd "$HOME" || exit 1
 
 # The user's opencode config, logins and CA bundle for this start (read-only at $OPENWORK_IMPORT), copied
 # into the runtime's own directories; a login made in here outlives restarts (src/credentials/install.ts).
-if [ -n "${OPENWORK_IMPORT:-}" ] || [ -f "$OPENWORK_PERSIST/$PERSIST_STATE/imported.json" ]; then
+# On the host the start has done this itself (OPENWORK_IMPORTS_INSTALLED=1): the engine need not wait.
+if [ "$OPENWORK_IMPORTS_INSTALLED" = 0 ] && { [ -n "${OPENWORK_IMPORT:-}" ] || [ -f "$OPENWORK_PERSIST/$PERSIST_STATE/$IMPORTED_FILE" ]; }; then
   # (Without NODE_EXTRA_CA_CERTS: it names the bundle this very step installs, and node would warn.)
   (unset NODE_EXTRA_CA_CERTS && exec "$RUNTIME_DIR/node" "$RUNTIME_DIR/openwork-server.mjs" install-imports) || {
     log "could not install the user's opencode config and logins"

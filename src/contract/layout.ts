@@ -27,10 +27,20 @@ export const SANDBOX_PATHS = {
   extraMounts: "/workspace/extra",
 } as const;
 
+/** The sidecars' XDG directories inside their HOME (the entrypoint exports them; the host's install writes there). */
+export const HOME_XDG_DIRS = {
+  config: ".config",
+  data: ".local/share",
+  state: ".local/state",
+  cache: ".cache",
+} as const;
+
 export const LOG_FILES = { engine: "engine.log", router: "router.log" } as const;
 export type LogComponent = keyof typeof LOG_FILES;
 
 export const RUNTIME_JSON = "runtime.json";
+/** in the state directory: what the last start imported from the host (src/credentials/install.ts) */
+export const IMPORTED_FILE = "imported.json";
 export const ENTRYPOINT_FILE = "entrypoint.sh";
 
 export interface PersistLayout {
@@ -51,6 +61,9 @@ export interface PersistLayout {
   logsDir: string;
   logFile(component: LogComponent): string;
   homeDir: string;
+  /** XDG_CONFIG_HOME and XDG_DATA_HOME of the sidecars (HOME_XDG_DIRS under homeDir) */
+  configHome: string;
+  dataHome: string;
   /** what the last start imported from the host (src/credentials/install.ts), to tell it from the runtime's own changes */
   importedFile: string;
   /** the CA bundle given to the runtime, alone (NODE_EXTRA_CA_CERTS) and after the system's (SSL_CERT_FILE) */
@@ -85,7 +98,9 @@ export function persistLayout(
     logsDir,
     logFile: (component) => path.join(logsDir, LOG_FILES[component]),
     homeDir: path.join(root, PERSIST_DIRS.home),
-    importedFile: path.join(stateDir, "imported.json"),
+    configHome: path.join(root, PERSIST_DIRS.home, HOME_XDG_DIRS.config),
+    dataHome: path.join(root, PERSIST_DIRS.home, HOME_XDG_DIRS.data),
+    importedFile: path.join(stateDir, IMPORTED_FILE),
     caExtraFile: path.join(stateDir, "ca", "extra.pem"),
     caBundleFile: path.join(stateDir, "ca", "bundle.pem"),
   };

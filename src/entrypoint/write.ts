@@ -1,7 +1,13 @@
 import { readFileSync } from "node:fs";
 import path from "node:path";
 import { packageRoot } from "../config/package-root.js";
-import { ENTRYPOINT_FILE, LOG_FILES, PERSIST_DIRS } from "../contract/layout.js";
+import {
+  ENTRYPOINT_FILE,
+  HOME_XDG_DIRS,
+  IMPORTED_FILE,
+  LOG_FILES,
+  PERSIST_DIRS,
+} from "../contract/layout.js";
 import { writeFileAtomic } from "../files/atomic.js";
 import { isShellName, shellQuote } from "./quote.js";
 
@@ -26,6 +32,12 @@ export interface EntrypointConfig {
    * engine's health (it boots meanwhile). Default false: the entrypoint waits, then execs it.
    */
   earlyServer?: boolean | undefined;
+  /**
+   * The start has installed the user's imports itself (the host substrate: the CLI is the runtime's
+   * user on the same files, and saves the engine a Node process before it may start). Default false:
+   * the entrypoint installs them, inside the sandbox, as the runtime's user.
+   */
+  importsInstalled?: boolean | undefined;
 }
 
 const MARKER = "# @@CONFIG@@";
@@ -52,12 +64,18 @@ export function configLines(config: EntrypointConfig): string {
     ["OPENWORK_ROUTER_HEALTH_PORT", String(config.router.healthPort)],
     ["OPENWORK_HEALTH_DEADLINE_S", String(config.healthDeadlineS)],
     ["OPENWORK_SERVER_EARLY", config.earlyServer === true ? "1" : "0"],
+    ["OPENWORK_IMPORTS_INSTALLED", config.importsInstalled === true ? "1" : "0"],
   ];
   // The persisted directory's layout (src/contract/layout.ts): fixed names, not settings.
   const layout: Array<[string, string]> = [
     ["PERSIST_STATE", PERSIST_DIRS.state],
     ["PERSIST_LOGS", PERSIST_DIRS.logs],
     ["PERSIST_HOME", PERSIST_DIRS.home],
+    ["HOME_XDG_CONFIG", HOME_XDG_DIRS.config],
+    ["HOME_XDG_DATA", HOME_XDG_DIRS.data],
+    ["HOME_XDG_STATE", HOME_XDG_DIRS.state],
+    ["HOME_XDG_CACHE", HOME_XDG_DIRS.cache],
+    ["IMPORTED_FILE", IMPORTED_FILE],
     ["ENGINE_LOG_FILE", LOG_FILES.engine],
     ["ROUTER_LOG_FILE", LOG_FILES.router],
   ];

@@ -1,4 +1,5 @@
 import { createHmac, randomBytes } from "node:crypto";
+import { existsSync } from "node:fs";
 import { mkdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import { openworkPaths } from "../config/paths.js";
@@ -6,6 +7,7 @@ import { secretEnv } from "../contract/env.js";
 import { newHostToken } from "../contract/host-auth.js";
 import { persistLayout, SANDBOX_PATHS } from "../contract/layout.js";
 import { hasImports, removeImportDir, writeImportDir } from "../credentials/import-dir.js";
+import { installImports } from "../credentials/install.js";
 import {
   type CredentialsPlan,
   type CredentialsPlanView,
@@ -372,6 +374,7 @@ async function launchNew(
       healthDeadlineS: Math.ceil(healthMs / 1000),
       // Without a router the server boots while the engine does (and waits for it itself).
       earlyServer: !router,
+      importsInstalled: !sandboxed,
     };
     // The user's config, logins and CA bundle, for the entrypoint to install (then removed, below).
     // Nothing to import: no directory, and the entrypoint starts no install step for it.
@@ -381,6 +384,19 @@ async function launchNew(
     if (importDir) {
       cleanup.push("remove the imports", () => removeImportDir(importDir));
       await writeImportDir(importDir, credentials, user);
+    }
+    // On the host this process is the runtime's user on the runtime's own files: it installs the imports
+    // itself, as the entrypoint would (a Node process the engine would wait for), and drops the copies.
+    if (!sandboxed && (importDir || existsSync(persistLayout(persistDir).importedFile))) {
+      const hostLayout = persistLayout(persistDir);
+      for (const note of installImports({
+        from: importDir,
+        persist: persistDir,
+        configHome: hostLayout.configHome,
+        dataHome: hostLayout.dataHome,
+      }))
+        log.info(note);
+      if (importDir) await removeImportDir(importDir);
     }
     const runtimeLayout = persistLayout(sandboxed ? SANDBOX_PATHS.persist : persistDir);
     const labels = {
@@ -410,10 +426,10 @@ async function launchNew(
         ...(credentials.ca
           ? { NODE_EXTRA_CA_CERTS: runtimeLayout.caExtraFile, SSL_CERT_FILE: runtimeLayout.caBundleFile }
           : {}),
-        ...(importDir ? { OPENWORK_IMPORT: sandboxed ? SANDBOX_PATHS.imports : importDir } : {}),
+        ...(importDir && sandboxed ? { OPENWORK_IMPORT: SANDBOX_PATHS.imports } : {}),
         ...secretEnv(secrets),
       },
-      imports: importDir,
+      imports: sandboxed ? importDir : undefined,
       ports: sandboxed ? [{ container: CONTAINER_SERVER_PORT, host: ports.server, hostIp }] : [],
       labels,
       user: user ? formatUser(user) : undefined,
@@ -502,7 +518,7 @@ async function launchNew(
     cleanup.commit();
     timer.record("recorded", performance.now() - recordedAt);
     // Installed by the entrypoint: the copies of the user's secrets are not left lying around.
-    if (importDir)
+    if (importDir && sandboxed)
       await removeImportDir(importDir).catch((error: unknown) =>
         log.warn(`could not remove ${importDir}: ${errorMessage(error)}`),
       );

@@ -150,6 +150,49 @@ test("without a router and with earlyServer, the server is exec'd as soon as the
   assert.match(rendered, /OPENWORK_SERVER_EARLY='1'/);
 });
 
+test("imports are installed by the entrypoint before the engine starts, unless the start says it installed them", async () => {
+  const cases = [
+    { importsInstalled: false, given: true, earlier: false, installs: true },
+    { importsInstalled: true, given: true, earlier: false, installs: false },
+    // A later start with nothing to import still runs the step, to remove what an earlier one imported.
+    { importsInstalled: false, given: false, earlier: true, installs: true },
+    { importsInstalled: true, given: false, earlier: true, installs: false },
+  ];
+  for (const c of cases) {
+    const rt = fakeRuntime();
+    // The fake node records an install-imports call, and how many engines had started by then.
+    writeFileSync(
+      path.join(rt.runtimeDir, "node"),
+      `#!/bin/sh\ncase "$2" in\n  install-imports) { echo "install-imports from=\${OPENWORK_IMPORT:-}"; grep -c engine-home= ${shellQuote(rt.report)} || true; } >> ${shellQuote(rt.report)}; exit 0 ;;\n  probe) until grep -q engine-home= ${shellQuote(rt.report)} 2>/dev/null; do sleep 0.05; done; exit 0 ;;\n  serve) kill "$OPENWORK_ENGINE_PID"; exit 0 ;;\nesac\nexit 9\n`,
+      { mode: 0o755 },
+    );
+    const imports = path.join(rt.root, "imports");
+    mkdirSync(imports);
+    if (c.earlier) {
+      mkdirSync(path.join(rt.persist, "state"), { recursive: true });
+      writeFileSync(path.join(rt.persist, "state", "imported.json"), "{}\n");
+    }
+    const script = await writeEntrypoint(
+      rt.runtimeDir,
+      config(rt.persist, rt.workspace, { importsInstalled: c.importsInstalled }),
+    );
+    const result = await execa("sh", [script], {
+      env: { ...SECRETS, PATH: process.env.PATH, ...(c.given ? { OPENWORK_IMPORT: imports } : {}) },
+      extendEnv: false,
+      reject: false,
+    });
+    assert.equal(result.exitCode, 0, result.stderr);
+    const report = readFileSync(rt.report, "utf8");
+    if (!c.installs) assert.doesNotMatch(report, /install-imports/, JSON.stringify(c));
+    else
+      assert.match(
+        report,
+        new RegExp(`install-imports from=${c.given ? escapeRegExp(imports) : ""}\n0\n`),
+        `${JSON.stringify(c)}: installed before the engine started\n${report}`,
+      );
+  }
+});
+
 test("environment values win over the written defaults and are not re-evaluated", async () => {
   const rt = fakeRuntime();
   const script = await writeEntrypoint(rt.runtimeDir, config(rt.persist, rt.workspace));
