@@ -7,6 +7,7 @@ import { registerRuns } from "./commands/runs.js";
 import { registerRuntime } from "./commands/runtime.js";
 import { registerSidecars } from "./commands/sidecars.js";
 import { registerStart } from "./commands/start.js";
+import { registerWorkers } from "./commands/workers.js";
 
 export function buildProgram(): Command {
   const program = new Command("openwork")
@@ -40,5 +41,6 @@ export function buildProgram(): Command {
   registerImage(program);
   registerEnv(program);
   registerEngine(program);
+  registerWorkers(program);
   return program;
 }

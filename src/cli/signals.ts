@@ -17,12 +17,25 @@ export const shutdown = new AbortController();
 let holders = 0;
 let received = 0;
 let installed = false;
+let onHangup: (() => void) | undefined;
+
+/**
+ * A long-lived command that reloads on SIGHUP (the supervisor, like most
+ * daemons) takes it over: SIGHUP then calls `handler` instead of shutting down.
+ */
+export function reloadOnHangup(handler: () => void): void {
+  onHangup = handler;
+}
 
 export function installSignalHandlers(): void {
   if (installed) return;
   installed = true;
   for (const [signal, code] of SIGNALS) {
     process.on(signal, () => {
+      if (signal === "SIGHUP" && onHangup) {
+        onHangup();
+        return;
+      }
       received++;
       if (holders === 0 || received > 1) {
         if (received > 1) process.stderr.write(`openwork: ${signal} again: exiting without cleaning up\n`);

@@ -1,0 +1,47 @@
+import type { Logger } from "../logging/logger.js";
+import type { RunRegistry } from "../runs/registry.js";
+import type { StartOptions } from "../runs/start.js";
+import type { WorkerSpec } from "./config.js";
+
+/**
+ * A worker's start, exactly as `openwork start --detach` would make it from
+ * the same options typed on the command line: what the file does not say is
+ * left undefined, so it takes start's default (and a running runtime is not
+ * compared on it).
+ */
+export function startOptionsFor(
+  worker: WorkerSpec,
+  context: {
+    registry: RunRegistry;
+    log: Logger;
+    signal?: AbortSignal | undefined;
+    replace?: boolean;
+    extraLabels?: Record<string, string>;
+  },
+): StartOptions {
+  const start = worker.start;
+  return {
+    workspace: worker.workspace,
+    sandbox: start.sandbox,
+    image: start.image,
+    mounts: start.mounts,
+    port: start.port,
+    router: start.router,
+    replace: context.replace === true,
+    limits: { cpus: start.cpus, memoryBytes: start.memoryBytes, pids: start.pids },
+    credentials: {
+      env: start.env,
+      envFiles: start.envFiles,
+      ...(start.proxyEnv === undefined ? {} : { proxyEnv: start.proxyEnv }),
+      caCert: start.caCert,
+      ...(start.hostConfig === undefined ? {} : { hostConfig: start.hostConfig }),
+      ...(start.hostAuth === undefined ? {} : { hostAuth: start.hostAuth }),
+    },
+    ...(start.healthTimeoutMs === undefined ? {} : { healthTimeoutMs: start.healthTimeoutMs }),
+    runtime: { manifest: start.manifest, sources: { prefer: start.source ?? "auto" } },
+    registry: context.registry,
+    log: context.log.child({ worker: worker.name }),
+    signal: context.signal,
+    ...(context.extraLabels ? { extraLabels: context.extraLabels } : {}),
+  };
+}

@@ -1,0 +1,164 @@
+import { ExitCode, type ExitCodeValue } from "../errors/errors.js";
+import type { RunRecord } from "../runs/record.js";
+import type { RunRegistry } from "../runs/registry.js";
+import { describeRun, type RunStatus } from "../runs/status.js";
+import type { WorkersConfig, WorkerSpec } from "./config.js";
+import { runsOfWorkers } from "./fleet.js";
+import { readHolds } from "./holds.js";
+import {
+  heartbeatAgeMs,
+  isStale,
+  liveSupervisor,
+  readSupervisorFile,
+  type WorkerHeartbeat,
+  type WorkerState,
+} from "./state.js";
+import { sampleUsage } from "./usage.js";
+
+export interface SupervisorView {
+  state: "running" | "stale" | "not-running";
+  pid: number | null;
+  startedAt: string | null;
+  metricsUrl: string | null;
+  heartbeatAgeMs: number | null;
+  /** the last reload of workers.json was refused for this reason; the fleet runs its previous configuration */
+  configError: string | null;
+}
+
+export interface WorkerStatus {
+  name: string;
+  enabled: boolean;
+  /** held stopped by `workers stop NAME` */
+  held: boolean;
+  sandbox: string;
+  /** the supervisor's state when one watches the fleet, else what the run itself says */
+  state: WorkerState | "unhealthy";
+  healthy: boolean;
+  components: Record<string, string>;
+  runId: string | null;
+  url: string | null;
+  workspace: string;
+  versions: RunRecord["versions"] | null;
+  /** null without a supervisor (nobody counts restarts then) */
+  restarts: number | null;
+  uptimeMs: number | null;
+  /** share of one core: since the previous heartbeat, or (without a supervisor) averaged since the start, like ps */
+  cpu: number | null;
+  memoryBytes: number | null;
+  heartbeatAgeMs: number | null;
+  /** no heartbeat for twice the interval */
+  stale: boolean;
+  lastError: string | null;
+  nextAttemptAt: string | null;
+}
+
+export interface FleetStatus {
+  config: string;
+  supervisor: SupervisorView;
+  workers: WorkerStatus[];
+}
+
+/**
+ * `workers status`: every worker of the file, from three sources read at
+ * once — the runs' records, each runtime's server, and the supervisor's
+ * heartbeats — so a broken worker shows which of them disagrees.
+ */
+export async function fleetStatus(options: {
+  config: WorkersConfig;
+  stateDir: string;
+  registry: RunRegistry;
+}): Promise<FleetStatus> {
+  const { config, stateDir, registry } = options;
+  const file = readSupervisorFile(stateDir);
+  const live = liveSupervisor(file);
+  const interval = live?.heartbeatIntervalMs ?? config.heartbeatIntervalMs;
+  const supervisorAge = live ? heartbeatAgeMs({ heartbeatAt: live.updatedAt }) : null;
+  const supervisor: SupervisorView = {
+    state: !live ? "not-running" : isStale(supervisorAge ?? 0, interval) ? "stale" : "running",
+    pid: live?.pid ?? null,
+    startedAt: live?.startedAt ?? null,
+    metricsUrl: live?.metricsUrl ?? null,
+    heartbeatAgeMs: supervisorAge,
+    configError: live?.configError ?? null,
+  };
+  const holds = readHolds(stateDir);
+  const runs = await runsOfWorkers(registry, config.workers);
+  const workers = await Promise.all(
+    config.workers.map((worker) =>
+      workerStatus(worker, runs.get(worker.name), live?.workers[worker.name], holds.has(worker.name), {
+        registry,
+        intervalMs: interval,
+      }),
+    ),
+  );
+  return { config: config.file, supervisor, workers };
+}
+
+async function workerStatus(
+  worker: WorkerSpec,
+  record: RunRecord | undefined,
+  heartbeat: WorkerHeartbeat | undefined,
+  held: boolean,
+  context: { registry: RunRegistry; intervalMs: number },
+): Promise<WorkerStatus> {
+  const running = record?.state === "running" ? record : undefined;
+  const [run, usage] = await Promise.all([
+    running ? describeRun(context.registry, running) : Promise.resolve(undefined),
+    running ? sampleUsage(running) : Promise.resolve(null),
+  ]);
+  const components = run?.runtime.summary
+    ? Object.fromEntries(
+        Object.entries(run.runtime.summary.components).map(([name, component]) => [name, component.status]),
+      )
+    : {};
+  const startedAt = running?.startedAt ? Date.parse(running.startedAt) : null;
+  const uptimeMs = startedAt === null ? null : Math.max(0, Date.now() - startedAt);
+  const age = heartbeat ? heartbeatAgeMs(heartbeat) : null;
+  const averageCpu =
+    usage && uptimeMs !== null && uptimeMs > 0 ? usage.cpuSeconds / (uptimeMs / 1000) : null;
+  return {
+    name: worker.name,
+    enabled: worker.enabled,
+    held,
+    sandbox: record?.sandbox ?? worker.start.sandbox ?? "none",
+    state: stateOf(worker, record, run, heartbeat, held),
+    healthy: run?.healthy === true,
+    components,
+    runId: record?.runId ?? null,
+    url: running?.url ?? null,
+    workspace: worker.workspace,
+    versions: run?.versions ?? record?.versions ?? null,
+    restarts: heartbeat?.restarts ?? null,
+    uptimeMs,
+    cpu: heartbeat?.cpu ?? averageCpu,
+    memoryBytes: usage?.memoryBytes ?? heartbeat?.memoryBytes ?? null,
+    heartbeatAgeMs: age,
+    stale: age !== null && isStale(age, context.intervalMs),
+    lastError: heartbeat?.lastError ?? (record && !running ? (record.reason ?? null) : null) ?? run?.runtime.error ?? null,
+    nextAttemptAt: heartbeat?.nextAttemptAt ?? null,
+  };
+}
+
+function stateOf(
+  worker: WorkerSpec,
+  record: RunRecord | undefined,
+  run: RunStatus | undefined,
+  heartbeat: WorkerHeartbeat | undefined,
+  held: boolean,
+): WorkerStatus["state"] {
+  if (!worker.enabled) return "disabled";
+  // The supervisor's word when it has one: it knows about backoff and giving up.
+  if (heartbeat && heartbeat.state !== "running") return heartbeat.state;
+  if (run) return run.healthy ? "running" : "unhealthy";
+  if (record?.state === "starting") return "starting";
+  if (held || !record || record.state === "stopped") return "stopped";
+  return record.state === "failed" ? "failed" : "stopped";
+}
+
+/** 0: every enabled, unheld worker is healthy; 1: one is not; 3: none of them runs. */
+export function fleetExitCode(status: FleetStatus): ExitCodeValue {
+  const wanted = status.workers.filter((worker) => worker.enabled && !worker.held);
+  if (!status.workers.some((worker) => worker.runId !== null && worker.state !== "stopped" && worker.url !== null))
+    return ExitCode.notRunning;
+  return wanted.every((worker) => worker.healthy) ? ExitCode.ok : ExitCode.failure;
+}
