@@ -131,6 +131,18 @@ function systemdPlan(request: ServiceRequest, id: string): ServicePlan {
     ? path.join(request.home, ".config", "systemd", "user", name)
     : path.join("/etc/systemd/system", name);
   const systemctl = user ? ["systemctl", "--user"] : ["systemctl"];
+  // systemd refuses an executable name with quotes or backslashes, and does
+  // not expand `$` in it (nor can `$$` say a literal one): those, no node path can have.
+  if (/["'\\$]/.test(request.node)) {
+    throw new OpenworkError(
+      `systemd cannot run node from ${request.node}: the path has a quote, backslash or $`,
+      {
+        code: "service_invalid_request",
+        hint: "run install-service with a node installed at a plainer path",
+        exitCode: ExitCode.usage,
+      },
+    );
+  }
   const execStart = [request.node, request.cli, "workers", "run", "--config", request.configFile];
   const lines = [
     `# ${SERVICE_MARKER}`,
@@ -142,7 +154,7 @@ function systemdPlan(request: ServiceRequest, id: string): ServicePlan {
     "",
     "[Service]",
     "Type=simple",
-    `ExecStart=${execStart.map((word) => systemdWord(word, true)).join(" ")}`,
+    `ExecStart=${execStart.map((word, index) => systemdWord(word, index > 0)).join(" ")}`,
     ...sortedEntries(request.env).map(
       ([key, value]) => `Environment=${systemdWord(`${key}=${value}`, false)}`,
     ),
@@ -175,14 +187,14 @@ function systemdPlan(request: ServiceRequest, id: string): ServicePlan {
 
 /**
  * One word of a systemd command line or assignment list (systemd.syntax,
- * systemd.service "Command lines"): `%` is a specifier, so `%%`; in command
- * lines `$` expands variables, so `$$` (Environment= does not expand, and `$`
- * stays); anything beyond a plain path goes in double quotes with `\` and `"`
- * escaped C-style.
+ * systemd.service "Command lines"): `%` is a specifier, so `%%`; in the
+ * arguments of a command line `$` expands variables, so `$$` (Environment=
+ * and the executable name do not expand, and `$` stays); anything beyond a
+ * plain path goes in double quotes with `\` and `"` escaped C-style.
  */
-export function systemdWord(value: string, commandLine: boolean): string {
+export function systemdWord(value: string, expandsVariables: boolean): string {
   let text = value.replace(/%/g, "%%");
-  if (commandLine) text = text.replace(/\$/g, () => "$$");
+  if (expandsVariables) text = text.replace(/\$/g, () => "$$");
   if (/^[A-Za-z0-9_@%+=:,./$-]+$/.test(value)) return text;
   return `"${text.replace(/[\\"]/g, (c) => `\\${c}`)}"`;
 }
