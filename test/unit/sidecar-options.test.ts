@@ -4,7 +4,8 @@ import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { Command } from "commander";
-import { addSidecarOverrideOptions, sourcePolicyFrom } from "../../src/cli/sidecar-options.js";
+import { addSidecarOverrideOptions } from "../../src/cli/sidecar-options.js";
+import { sourcePolicyFrom } from "../../src/sources/policy.js";
 import { isTransient, TransientError } from "../../src/download/retry.js";
 import { OpenworkError, UsageError } from "../../src/errors/errors.js";
 
