@@ -1,6 +1,7 @@
 import { type ParseError, parse, printParseErrorCode } from "jsonc-parser";
 import type { z } from "zod";
 import { OpenworkError, UsageError } from "../errors/errors.js";
+import { positionAt } from "../files/text-position.js";
 import { type Manifest, manifestSchema } from "./schema.js";
 
 /*
@@ -14,7 +15,7 @@ export function parseManifest(text: string, name: string): Manifest {
   const data = parse(text, errors, { allowTrailingComma: true, disallowComments: false }) as unknown;
   if (errors.length > 0) {
     const first = errors[0]!;
-    const { line, column } = position(text, first.offset);
+    const { line, column } = positionAt(text, first.offset);
     throw new UsageError(
       `manifest ${name} is not valid JSON(C): ${printParseErrorCode(first.error)} at line ${line}, column ${column}`,
     );
@@ -39,9 +40,4 @@ function describeIssue(issue: z.core.$ZodIssue): string {
   if (issue.code === "invalid_type" && issue.message.includes("received undefined"))
     return `${field}: is required`;
   return `${field}: ${issue.message}`;
-}
-
-function position(text: string, offset: number): { line: number; column: number } {
-  const before = text.slice(0, offset).split("\n");
-  return { line: before.length, column: (before.at(-1)?.length ?? 0) + 1 };
 }
