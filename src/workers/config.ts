@@ -75,6 +75,12 @@ export interface WorkerStartOptions {
   hostConfig?: boolean;
   hostAuth?: boolean;
   healthTimeoutMs?: number;
+  /** files that replace a verified sidecar (start's --opencode-bin, …), absolute; need allowExternal */
+  opencodeBin?: string;
+  routerBin?: string;
+  serverBin?: string;
+  allowExternal?: boolean;
+  allowVersionMismatch?: boolean;
 }
 
 export interface RestartPolicy {
@@ -319,6 +325,11 @@ function settingFields(context: PathContext) {
     hostConfig: booleanValue,
     hostAuth: booleanValue,
     healthTimeout: durationValue("positive"),
+    opencodeBin: pathValue(context, "a path to an opencode binary"),
+    routerBin: pathValue(context, "a path to a router binary"),
+    serverBin: pathValue(context, "a path to a runtime server bundle"),
+    allowExternal: booleanValue,
+    allowVersionMismatch: booleanValue,
     restart: (walk: Walk, node: Node, at: string) => readObject(walk, node, at, restartFields),
   };
 }
@@ -591,6 +602,11 @@ function workerSpec(name: string, workspace: string, merged: Settings, line: num
     hostConfig: merged.hostConfig,
     hostAuth: merged.hostAuth,
     healthTimeoutMs: merged.healthTimeout,
+    opencodeBin: merged.opencodeBin,
+    routerBin: merged.routerBin,
+    serverBin: merged.serverBin,
+    allowExternal: merged.allowExternal,
+    allowVersionMismatch: merged.allowVersionMismatch,
   };
   for (const [key, value] of Object.entries(optional)) {
     if (value !== undefined) Object.assign(start, { [key]: value });

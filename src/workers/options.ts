@@ -1,6 +1,7 @@
 import type { Logger } from "../logging/logger.js";
 import type { RunRegistry } from "../runs/registry.js";
 import type { StartOptions } from "../runs/start.js";
+import { sourcePolicyFrom } from "../sources/policy.js";
 import type { WorkerSpec } from "./config.js";
 
 /**
@@ -38,7 +39,8 @@ export function startOptionsFor(
       ...(start.hostAuth === undefined ? {} : { hostAuth: start.hostAuth }),
     },
     ...(start.healthTimeoutMs === undefined ? {} : { healthTimeoutMs: start.healthTimeoutMs }),
-    runtime: { manifest: start.manifest, sources: { prefer: start.source ?? "auto" } },
+    // The rule `start` applies to its flags: an unverified file needs allowExternal.
+    runtime: { manifest: start.manifest, sources: sourcePolicyFrom(start) },
     registry: context.registry,
     log: context.log.child({ worker: worker.name }),
     signal: context.signal,

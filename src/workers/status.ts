@@ -134,7 +134,7 @@ async function workerStatus(
     memoryBytes: usage?.memoryBytes ?? heartbeat?.memoryBytes ?? null,
     heartbeatAgeMs: age,
     stale: age !== null && isStale(age, context.intervalMs),
-    lastError: heartbeat?.lastError ?? (record && !running ? (record.reason ?? null) : null) ?? run?.runtime.error ?? null,
+    lastError: heartbeat?.lastError ?? (running ? (run?.runtime.error ?? null) : (record?.reason ?? null)),
     nextAttemptAt: heartbeat?.nextAttemptAt ?? null,
   };
 }

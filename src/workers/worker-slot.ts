@@ -310,14 +310,14 @@ export class WorkerSlot {
     this.state = "starting";
     this.nextAttemptAt = null;
     const began = this.now;
-    const options = startOptionsFor(this.spec, {
-      registry: this.context.registry,
-      log: this.context.log,
-      signal: this.signal,
-      replace: why === "replace",
-      ...(this.context.extraLabels ? { extraLabels: this.context.extraLabels } : {}),
-    });
     try {
+      const options = startOptionsFor(this.spec, {
+        registry: this.context.registry,
+        log: this.context.log,
+        signal: this.signal,
+        replace: why === "replace",
+        ...(this.context.extraLabels ? { extraLabels: this.context.extraLabels } : {}),
+      });
       const result = await startRun(options);
       this.runId = result.record.runId;
       if (!result.reused) this.lastStartMs = this.now - began;

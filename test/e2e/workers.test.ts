@@ -151,7 +151,7 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
     const adopted = await waitFor(async () => {
       const f = await fleet();
       return f.supervisor.state === "running" && f.workers.every((w) => w.state === "running") ? f : undefined;
-    }, 60_000);
+    }, { timeoutMs: 60_000, intervalMs: 500, what: "the supervisor adopting the three workers" });
     assert.deepEqual(
       adopted.workers.map((w) => w.runId),
       results.map((r) => r.runId),
@@ -184,7 +184,7 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
       const f = await fleet();
       const nd = row(f, "d");
       return nd.state === "running" && nd.runId !== d.runId && row(f, "a").state === "running" ? f : undefined;
-    }, 90_000);
+    }, { timeoutMs: 90_000, intervalMs: 500, what: "worker d started again and a running again" });
     assert.equal(row(healed, "a").runId, a.runId, "the engine was restarted inside its run");
     const newA = JSON.parse((await runCli(["--json", "status", a.runId as string], { home, env })).stdout);
     assert.notEqual(newA.runtime.summary.components.opencode.pid, enginePid);
@@ -211,13 +211,13 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
     const after = await waitFor(async () => {
       const f = await fleet();
       return f.workers.length === 3 && row(f, "c")?.state === "running" ? f : undefined;
-    }, 60_000);
+    }, { timeoutMs: 60_000, intervalMs: 500, what: "worker c running after the reload" });
     assert.equal(row(after, "a").runId, row(before, "a").runId);
     assert.equal(row(after, "d").runId, row(before, "d").runId);
     const removed = await waitFor(async () => {
       const status = JSON.parse((await runCli(["--json", "status", row(before, "b").runId as string], { home, env })).stdout);
       return status.state === "stopped" ? status : undefined;
-    }, 30_000);
+    }, { timeoutMs: 30_000, intervalMs: 500, what: "worker b's run stopped" });
     assert.equal(removed.state, "stopped");
 
     writeFileSync(config, '{ "workers": [ { "name": "a", ');
@@ -226,7 +226,7 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
     await waitFor(async () => {
       const file = readSupervisorState(home);
       return file?.configError ? file : undefined;
-    }, 15_000);
+    }, { timeoutMs: 15_000, intervalMs: 500, what: "the refused reload to be reported" });
     const still = JSON.parse((await runCli(["--json", "status", "--all"], { home, env })).stdout).runs as Array<{
       runId: string;
       state: string;
@@ -237,7 +237,11 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
     }
     writeConfig(config, [worker("a"), worker("c"), worker("d", { sandbox: "docker" })]);
     supervisor.kill("SIGHUP");
-    await waitFor(async () => ((await fleet()).supervisor.configError === null ? true : undefined), 15_000);
+    await waitFor(async () => ((await fleet()).supervisor.configError === null ? true : undefined), {
+      timeoutMs: 15_000,
+      intervalMs: 500,
+      what: "the reload to be accepted again",
+    });
   });
 
   it("kill -9 of the supervisor leaves the workers running; the next one adopts them, no duplicates", async (t) => {
@@ -257,14 +261,14 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
     });
     assert.equal(supervised.exitCode, 0, supervised.stderr);
     const doc = JSON.parse(supervised.stdout);
-    assert.equal(doc.supervisor.already, false);
+    assert.equal(doc.started.already, false);
     const again = await runCli(["--json", "workers", "--config", config, "start", "--supervise"], { home, env });
-    assert.equal(JSON.parse(again.stdout).supervisor.already, true, "idempotent");
-    assert.equal(JSON.parse(again.stdout).supervisor.pid, doc.supervisor.pid);
+    assert.equal(JSON.parse(again.stdout).started.already, true, "idempotent");
+    assert.equal(JSON.parse(again.stdout).started.pid, doc.started.pid);
     const adopted = await waitFor(async () => {
       const f = await fleet();
       return f.workers.every((w) => w.state === "running") ? f : undefined;
-    }, 60_000);
+    }, { timeoutMs: 60_000, intervalMs: 500, what: "the new supervisor adopting the workers" });
     assert.deepEqual(
       adopted.workers.map((w) => w.runId),
       before.workers.map((w) => w.runId),
@@ -318,7 +322,7 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
       const settled = await waitFor(async () => {
         const f = await fleet(failing);
         return row(f, "dies").state === "failed" && row(f, "fine").state === "running" ? f : undefined;
-      }, 150_000);
+      }, { timeoutMs: 150_000, intervalMs: 500, what: "worker dies failed and worker fine running" });
       const dies = row(settled, "dies");
       assert.equal(dies.restarts, 2);
       assert.match(dies.lastError ?? "", /maxRestarts 2/);

@@ -1,5 +1,5 @@
 import { type Command, Option } from "commander";
-import { ExitCode, isOpenworkError, UsageError } from "../../errors/errors.js";
+import { ExitCode, UsageError } from "../../errors/errors.js";
 import { printable } from "../../logging/terminal.js";
 import { LOG_SOURCES, type LogSource } from "../../runs/log-sources.js";
 import type { WorkersConfig } from "../../workers/config.js";
@@ -112,7 +112,7 @@ export function registerWorkers(program: Command): void {
           const { renderFleet, renderStartResults } = await import("../render-workers.js");
           if (flags.supervise) {
             const { superviseInBackground } = await import("../../workers/background.js");
-            const { fleetStatus, fleetExitCode } = await import("../../workers/status.js");
+            const { fleetStatus } = await import("../../workers/status.js");
             const { RunRegistry } = await import("../../runs/registry.js");
             const longest = Math.max(90_000, ...config.workers.map((w) => w.start.healthTimeoutMs ?? 90_000));
             const { supervisor, already } = await superviseInBackground({
@@ -123,7 +123,7 @@ export function registerWorkers(program: Command): void {
               signal: shutdown.signal,
             });
             const status = await fleetStatus({ config, stateDir, registry: new RunRegistry() });
-            ctx.output({ supervisor: { pid: supervisor.pid, already, metricsUrl: supervisor.metricsUrl }, ...status }, () =>
+            ctx.output({ ...status, started: { pid: supervisor.pid, already } }, () =>
               [
                 already
                   ? `a supervisor already runs this fleet (pid ${supervisor.pid})`
@@ -133,7 +133,6 @@ export function registerWorkers(program: Command): void {
             );
             const failed = status.workers.filter((w) => w.enabled && !w.held && (w.state === "failed" || w.state === "backoff"));
             process.exitCode = failed.length > 0 ? ExitCode.failure : ExitCode.ok;
-            void fleetExitCode;
             return;
           }
           const { startWorkers } = await import("../../workers/fleet.js");
@@ -398,5 +397,4 @@ export function registerWorkers(program: Command): void {
       );
     });
 
-  void isOpenworkError;
 }
