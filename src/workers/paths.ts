@@ -7,7 +7,10 @@ import type { OpenworkPaths } from "../config/paths.js";
 export const WORKERS_CONFIG_ENV = "OPENWORK_WORKERS_CONFIG";
 
 /** --config, else OPENWORK_WORKERS_CONFIG, else <user config dir>/openwork/workers.json (XDG on Linux). */
-export function workersConfigPath(explicit: string | undefined, env: NodeJS.ProcessEnv = process.env): string {
+export function workersConfigPath(
+  explicit: string | undefined,
+  env: NodeJS.ProcessEnv = process.env,
+): string {
   if (explicit) return path.resolve(explicit);
   const fromEnv = env[WORKERS_CONFIG_ENV];
   if (fromEnv) return path.resolve(fromEnv);
