@@ -1,5 +1,4 @@
 import { Counter, collectDefaultMetrics, Histogram, Registry } from "prom-client";
-import type { ComponentName } from "./supervisor.js";
 
 /**
  * The runtime server's Prometheus metrics (GET /system/metrics, host token).
@@ -28,6 +27,8 @@ export type ProbeOutcome = "ok" | "fail";
 export type UpgradeOutcome = "succeeded" | "rolled_back" | "failed";
 /** what a proxied request went to: the engine (the router is not proxied) */
 export type ProxyTarget = "opencode";
+/** a supervised component's name (supervisor.ts's ComponentName: opencode, opencode-router) */
+type Component = string;
 
 export interface ServerMetrics {
   registry: Registry;
@@ -83,15 +84,15 @@ export function serverMetrics(): ServerMetrics {
 }
 
 /** A component is supervised: its restart counter exists from now on (0 until the first restart). */
-export function countComponent(component: ComponentName): void {
+export function countComponent(component: Component): void {
   serverMetrics().componentRestarts.inc({ component }, 0);
 }
 
-export function countRestart(component: ComponentName): void {
+export function countRestart(component: Component): void {
   serverMetrics().componentRestarts.inc({ component });
 }
 
-export function observeProbe(component: ComponentName, ok: boolean, seconds: number): void {
+export function observeProbe(component: Component, ok: boolean, seconds: number): void {
   const outcome: ProbeOutcome = ok ? "ok" : "fail";
   serverMetrics().healthProbeDuration.observe({ component, outcome }, seconds);
 }
