@@ -381,9 +381,21 @@ export interface ResponseSpec {
   description: string;
   /** the `data` of the success envelope */
   data?: z.ZodType;
-  /** not an envelope (the OpenAPI document, the engine's own answers) */
+  /** not an envelope (the OpenAPI document, the metrics, the engine's own answers) */
   raw?: boolean;
+  /**
+   * a raw answer's media type, when the server makes it (the OpenAPI document
+   * and the metrics); absent when it is whatever the engine answers
+   */
+  mediaType?: string;
 }
+
+/**
+ * The Prometheus text exposition format, version 0.0.4 (what prom-client's
+ * Registry answers with: the server sends its registry's contentType, and a
+ * unit test holds the two equal).
+ */
+export const PROMETHEUS_TEXT = "text/plain; version=0.0.4; charset=utf-8";
 
 /** One endpoint as data: what the server routes and documents, and what the client calls and parses. */
 export interface EndpointSpec {
@@ -432,7 +444,24 @@ export const endpoints = {
     path: "/system/openapi.json",
     auth: "none",
     summary: "This API's OpenAPI document, generated from the contract",
-    responses: { 200: { description: "OpenAPI 3.1 document", raw: true } },
+    responses: {
+      200: {
+        description: "OpenAPI 3.1 document",
+        raw: true,
+        mediaType: "application/json; charset=utf-8",
+      },
+    },
+  },
+  metrics: {
+    method: "GET",
+    path: "/system/metrics",
+    auth: "host",
+    summary: "Prometheus metrics of the runtime server (text exposition format 0.0.4)",
+    description:
+      "Counters and histograms of this server process, kept across in-place server upgrades: openwork_server_component_restarts_total{component} (restarts by the supervisor; component opencode or opencode-router), openwork_server_health_probe_duration_seconds{component,outcome} (every health probe of a supervised component; outcome ok or fail), openwork_server_proxied_requests_total{target,code} (answers to authenticated /opencode/* requests and WebSocket handshakes, by exact HTTP status, the proxy's own 502/503 included; target opencode), openwork_server_upgrade_duration_seconds{outcome} (finished upgrade operations: succeeded, rolled_back, or failed when the rollback itself did not complete), and the process metrics of prom-client, all prefixed openwork_server_.",
+    responses: {
+      200: { description: "Prometheus text exposition", raw: true, mediaType: PROMETHEUS_TEXT },
+    },
   },
   summary: {
     method: "GET",

@@ -1,5 +1,5 @@
 import { z } from "zod";
-import { API_ERROR_CODES, type EndpointSpec, errorEnvelopeSchema } from "./api.js";
+import { API_ERROR_CODES, type EndpointSpec, errorEnvelopeSchema, type ResponseSpec } from "./api.js";
 
 function schemaOf(type: z.ZodType): unknown {
   return z.toJSONSchema(type, { io: "output", unrepresentable: "any" });
@@ -12,6 +12,13 @@ function errorSchema(): unknown {
   };
   schema.properties.error.properties.code = { type: "string", enum: [...API_ERROR_CODES] };
   return schema;
+}
+
+/** A response that is not an envelope: its media type when the server makes it (text as a string). */
+function rawResponse(response: ResponseSpec): Record<string, unknown> {
+  if (!response.mediaType) return { description: response.description };
+  const schema = response.mediaType.startsWith("text/") ? { schema: { type: "string" } } : {};
+  return { description: response.description, content: { [response.mediaType]: schema } };
 }
 
 /** The OpenAPI 3.1 document of these endpoints (the server serves it at /system/openapi.json). */
@@ -31,7 +38,7 @@ export function openApiDocument(routes: readonly EndpointSpec[], version: string
     const errorContent = { "application/json": { schema: errorSchema() } };
     for (const [status, response] of Object.entries(route.responses)) {
       responses[status] = response.raw
-        ? { description: response.description }
+        ? rawResponse(response)
         : Number(status) >= 400
           ? { description: response.description, content: errorContent }
           : {

@@ -40,6 +40,8 @@ export interface ProxyOptions {
   workspace: string;
   requestId: string;
   onError: (status: number, code: "engine_unavailable", message: string) => void;
+  /** the engine answered with this status (the answer is being relayed); once per request */
+  onAnswer?: ((status: number) => void) | undefined;
   /**
    * For requests without a body: called when the engine refused the connection
    * (it never saw the request, so resending is safe), to wait for a healthy
@@ -99,6 +101,7 @@ export function proxyRequest(
         if (!DROP.has(name) && name !== "www-authenticate" && value !== undefined) out[name] = value;
       }
       out["x-request-id"] = options.requestId;
+      options.onAnswer?.(incoming.statusCode ?? 502);
       res.writeHead(incoming.statusCode ?? 502, incoming.statusMessage, out);
       res.flushHeaders();
       incoming.pipe(res);
@@ -173,7 +176,14 @@ export function proxyUpgrade(
   req: http.IncomingMessage,
   socket: Duplex,
   head: Buffer,
-  options: { upstream: Upstream; target: string; workspace: string; requestId: string },
+  options: {
+    upstream: Upstream;
+    target: string;
+    workspace: string;
+    requestId: string;
+    /** the status the client was answered with: 101, the engine's refusal, or 502 */
+    onAnswer?: ((status: number) => void) | undefined;
+  },
 ): void {
   const { upstream } = options;
   const headers: http.OutgoingHttpHeaders = {};
@@ -202,6 +212,7 @@ export function proxyUpgrade(
   });
   socket.on("error", () => outgoing.destroy());
   outgoing.on("upgrade", (res, engineSocket, engineHead) => {
+    options.onAnswer?.(res.statusCode ?? 101);
     socket.write(rawHead(`HTTP/1.1 ${res.statusCode} ${res.statusMessage}`, res.rawHeaders));
     if (engineHead.length > 0) socket.write(engineHead);
     if (head.length > 0) engineSocket.write(head);
@@ -219,6 +230,7 @@ export function proxyUpgrade(
   });
   outgoing.on("response", (res) => {
     // the engine declined the upgrade: relay its answer and close
+    options.onAnswer?.(res.statusCode ?? 502);
     socket.write(
       rawHead(
         `HTTP/1.1 ${res.statusCode} ${res.statusMessage}`,
@@ -229,8 +241,10 @@ export function proxyUpgrade(
     res.pipe(socket);
   });
   outgoing.on("error", () => {
-    if (socket.writable)
+    if (socket.writable) {
+      options.onAnswer?.(502);
       socket.end("HTTP/1.1 502 Bad Gateway\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+    }
   });
   outgoing.end();
 }

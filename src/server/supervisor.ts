@@ -11,6 +11,7 @@ import {
   WaitTimeoutError,
 } from "../retry/poll.js";
 import { LogTail } from "./logtail.js";
+import { countComponent, countRestart, observeProbe } from "./metrics.js";
 import {
   type ExitInfo,
   exitOf,
@@ -133,6 +134,7 @@ export class Supervised {
     this.#handle = handle;
     this.tail = tail ?? new LogTail(definition.logFile, { rotateBytes: policy.logMaxBytes }).start();
     this.event(handle.adopted ? "adopted" : "started", `pid ${handle.pid}`);
+    countComponent(definition.name);
   }
 
   /** Spawn a new process for `definition` (not yet watched). */
@@ -186,7 +188,7 @@ export class Supervised {
             );
           }
           attemptMs = nextAttemptTimeout(attemptMs, timedOut, this.policy.probeTimeoutMs);
-          const probe = await this.definition.probe(Math.min(attemptMs, Math.max(200, remainingMs)));
+          const probe = await this.probe(Math.min(attemptMs, Math.max(200, remainingMs)));
           this.recordProbe(probe);
           timedOut = probe.timedOut === true;
           return probe.ok ? done(probe) : notYet(probe.detail);
@@ -216,6 +218,19 @@ export class Supervised {
         this.tail.recent(10),
         { code: "health_timeout" },
       );
+    }
+  }
+
+  /** One health probe, timed (the probe duration histogram of /system/metrics); every probe goes through here. */
+  async probe(timeoutMs: number): Promise<HealthProbe> {
+    const started = performance.now();
+    let ok = false;
+    try {
+      const result = await this.definition.probe(timeoutMs);
+      ok = result.ok;
+      return result;
+    } finally {
+      observeProbe(this.name, ok, (performance.now() - started) / 1000);
     }
   }
 
@@ -266,7 +281,7 @@ export class Supervised {
     if (!this.watching || this.restarting || this.probing) return;
     this.probing = true;
     try {
-      const result = await this.definition.probe(this.policy.probeTimeoutMs);
+      const result = await this.probe(this.policy.probeTimeoutMs);
       if (!this.watching || this.restarting) return;
       this.recordProbe(result);
       if (result.ok) {
@@ -341,6 +356,7 @@ export class Supervised {
     this.#cooldownUntil = undefined;
     this.restartTimes.push(Date.now());
     this.#restartsTotal++;
+    countRestart(this.name);
     this.#status = "starting";
     try {
       this.#handle = spawnComponent(this.definition.launch());

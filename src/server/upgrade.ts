@@ -24,6 +24,7 @@ import { freeLoopbackPort } from "../net/ports.js";
 import { writeCurrentRuntime } from "../staging/current-runtime.js";
 import { engineAuthorization, engineDefinition, routerDefinition } from "./components.js";
 import { HttpError } from "./http.js";
+import { observeUpgrade, type UpgradeOutcome } from "./metrics.js";
 import { createUpstream, drain, type Upstream } from "./proxy.js";
 import {
   type ManifestPlan,
@@ -83,6 +84,12 @@ function lastOutputOf(error: unknown): string[] | undefined {
 
 function versionsOfContent(content: RuntimeContent): SidecarVersions {
   return pinnedVersions({ runtimeId: "", ...content });
+}
+
+/** How a finished operation ended, for the upgrade duration histogram of /system/metrics. */
+export function upgradeOutcome(record: UpgradeOperation): UpgradeOutcome {
+  if (record.state === "succeeded") return "succeeded";
+  return record.rolledBack === true ? "rolled_back" : "failed";
 }
 
 /** Where the target runtime comes from: staged already, or a manifest to stage first. */
@@ -191,6 +198,15 @@ export class UpgradeRunner {
   }
 
   private async execute(record: UpgradeOperation, target: Target): Promise<void> {
+    const started = performance.now();
+    try {
+      await this.run(record, target);
+    } finally {
+      observeUpgrade(upgradeOutcome(record), (performance.now() - started) / 1000);
+    }
+  }
+
+  private async run(record: UpgradeOperation, target: Target): Promise<void> {
     const { topology, env, log: parentLog, policy, layout } = this.deps;
     const log = parentLog.child({ operationId: record.operationId });
     // A state that cannot be written (a full disk) must not stop the upgrade or its rollback half-way:

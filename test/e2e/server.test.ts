@@ -3,6 +3,7 @@ import http from "node:http";
 import { after, before, test } from "node:test";
 import { pidState } from "../../src/processes/inspect.js";
 import { waitFor } from "../helpers/net.js";
+import { type Exposition, parsePrometheus, sampleValue } from "../helpers/prometheus.js";
 import {
   BUNDLED_OPENCODE,
   type RunningRuntime,
@@ -30,6 +31,16 @@ before(async () => {
 after(async () => {
   await rt?.stop();
 });
+
+/** GET /system/metrics with the host token, parsed (strictly). */
+async function scrape(): Promise<Exposition> {
+  const response = await fetch(`${rt.url}/system/metrics`, {
+    headers: { "x-openwork-host-token": rt.hostToken },
+  });
+  assert.equal(response.status, 200);
+  assert.equal(response.headers.get("content-type"), "text/plain; version=0.0.4; charset=utf-8");
+  return parsePrometheus(await response.text());
+}
 
 async function engineSelfReport(port: number): Promise<string> {
   const response = await fetch(`http://127.0.0.1:${port}/global/health`, {
@@ -201,9 +212,16 @@ test("the OpenAPI document is generated from the routes", async () => {
     "/system/router/health",
     "/tokens",
     "/opencode/{path}",
+    "/system/metrics",
   ]) {
     assert.ok(doc.paths[route], `${route} documented`);
   }
+  const metrics = doc.paths["/system/metrics"]?.get as unknown as {
+    responses: Record<string, { content?: Record<string, unknown> }>;
+  };
+  assert.deepEqual(Object.keys(metrics.responses["200"]?.content ?? {}), [
+    "text/plain; version=0.0.4; charset=utf-8",
+  ]);
   assert.ok(doc.paths["/system/runtime/upgrade"]?.post?.security.length);
   // Probed now, with a 2 s timeout: an engine still busy with the PTY session of the test before may
   // answer one probe late (a 503 engine_unhealthy, which is right); the route is what is checked here.
@@ -217,6 +235,28 @@ test("the OpenAPI document is generated from the routes", async () => {
     );
     assert.equal(answer.body.data.healthy, true);
   }
+});
+
+test("/system/metrics: host token only; N requests through /opencode/* are N more answers 200 from opencode", async () => {
+  assert.equal((await rt.call("GET", "/system/metrics", { token: null })).status, 401);
+  const client = await rt.call("GET", "/system/metrics");
+  assert.equal(client.status, 403, "the client token has no host scope");
+  assert.equal((await rt.call("GET", "/system/metrics", { token: rt.hostToken })).status, 200, "bearer");
+  const proxied = { target: "opencode", code: "200" };
+  const before = sampleValue(await scrape(), "openwork_server_proxied_requests_total", proxied) ?? 0;
+  const n = 7;
+  for (let i = 0; i < n; i++) assert.equal((await rt.call("GET", "/opencode/global/health")).status, 200);
+  const after = await scrape();
+  assert.equal(sampleValue(after, "openwork_server_proxied_requests_total", proxied), before + n);
+  assert.equal(sampleValue(after, "openwork_server_component_restarts_total", { component: "opencode" }), 0);
+  assert.ok(
+    (sampleValue(after, "openwork_server_health_probe_duration_seconds_count", {
+      component: "opencode",
+      outcome: "ok",
+    }) ?? 0) > 0,
+    "the engine's probes are timed",
+  );
+  assert.ok((sampleValue(after, "openwork_server_process_start_time_seconds") ?? 0) > 0);
 });
 
 test("kill -9 the engine: the summary shows the crash and the restart; healthy again within 5 s", async () => {
@@ -241,6 +281,10 @@ test("kill -9 the engine: the summary shows the crash and the restart; healthy a
   assert.equal(afterKill.lastExit.pid, before.pid);
   assert.match(afterKill.lastExit.reason, /exited unexpectedly/);
   assert.equal(afterKill.restarts.total, before.restarts.total + 1);
+  assert.equal(
+    sampleValue(await scrape(), "openwork_server_component_restarts_total", { component: "opencode" }),
+    1,
+  );
   assert.ok(afterKill.events.some((event: { type: string }) => event.type === "exited"));
   assert.equal(afterKill.adopted, false);
   assert.ok(afterKill.recentOutput.length > 0, "the engine's recent output is in the summary");
@@ -263,6 +307,15 @@ test("kill -9 the router: it is restarted against the engine's current URL", asy
   );
   const health = await rt.call("GET", "/system/router/health");
   assert.equal(health.status, 200);
+  const metrics = await scrape();
+  assert.equal(
+    sampleValue(metrics, "openwork_server_component_restarts_total", { component: "opencode-router" }),
+    1,
+  );
+  assert.equal(
+    sampleValue(metrics, "openwork_server_component_restarts_total", { component: "opencode" }),
+    1,
+  );
 });
 
 test("stopping the server stops the engine and the router: no orphans", async () => {

@@ -11,6 +11,7 @@ import { runCli } from "../helpers/cli.js";
 import { closedLoop } from "../helpers/load.js";
 import { waitFor } from "../helpers/net.js";
 import { PREVIOUS_OPENCODE, previousOpencode } from "../helpers/npm-binary.js";
+import { parsePrometheus, sampleValue } from "../helpers/prometheus.js";
 import {
   BUNDLED_NODE,
   BUNDLED_OPENCODE,
@@ -67,6 +68,24 @@ after(async () => {
 
 async function upgrade(body: Record<string, unknown>): Promise<{ status: number; body: any }> {
   return rt.call("POST", "/system/runtime/upgrade", { token: rt.hostToken, hostHeader: true, body });
+}
+
+/** The counters this file checks, from GET /system/metrics (host token), parsed strictly. */
+async function counters(): Promise<{ rolledBack: number; succeeded: number; proxied200: number }> {
+  const response = await fetch(`${rt.url}/system/metrics`, {
+    headers: { authorization: `Bearer ${rt.hostToken}` },
+  });
+  assert.equal(response.status, 200);
+  const metrics = parsePrometheus(await response.text());
+  const upgrades = (outcome: string) =>
+    sampleValue(metrics, "openwork_server_upgrade_duration_seconds_count", { outcome }) ?? 0;
+  return {
+    rolledBack: upgrades("rolled_back"),
+    succeeded: upgrades("succeeded"),
+    proxied200:
+      sampleValue(metrics, "openwork_server_proxied_requests_total", { target: "opencode", code: "200" }) ??
+      0,
+  };
 }
 
 async function finished(operationId: string): Promise<UpgradeOperation> {
@@ -223,6 +242,7 @@ test("two concurrent upgrades → one 202, one 409; the upgrade succeeds: versio
       .on("error", reject);
   });
   const oldPid = (await rt.call("GET", "/system/runtime/summary")).body.data.components.opencode.pid;
+  const countedBefore = await counters();
   const [a, b] = await Promise.all([
     upgrade({ runtimeId: goodRuntime }),
     upgrade({ runtimeId: goodRuntime }),
@@ -256,6 +276,16 @@ test("two concurrent upgrades → one 202, one 409; the upgrade succeeds: versio
   assert.notEqual(pidState(oldPid), "alive", "the old engine is retired");
   const summary = (await rt.call("GET", "/system/runtime/summary")).body.data;
   assert.equal(summary.server.version, "0.1.1-upgrade");
+  // The metrics outlive the handler swap: the new server answers with the counters the old one kept
+  // (the faulty upgrades before this one, the requests of the load loop), and counts on.
+  const countedAfter = await counters();
+  assert.ok(countedBefore.rolledBack >= 1, JSON.stringify(countedBefore));
+  assert.equal(countedAfter.rolledBack, countedBefore.rolledBack);
+  assert.equal(countedAfter.succeeded, countedBefore.succeeded + 1);
+  assert.ok(
+    countedAfter.proxied200 > countedBefore.proxied200,
+    JSON.stringify([countedBefore, countedAfter]),
+  );
   assert.equal(
     summary.server.pid,
     rt.process.pid,

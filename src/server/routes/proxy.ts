@@ -3,6 +3,7 @@ import type { ServeEnv } from "../../contract/env.js";
 import { done, notYet, pollUntil, sleep } from "../../retry/poll.js";
 import type { Route, UpgradeRoute } from "../dispatch.js";
 import { HttpError, sendError } from "../http.js";
+import { countProxied } from "../metrics.js";
 import { proxyRequest, proxyUpgrade, type Upstream } from "../proxy.js";
 import type { SupervisionPolicy } from "../supervisor.js";
 import type { Topology } from "../topology.js";
@@ -48,6 +49,7 @@ export function proxyRoutes(deps: ProxyDeps): Route[] {
       handle: async ({ req, res, requestId, url }) => {
         const upstream = await readyUpstream(deps);
         if (!upstream) {
+          countProxied("opencode", 503);
           throw new HttpError(
             503,
             "engine_unavailable",
@@ -61,7 +63,11 @@ export function proxyRoutes(deps: ProxyDeps): Route[] {
           target: engineTarget(url),
           workspace: deps.env.OPENWORK_WORKSPACE,
           requestId,
-          onError: (status, code, message) => sendError(res, requestId, status, code, message),
+          onError: (status, code, message) => {
+            countProxied("opencode", status);
+            sendError(res, requestId, status, code, message);
+          },
+          onAnswer: (status) => countProxied("opencode", status),
           retry: bodyless ? () => readyUpstream(deps, true) : undefined,
         });
       },
@@ -77,6 +83,7 @@ export function proxyUpgrades(deps: ProxyDeps): UpgradeRoute[] {
       handle: async (req, socket, head, requestId, url) => {
         const upstream = await readyUpstream(deps);
         if (!upstream) {
+          countProxied("opencode", 503);
           socket.end("HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
           return;
         }
@@ -85,6 +92,7 @@ export function proxyUpgrades(deps: ProxyDeps): UpgradeRoute[] {
           target: engineTarget(url),
           workspace: deps.env.OPENWORK_WORKSPACE,
           requestId,
+          onAnswer: (status) => countProxied("opencode", status),
         });
       },
     },

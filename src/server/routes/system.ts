@@ -15,6 +15,7 @@ import { pinnedVersions } from "../../contract/runtime.js";
 import { readCurrentRuntime } from "../../staging/current-runtime.js";
 import type { Route } from "../dispatch.js";
 import { HttpError, sendError, sendOk } from "../http.js";
+import { serverMetrics } from "../metrics.js";
 import type { Readiness } from "../readiness.js";
 import type { Supervised } from "../supervisor.js";
 import type { Topology } from "../topology.js";
@@ -90,7 +91,7 @@ async function componentHealth(
   res: http.ServerResponse,
   requestId: string,
 ): Promise<void> {
-  const probe = await component.definition.probe(2000);
+  const probe = await component.probe(2000);
   const data: ComponentHealth = {
     healthy: probe.ok,
     version: probe.version ?? null,
@@ -157,7 +158,24 @@ export function systemRoutes(deps: SystemDeps): Route[] {
       endpoint: endpoints.openapi,
       handle: ({ res, requestId }) => {
         const text = JSON.stringify(openApiDocument(Object.values(endpoints), SERVER_VERSION));
-        res.writeHead(200, { "content-type": "application/json; charset=utf-8", "x-request-id": requestId });
+        res.writeHead(200, {
+          "content-type": endpoints.openapi.responses[200].mediaType,
+          "x-request-id": requestId,
+        });
+        res.end(text);
+      },
+    },
+    {
+      endpoint: endpoints.metrics,
+      handle: async ({ res, requestId }) => {
+        const { registry } = serverMetrics();
+        const text = await registry.metrics();
+        res.writeHead(200, {
+          "content-type": registry.contentType,
+          "content-length": Buffer.byteLength(text),
+          "x-request-id": requestId,
+          "cache-control": "no-store",
+        });
         res.end(text);
       },
     },
