@@ -46,7 +46,19 @@ function versions(worker: WorkerStatus): string {
 /** `workers status`: the fleet table, the supervisor line, then what is wrong with each broken worker. */
 export function renderFleet(status: FleetStatus): string {
   const table = renderTable(
-    ["WORKER", "SANDBOX", "STATE", "HEALTH", "RESTARTS", "UPTIME", "CPU", "MEM", "HEARTBEAT", "VERSIONS", "URL"],
+    [
+      "WORKER",
+      "SANDBOX",
+      "STATE",
+      "HEALTH",
+      "RESTARTS",
+      "UPTIME",
+      "CPU",
+      "MEM",
+      "HEARTBEAT",
+      "VERSIONS",
+      "URL",
+    ],
     status.workers.map((w) => [
       w.name,
       w.sandbox,
@@ -67,10 +79,12 @@ export function renderFleet(status: FleetStatus): string {
       ? "supervisor: not running (start it with `openwork workers start --supervise`)"
       : `supervisor: ${s.state === "stale" ? "STALE (no heartbeat for " + formatDuration(s.heartbeatAgeMs) + ")" : "running"}, pid ${s.pid}, since ${s.startedAt}${s.metricsUrl ? `, metrics ${s.metricsUrl}` : ""}`;
   const lines = [table, supervisor];
-  if (s.configError) lines.push(`workers.json was not reloaded, the fleet runs its previous configuration: ${s.configError}`);
+  if (s.configError)
+    lines.push(`workers.json was not reloaded, the fleet runs its previous configuration: ${s.configError}`);
   for (const w of status.workers) {
     if (!w.enabled || w.state === "running" || (w.state === "stopped" && !w.lastError)) continue;
-    if (w.lastError) lines.push(`${w.name}: ${w.lastError}${w.nextAttemptAt ? ` (next attempt ${w.nextAttemptAt})` : ""}`);
+    if (w.lastError)
+      lines.push(`${w.name}: ${w.lastError}${w.nextAttemptAt ? ` (next attempt ${w.nextAttemptAt})` : ""}`);
   }
   return lines.join("\n");
 }

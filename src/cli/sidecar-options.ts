@@ -29,4 +29,3 @@ export function addSourceOption(command: Command): Command {
       .default("auto"),
   );
 }
-

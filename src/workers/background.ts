@@ -1,8 +1,8 @@
 import { spawn } from "node:child_process";
 import { closeSync, mkdirSync, openSync } from "node:fs";
 import path from "node:path";
-import { OUTPUT_FILE_ENV } from "../contract/env.js";
 import { packageRoot } from "../config/package-root.js";
+import { OUTPUT_FILE_ENV } from "../contract/env.js";
 import { OpenworkError } from "../errors/errors.js";
 import { pidState } from "../processes/inspect.js";
 import { sleep } from "../retry/poll.js";
@@ -15,10 +15,13 @@ export class SupervisorDiedError extends OpenworkError {
     readonly logFile: string,
     readonly lastOutput: string[],
   ) {
-    super(`the workers supervisor exited before its first heartbeat; its last output: ${lastOutput.join(" | ") || "(none)"}`, {
-      code: "supervisor_died",
-      hint: `see ${logFile}`,
-    });
+    super(
+      `the workers supervisor exited before its first heartbeat; its last output: ${lastOutput.join(" | ") || "(none)"}`,
+      {
+        code: "supervisor_died",
+        hint: `see ${logFile}`,
+      },
+    );
     this.name = "SupervisorDiedError";
   }
 }
@@ -32,6 +35,8 @@ export class SupervisorDiedError extends OpenworkError {
 export async function superviseInBackground(options: {
   configFile: string;
   stateDir: string;
+  /** how many workers the file names: the first heartbeat is the one that has them all */
+  workers: number;
   metricsPort: number | null;
   /** how long to wait for the first look at every worker */
   waitMs: number;
@@ -59,7 +64,8 @@ export async function superviseInBackground(options: {
   }
   child.unref();
   const pid = child.pid;
-  if (pid === undefined) throw new OpenworkError("could not start the workers supervisor", { code: "supervisor_died" });
+  if (pid === undefined)
+    throw new OpenworkError("could not start the workers supervisor", { code: "supervisor_died" });
   const deadline = Date.now() + options.waitMs;
   for (;;) {
     const state = pidState(pid);
@@ -71,8 +77,11 @@ export async function superviseInBackground(options: {
       throw new SupervisorDiedError(logFile, await tailFile(logFile, 5));
     }
     if (file && file.pid === pid) {
-      const looked = Object.values(file.workers).every((worker) => worker.state !== "starting");
-      if (looked || Date.now() > deadline || options.signal?.aborted) return { supervisor: file, already: false };
+      const heartbeats = Object.values(file.workers);
+      const looked =
+        heartbeats.length >= options.workers && heartbeats.every((worker) => worker.state !== "starting");
+      if (looked || Date.now() > deadline || options.signal?.aborted)
+        return { supervisor: file, already: false };
     }
     await sleep(150);
   }
@@ -101,6 +110,9 @@ export async function stopSupervisor(
   }
   throw new OpenworkError(
     `the workers supervisor (pid ${live.pid}) did not exit within ${Math.round(waitMs / 1000)}s of SIGTERM`,
-    { code: "supervisor_stuck", hint: `see \`openwork workers logs --supervisor\`; kill -9 ${live.pid} leaves the workers running` },
+    {
+      code: "supervisor_stuck",
+      hint: `see \`openwork workers logs --supervisor\`; kill -9 ${live.pid} leaves the workers running`,
+    },
   );
 }

@@ -6,7 +6,7 @@ import { stopRun } from "../runs/reconcile.js";
 import { isLive, type RunRecord } from "../runs/record.js";
 import type { RunRegistry } from "../runs/registry.js";
 import { startRun } from "../runs/start.js";
-import type { WorkersConfig, WorkerSpec } from "./config.js";
+import type { WorkerSpec, WorkersConfig } from "./config.js";
 import { startOptionsFor } from "./options.js";
 
 /** Which workers a command acts on: the named ones (each must exist), else every enabled one. */

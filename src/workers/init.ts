@@ -8,7 +8,10 @@ import { workersTemplate } from "./config.js";
 /** `workers init`: the commented template, never over a file the user wrote (unless --force). */
 export async function writeTemplate(file: string, force: boolean): Promise<void> {
   if (existsSync(file) && !force)
-    throw new UsageError(`${file} already exists`, "edit it, or pass --force to replace it with the template");
+    throw new UsageError(
+      `${file} already exists`,
+      "edit it, or pass --force to replace it with the template",
+    );
   await mkdir(path.dirname(file), { recursive: true });
   await writeFileAtomic(file, workersTemplate(), { mode: 0o644 });
 }

@@ -1,8 +1,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Counter, Gauge, Registry } from "prom-client";
-import { heartbeatAgeMs } from "./state.js";
-import { WORKER_STATES, type WorkerHeartbeat } from "./state.js";
+import { heartbeatAgeMs, WORKER_STATES, type WorkerHeartbeat } from "./state.js";
 
 /**
  * The supervisor's Prometheus metrics. Gauges are read from the workers'
@@ -45,8 +44,11 @@ export class FleetMetrics {
           for (const heartbeat of heartbeats()) fill(this, heartbeat);
         },
       });
-    gauge("openwork_worker_up", "1 when the worker's runtime is running (healthy or degraded).", ["worker"], (g, h) =>
-      g.set({ worker: h.name }, h.state === "running" || h.state === "degraded" ? 1 : 0),
+    gauge(
+      "openwork_worker_up",
+      "1 when the worker's runtime is running (healthy or degraded).",
+      ["worker"],
+      (g, h) => g.set({ worker: h.name }, h.state === "running" || h.state === "degraded" ? 1 : 0),
     );
     gauge(
       "openwork_worker_state",
@@ -73,11 +75,19 @@ export class FleetMetrics {
         if (h.lastStartMs !== null) g.set({ worker: h.name }, h.lastStartMs / 1000);
       },
     );
-    gauge("openwork_worker_memory_bytes", "Resident memory of the worker's runtime (all its processes).", ["worker"], (g, h) => {
-      if (h.memoryBytes !== null) g.set({ worker: h.name }, h.memoryBytes);
-    });
-    gauge("openwork_worker_heartbeat_age_seconds", "Seconds since the worker was last checked.", ["worker"], (g, h) =>
-      g.set({ worker: h.name }, heartbeatAgeMs(h) / 1000),
+    gauge(
+      "openwork_worker_memory_bytes",
+      "Resident memory of the worker's runtime (all its processes).",
+      ["worker"],
+      (g, h) => {
+        if (h.memoryBytes !== null) g.set({ worker: h.name }, h.memoryBytes);
+      },
+    );
+    gauge(
+      "openwork_worker_heartbeat_age_seconds",
+      "Seconds since the worker was last checked.",
+      ["worker"],
+      (g, h) => g.set({ worker: h.name }, heartbeatAgeMs(h) / 1000),
     );
   }
 
@@ -104,7 +114,8 @@ export class FleetMetrics {
       }
       this.registry.metrics().then(
         (text) => response.writeHead(200, { "content-type": this.registry.contentType }).end(text),
-        (error: unknown) => response.writeHead(500, { "content-type": "text/plain" }).end(`${String(error)}\n`),
+        (error: unknown) =>
+          response.writeHead(500, { "content-type": "text/plain" }).end(`${String(error)}\n`),
       );
     });
     await new Promise<void>((resolve, reject) => {

@@ -44,12 +44,20 @@ export function decideRestart(
       reason: `restarted ${recent.length} times within ${formatMs(policy.windowMs)} (maxRestarts ${policy.maxRestarts})`,
     };
   }
-  const next: RestartLedger = { recent: [...recent, now], total: ledger.total + 1, consecutive: consecutive + 1 };
+  const next: RestartLedger = {
+    recent: [...recent, now],
+    total: ledger.total + 1,
+    consecutive: consecutive + 1,
+  };
   return { kind: "restart", delayMs: backoffDelay(policy, next.consecutive, random), ledger: next };
 }
 
 /** initial × factor^(n−1), capped at max, then spread by ±jitter so a fleet does not restart in lockstep. */
-export function backoffDelay(policy: RestartPolicy, attempt: number, random: () => number = Math.random): number {
+export function backoffDelay(
+  policy: RestartPolicy,
+  attempt: number,
+  random: () => number = Math.random,
+): number {
   const { initialMs, maxMs, factor, jitter } = policy.backoff;
   const base = Math.min(maxMs, initialMs * factor ** Math.max(0, attempt - 1));
   const spread = base * jitter * (2 * random() - 1);

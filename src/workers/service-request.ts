@@ -1,8 +1,8 @@
 import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
-import { openworkPaths } from "../config/paths.js";
 import { packageRoot } from "../config/package-root.js";
+import { openworkPaths } from "../config/paths.js";
 import { OpenworkError } from "../errors/errors.js";
 import type { WorkersConfig } from "./config.js";
 import { workersStateDir } from "./paths.js";
@@ -13,7 +13,11 @@ import { type ServicePlan, servicePlan } from "./service.js";
  * the supervisor, as whom, with which OPENWORK_HOME — the same ones this
  * command runs with, so the service sees the fleet this user sees.
  */
-export function planServiceForFile(file: string, stopTimeoutMs: number, scope: "user" | "system"): ServicePlan {
+export function planServiceForFile(
+  file: string,
+  stopTimeoutMs: number,
+  scope: "user" | "system",
+): ServicePlan {
   const env: Record<string, string> = { PATH: process.env.PATH ?? "/usr/local/bin:/usr/bin:/bin" };
   if (process.env.OPENWORK_HOME) env.OPENWORK_HOME = path.resolve(process.env.OPENWORK_HOME);
   if (process.env.DOCKER_HOST) env.DOCKER_HOST = process.env.DOCKER_HOST;
@@ -48,9 +52,13 @@ export function runServiceCommand(tolerateNotLoaded: boolean): (argv: string[]) 
     const result = await execa(command, args, { reject: false, stdin: "ignore" });
     if (result.exitCode === 0) return;
     const stderr = String(result.stderr ?? "").trim();
-    if (tolerateNotLoaded && /not loaded|not found|does not exist|No such|Could not find/i.test(stderr)) return;
-    throw new OpenworkError(`${argv.join(" ")} failed (exit ${result.exitCode ?? "?"}): ${stderr || "no output"}`, {
-      code: "service_command_failed",
-    });
+    if (tolerateNotLoaded && /not loaded|not found|does not exist|No such|Could not find/i.test(stderr))
+      return;
+    throw new OpenworkError(
+      `${argv.join(" ")} failed (exit ${result.exitCode ?? "?"}): ${stderr || "no output"}`,
+      {
+        code: "service_command_failed",
+      },
+    );
   };
 }

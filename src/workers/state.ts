@@ -3,7 +3,7 @@ import path from "node:path";
 import { z } from "zod";
 import { writeFileAtomic } from "../files/atomic.js";
 import { readJsonFile } from "../files/json.js";
-import { type ProcessIdentity, isAlive } from "../processes/identity.js";
+import { isAlive, type ProcessIdentity } from "../processes/identity.js";
 
 export const WORKER_STATES = [
   /** a start is in progress */

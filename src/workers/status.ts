@@ -2,7 +2,7 @@ import { ExitCode, type ExitCodeValue } from "../errors/errors.js";
 import type { RunRecord } from "../runs/record.js";
 import type { RunRegistry } from "../runs/registry.js";
 import { describeRun, type RunStatus } from "../runs/status.js";
-import type { WorkersConfig, WorkerSpec } from "./config.js";
+import type { WorkerSpec, WorkersConfig } from "./config.js";
 import { runsOfWorkers } from "./fleet.js";
 import { readHolds } from "./holds.js";
 import {
@@ -114,8 +114,7 @@ async function workerStatus(
   const startedAt = running?.startedAt ? Date.parse(running.startedAt) : null;
   const uptimeMs = startedAt === null ? null : Math.max(0, Date.now() - startedAt);
   const age = heartbeat ? heartbeatAgeMs(heartbeat) : null;
-  const averageCpu =
-    usage && uptimeMs !== null && uptimeMs > 0 ? usage.cpuSeconds / (uptimeMs / 1000) : null;
+  const averageCpu = usage && uptimeMs !== null && uptimeMs > 0 ? usage.cpuSeconds / (uptimeMs / 1000) : null;
   return {
     name: worker.name,
     enabled: worker.enabled,
@@ -158,7 +157,11 @@ function stateOf(
 /** 0: every enabled, unheld worker is healthy; 1: one is not; 3: none of them runs. */
 export function fleetExitCode(status: FleetStatus): ExitCodeValue {
   const wanted = status.workers.filter((worker) => worker.enabled && !worker.held);
-  if (!status.workers.some((worker) => worker.runId !== null && worker.state !== "stopped" && worker.url !== null))
+  if (
+    !status.workers.some(
+      (worker) => worker.runId !== null && worker.state !== "stopped" && worker.url !== null,
+    )
+  )
     return ExitCode.notRunning;
   return wanted.every((worker) => worker.healthy) ? ExitCode.ok : ExitCode.failure;
 }

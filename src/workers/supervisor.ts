@@ -1,12 +1,12 @@
-import { mkdir } from "node:fs/promises";
 import { type FSWatcher, watch } from "node:fs";
+import { mkdir } from "node:fs/promises";
 import path from "node:path";
 import { errorMessage, isOpenworkError, OpenworkError, oneLine } from "../errors/errors.js";
 import { withLock } from "../locks/lock.js";
 import type { Logger } from "../logging/logger.js";
 import { identityOf, type ProcessIdentity } from "../processes/identity.js";
 import type { RunRegistry } from "../runs/registry.js";
-import { loadWorkersConfig, sameWorker, type WorkersConfig, type WorkerSpec } from "./config.js";
+import { loadWorkersConfig, sameWorker, type WorkerSpec, type WorkersConfig } from "./config.js";
 import { readHolds } from "./holds.js";
 import { FleetMetrics } from "./metrics.js";
 import {
@@ -53,7 +53,6 @@ export class Supervisor {
   private readonly stopping = new AbortController();
   private config: WorkersConfig;
   private configError: string | null = null;
-  private holds = new Set<string>();
   private identity: ProcessIdentity | undefined;
   private startedAt = new Date().toISOString();
   private metricsUrl: string | null = null;
@@ -78,11 +77,9 @@ export class Supervisor {
         closers.push(served.close);
         log.info({ url: served.url }, "serving Prometheus metrics");
       }
-      this.holds = readHolds(stateDir);
       for (const spec of this.config.workers) this.add(spec);
       await this.writeHeartbeats();
       const beat = setInterval(() => {
-        this.holds = readHolds(stateDir);
         this.writeHeartbeats().catch((error: unknown) =>
           log.warn(`could not write the heartbeats: ${errorMessage(error)}`),
         );
@@ -139,9 +136,11 @@ export class Supervisor {
     this.config = { ...next };
     for (const slot of removed) {
       await slot.end();
-      await slot.stopRuntime(this.config.stopTimeoutMs).catch((error: unknown) =>
-        log.warn({ worker: slot.name }, `could not stop a removed worker: ${errorMessage(error)}`),
-      );
+      await slot
+        .stopRuntime(this.config.stopTimeoutMs)
+        .catch((error: unknown) =>
+          log.warn({ worker: slot.name }, `could not stop a removed worker: ${errorMessage(error)}`),
+        );
       this.slots.delete(slot.name);
     }
     for (const spec of changed) {
@@ -173,7 +172,8 @@ export class Supervisor {
         registry: this.options.registry,
         log: this.options.log,
         heartbeatIntervalMs: this.config.heartbeatIntervalMs,
-        held: (name) => this.holds.has(name),
+        // Read at each look: `workers stop NAME` must win over a restart the next heartbeat would make.
+        held: (name) => readHolds(this.options.stateDir).has(name),
         onRestart: (name) => this.metrics.restarted(name),
         onUpgrade: (name, outcome) => this.metrics.upgraded(name, outcome),
         ...(this.options.extraLabels ? { extraLabels: this.options.extraLabels } : {}),

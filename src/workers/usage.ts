@@ -88,7 +88,8 @@ async function dockerUsage(id: string): Promise<UsageSample | null> {
     const usage = stats.memory_stats?.usage;
     if (usage === undefined) return null;
     // What `docker stats` shows: the page cache the kernel can drop is not the runtime's memory.
-    const cache = stats.memory_stats?.stats?.inactive_file ?? stats.memory_stats?.stats?.total_inactive_file ?? 0;
+    const cache =
+      stats.memory_stats?.stats?.inactive_file ?? stats.memory_stats?.stats?.total_inactive_file ?? 0;
     return {
       memoryBytes: Math.max(0, usage - cache),
       cpuSeconds: (stats.cpu_stats?.cpu_usage?.total_usage ?? 0) / 1e9,

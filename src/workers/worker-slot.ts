@@ -1,13 +1,13 @@
 import { realpath } from "node:fs/promises";
 import path from "node:path";
-import { errorMessage, oneLine, isOpenworkError } from "../errors/errors.js";
+import { errorMessage, isOpenworkError, oneLine } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
+import { sleep } from "../retry/poll.js";
 import { reconcileWorkspace, stopRun } from "../runs/reconcile.js";
 import type { RunRecord } from "../runs/record.js";
 import type { RunRegistry } from "../runs/registry.js";
 import { startRun } from "../runs/start.js";
 import { describeRun } from "../runs/status.js";
-import { sleep } from "../retry/poll.js";
 import type { WorkerSpec } from "./config.js";
 import { startOptionsFor } from "./options.js";
 import { decideRestart, emptyLedger, memoryVerdict, type RestartLedger } from "./policy.js";
@@ -110,7 +110,8 @@ export class WorkerSlot {
       name: this.spec.name,
       state: this.spec.enabled ? this.state : "disabled",
       runId: this.runId,
-      heartbeatAt: new Date(this.heartbeatAt).toISOString(),
+      // A start in progress is the loop at work, not a stuck one (the supervisor's own updatedAt says that).
+      heartbeatAt: new Date(this.state === "starting" ? this.now : this.heartbeatAt).toISOString(),
       lastHealthyAt: iso(this.lastHealthyAt),
       upSince: iso(this.upSince),
       lastStartMs: this.lastStartMs,
@@ -152,7 +153,8 @@ export class WorkerSlot {
       await this.check(first);
       first = false;
       this.heartbeatAt = this.now;
-      const untilAttempt = this.nextAttemptAt === null ? Number.POSITIVE_INFINITY : this.nextAttemptAt - this.now;
+      const untilAttempt =
+        this.nextAttemptAt === null ? Number.POSITIVE_INFINITY : this.nextAttemptAt - this.now;
       await this.pause(Math.max(0, Math.min(this.context.heartbeatIntervalMs, untilAttempt)));
     }
   }
@@ -169,8 +171,12 @@ export class WorkerSlot {
   private async check(first: boolean): Promise<void> {
     if (!this.spec.enabled) return;
     if (this.context.held(this.spec.name)) {
+      // Stopped by hand: nothing to count when it is released, just a start.
       this.state = "stopped";
       this.nextAttemptAt = null;
+      this.runId = null;
+      this.upSince = null;
+      this.components = {};
       return;
     }
     const record = await this.liveRun();
@@ -202,7 +208,10 @@ export class WorkerSlot {
       } else if (this.unreachable < UNREACHABLE_LIMIT) {
         return;
       }
-      this.log.warn({ runId: record.runId }, `${this.lastError ?? "its runtime is not healthy"}; replacing it`);
+      this.log.warn(
+        { runId: record.runId },
+        `${this.lastError ?? "its runtime is not healthy"}; replacing it`,
+      );
       await stopRun(this.context.registry, record, this.log, 10_000).catch(() => {});
       return this.afterLoss();
     }
@@ -214,7 +223,9 @@ export class WorkerSlot {
       return this.afterLoss();
     }
     if (this.nextAttemptAt !== null && this.now < this.nextAttemptAt) return;
-    await this.start(this.runId === null && this.ledger.total === 0 && this.lastError === null ? "first" : "restart");
+    await this.start(
+      this.runId === null && this.ledger.total === 0 && this.lastError === null ? "first" : "restart",
+    );
   }
 
   /** Look at a running run through its server; true when it and every component are healthy. */
@@ -323,14 +334,20 @@ export class WorkerSlot {
       if (!result.reused) this.lastStartMs = this.now - began;
       this.state = "running";
       this.lastHealthyAt = this.now;
-      this.upSince = result.reused && result.record.startedAt ? Date.parse(result.record.startedAt) : this.now;
+      this.upSince =
+        result.reused && result.record.startedAt ? Date.parse(result.record.startedAt) : this.now;
       if (!result.reused) this.lastError = null;
-      this.log.info({ runId: this.runId, reused: result.reused }, result.reused ? "adopted the running runtime" : "worker started");
+      this.log.info(
+        { runId: this.runId, reused: result.reused },
+        result.reused ? "adopted the running runtime" : "worker started",
+      );
       await this.observe(result.record);
     } catch (error) {
       if (this.signal.aborted) return;
       if (isOpenworkError(error) && error.code === "options_differ" && why !== "replace") {
-        this.log.info("the running runtime was started with other options than workers.json says; replacing it");
+        this.log.info(
+          "the running runtime was started with other options than workers.json says; replacing it",
+        );
         return this.start("replace");
       }
       this.lastError = isOpenworkError(error) ? oneLine(error) : errorMessage(error);

@@ -41,7 +41,12 @@ function writeConfig(file: string, workers: object[], extra: object = {}): void 
   writeFileSync(file, `// written by the workers e2e test\n${body.replace(/\n}$/, ",\n}")}\n`);
 }
 
-const restart = { maxRestarts: 3, window: "5m", minUptime: "2s", backoff: { initial: "1s", max: "2s", jitter: 0 } };
+const restart = {
+  maxRestarts: 3,
+  window: "5m",
+  minUptime: "2s",
+  backoff: { initial: "1s", max: "2s", jitter: 0 },
+};
 
 describe("workers: a fleet from one file", { concurrency: false, timeout: 600_000 }, () => {
   const home = mkdtempSync(path.join(os.tmpdir(), "openwork-home-workers-"));
@@ -105,10 +110,22 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
     assert.equal(result.exitCode, 2, result.stderr);
     const lines = result.stderr.split("\n");
     assert.match(lines[0] ?? "", /workers\.json: [4-9] problems/);
-    assert.ok(lines.some((l) => /:3:\d+: workers\[0\]\.cpus/.test(l)), result.stderr);
-    assert.ok(lines.some((l) => /:4:\d+: .*colour/.test(l)), result.stderr);
-    assert.ok(lines.some((l) => /:4:\d+: .*duplicate|:4:\d+: .*already/.test(l)), result.stderr);
-    assert.ok(lines.some((l) => /:5:\d+: workers\[2\]\.workspace/.test(l)), result.stderr);
+    assert.ok(
+      lines.some((l) => /:3:\d+: workers\[0\]\.cpus/.test(l)),
+      result.stderr,
+    );
+    assert.ok(
+      lines.some((l) => /:4:\d+: .*colour/.test(l)),
+      result.stderr,
+    );
+    assert.ok(
+      lines.some((l) => /:4:\d+: .*duplicate|:4:\d+: .*already/.test(l)),
+      result.stderr,
+    );
+    assert.ok(
+      lines.some((l) => /:5:\d+: workers\[2\]\.workspace/.test(l)),
+      result.stderr,
+    );
     const runs = await runCli(["--json", "status", "--all"], { home, env });
     assert.deepEqual(JSON.parse(runs.stdout).runs, []);
 
@@ -127,7 +144,11 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
       timeoutMs: 240_000,
     });
     assert.equal(started.exitCode, 0, started.stderr);
-    const results = JSON.parse(started.stdout).results as Array<{ name: string; outcome: string; runId: string }>;
+    const results = JSON.parse(started.stdout).results as Array<{
+      name: string;
+      outcome: string;
+      runId: string;
+    }>;
     assert.deepEqual(
       results.map((r) => [r.name, r.outcome]),
       [
@@ -140,25 +161,40 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
     const again = await runCli(["--json", "workers", "--config", config, "start"], { home, env });
     assert.equal(again.exitCode, 0, again.stderr);
     assert.deepEqual(
-      (JSON.parse(again.stdout).results as Array<{ outcome: string; runId: string }>).map((r) => [r.outcome, r.runId]),
+      (JSON.parse(again.stdout).results as Array<{ outcome: string; runId: string }>).map((r) => [
+        r.outcome,
+        r.runId,
+      ]),
       results.map((r) => ["running", r.runId]),
     );
 
-    supervisor = execa(process.execPath, [CLI, "--log-format", "json", "workers", "--config", config, "run"], {
-      env: { ...env, OPENWORK_HOME: home },
-      reject: false,
-    });
-    const adopted = await waitFor(async () => {
-      const f = await fleet();
-      return f.supervisor.state === "running" && f.workers.every((w) => w.state === "running") ? f : undefined;
-    }, { timeoutMs: 60_000, intervalMs: 500, what: "the supervisor adopting the three workers" });
+    supervisor = execa(
+      process.execPath,
+      [CLI, "--log-format", "json", "workers", "--config", config, "run"],
+      {
+        env: { ...env, OPENWORK_HOME: home },
+        reject: false,
+      },
+    );
+    const adopted = await waitFor(
+      async () => {
+        const f = await fleet();
+        return f.supervisor.state === "running" && f.workers.every((w) => w.state === "running")
+          ? f
+          : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 500, what: "the supervisor adopting the three workers" },
+    );
     assert.deepEqual(
       adopted.workers.map((w) => w.runId),
       results.map((r) => r.runId),
       "the supervisor adopts the running runtimes",
     );
     for (const w of adopted.workers) {
-      assert.ok(w.heartbeatAgeMs !== null && w.heartbeatAgeMs < 3000, `${w.name} heartbeat ${w.heartbeatAgeMs}`);
+      assert.ok(
+        w.heartbeatAgeMs !== null && w.heartbeatAgeMs < 3000,
+        `${w.name} heartbeat ${w.heartbeatAgeMs}`,
+      );
       assert.equal(w.stale, false);
       assert.equal(w.restarts, 0);
       assert.equal(w.components.opencode, "healthy");
@@ -180,11 +216,16 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
     const statusD = JSON.parse((await runCli(["--json", "status", d.runId as string], { home, env })).stdout);
     await execa("docker", ["kill", statusD.local.id]);
 
-    const healed = await waitFor(async () => {
-      const f = await fleet();
-      const nd = row(f, "d");
-      return nd.state === "running" && nd.runId !== d.runId && row(f, "a").state === "running" ? f : undefined;
-    }, { timeoutMs: 90_000, intervalMs: 500, what: "worker d started again and a running again" });
+    const healed = await waitFor(
+      async () => {
+        const f = await fleet();
+        const nd = row(f, "d");
+        return nd.state === "running" && nd.runId !== d.runId && row(f, "a").state === "running"
+          ? f
+          : undefined;
+      },
+      { timeoutMs: 90_000, intervalMs: 500, what: "worker d started again and a running again" },
+    );
     assert.equal(row(healed, "a").runId, a.runId, "the engine was restarted inside its run");
     const newA = JSON.parse((await runCli(["--json", "status", a.runId as string], { home, env })).stdout);
     assert.notEqual(newA.runtime.summary.components.opencode.pid, enginePid);
@@ -208,26 +249,38 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
     const before = await fleet();
     writeConfig(config, [worker("a"), worker("c"), worker("d", { sandbox: "docker" })]);
     supervisor.kill("SIGHUP");
-    const after = await waitFor(async () => {
-      const f = await fleet();
-      return f.workers.length === 3 && row(f, "c")?.state === "running" ? f : undefined;
-    }, { timeoutMs: 60_000, intervalMs: 500, what: "worker c running after the reload" });
+    const after = await waitFor(
+      async () => {
+        const f = await fleet();
+        return f.workers.length === 3 && row(f, "c")?.state === "running" ? f : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 500, what: "worker c running after the reload" },
+    );
     assert.equal(row(after, "a").runId, row(before, "a").runId);
     assert.equal(row(after, "d").runId, row(before, "d").runId);
-    const removed = await waitFor(async () => {
-      const status = JSON.parse((await runCli(["--json", "status", row(before, "b").runId as string], { home, env })).stdout);
-      return status.state === "stopped" ? status : undefined;
-    }, { timeoutMs: 30_000, intervalMs: 500, what: "worker b's run stopped" });
+    const removed = await waitFor(
+      async () => {
+        const status = JSON.parse(
+          (await runCli(["--json", "status", row(before, "b").runId as string], { home, env })).stdout,
+        );
+        return status.state === "stopped" ? status : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 500, what: "worker b's run stopped" },
+    );
     assert.equal(removed.state, "stopped");
 
     writeFileSync(config, '{ "workers": [ { "name": "a", ');
     supervisor.kill("SIGHUP");
     // The supervisor keeps its fleet (status itself cannot read the file now: it says so and exits 2).
-    await waitFor(async () => {
-      const file = readSupervisorState(home);
-      return file?.configError ? file : undefined;
-    }, { timeoutMs: 15_000, intervalMs: 500, what: "the refused reload to be reported" });
-    const still = JSON.parse((await runCli(["--json", "status", "--all"], { home, env })).stdout).runs as Array<{
+    await waitFor(
+      async () => {
+        const file = readSupervisorState(home);
+        return file?.configError ? file : undefined;
+      },
+      { timeoutMs: 15_000, intervalMs: 500, what: "the refused reload to be reported" },
+    );
+    const still = JSON.parse((await runCli(["--json", "status", "--all"], { home, env })).stdout)
+      .runs as Array<{
       runId: string;
       state: string;
     }>;
@@ -252,7 +305,10 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
     supervisor = undefined;
     const orphaned = await fleet();
     assert.equal(orphaned.supervisor.state, "not-running");
-    assert.ok(orphaned.workers.every((w) => w.healthy), "the workers outlive their supervisor");
+    assert.ok(
+      orphaned.workers.every((w) => w.healthy),
+      "the workers outlive their supervisor",
+    );
 
     const supervised = await runCli(["--json", "workers", "--config", config, "start", "--supervise"], {
       home,
@@ -262,20 +318,28 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
     assert.equal(supervised.exitCode, 0, supervised.stderr);
     const doc = JSON.parse(supervised.stdout);
     assert.equal(doc.started.already, false);
-    const again = await runCli(["--json", "workers", "--config", config, "start", "--supervise"], { home, env });
+    const again = await runCli(["--json", "workers", "--config", config, "start", "--supervise"], {
+      home,
+      env,
+    });
     assert.equal(JSON.parse(again.stdout).started.already, true, "idempotent");
     assert.equal(JSON.parse(again.stdout).started.pid, doc.started.pid);
-    const adopted = await waitFor(async () => {
-      const f = await fleet();
-      return f.workers.every((w) => w.state === "running") ? f : undefined;
-    }, { timeoutMs: 60_000, intervalMs: 500, what: "the new supervisor adopting the workers" });
+    const adopted = await waitFor(
+      async () => {
+        const f = await fleet();
+        return f.workers.every((w) => w.state === "running") ? f : undefined;
+      },
+      { timeoutMs: 60_000, intervalMs: 500, what: "the new supervisor adopting the workers" },
+    );
     assert.deepEqual(
       adopted.workers.map((w) => w.runId),
       before.workers.map((w) => w.runId),
     );
-    const live = (JSON.parse((await runCli(["--json", "status", "--all"], { home, env })).stdout).runs as Array<{
-      state: string;
-    }>).filter((r) => r.state === "running");
+    const live = (
+      JSON.parse((await runCli(["--json", "status", "--all"], { home, env })).stdout).runs as Array<{
+        state: string;
+      }>
+    ).filter((r) => r.state === "running");
     assert.equal(live.length, 3, "one runtime per worker");
 
     const began = Date.now();
@@ -284,7 +348,10 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
     assert.ok(Date.now() - began < 45_000, `stopped in ${Date.now() - began} ms (stopTimeout 30s)`);
     const end = await fleet();
     assert.equal(end.supervisor.state, "not-running");
-    assert.ok(end.workers.every((w) => w.state === "stopped"), JSON.stringify(end.workers.map((w) => w.state)));
+    assert.ok(
+      end.workers.every((w) => w.state === "stopped"),
+      JSON.stringify(end.workers.map((w) => w.state)),
+    );
   });
 
   it("a worker whose engine always dies goes to failed after maxRestarts; the other stays healthy; SIGTERM exits 0", async () => {
@@ -308,21 +375,33 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
             allowExternal: true,
             allowVersionMismatch: true,
             healthTimeout: "15s",
-            restart: { maxRestarts: 2, window: "5m", minUptime: "5s", backoff: { initial: "500ms", max: "1s", jitter: 0 } },
+            restart: {
+              maxRestarts: 2,
+              window: "5m",
+              minUptime: "5s",
+              backoff: { initial: "500ms", max: "1s", jitter: 0 },
+            },
           },
           { name: "fine", workspace: workspaces.c, restart },
         ],
       }),
     );
-    const child = execa(process.execPath, [CLI, "--log-format", "json", "workers", "--config", failing, "run"], {
-      env: { ...env, OPENWORK_HOME: home },
-      reject: false,
-    });
+    const child = execa(
+      process.execPath,
+      [CLI, "--log-format", "json", "workers", "--config", failing, "run"],
+      {
+        env: { ...env, OPENWORK_HOME: home },
+        reject: false,
+      },
+    );
     try {
-      const settled = await waitFor(async () => {
-        const f = await fleet(failing);
-        return row(f, "dies").state === "failed" && row(f, "fine").state === "running" ? f : undefined;
-      }, { timeoutMs: 150_000, intervalMs: 500, what: "worker dies failed and worker fine running" });
+      const settled = await waitFor(
+        async () => {
+          const f = await fleet(failing);
+          return row(f, "dies").state === "failed" && row(f, "fine").state === "running" ? f : undefined;
+        },
+        { timeoutMs: 150_000, intervalMs: 500, what: "worker dies failed and worker fine running" },
+      );
       const dies = row(settled, "dies");
       assert.equal(dies.restarts, 2);
       assert.match(dies.lastError ?? "", /maxRestarts 2/);

@@ -5,9 +5,9 @@ import path from "node:path";
 import { test } from "node:test";
 import { Command } from "commander";
 import { addSidecarOverrideOptions } from "../../src/cli/sidecar-options.js";
-import { sourcePolicyFrom } from "../../src/sources/policy.js";
 import { isTransient, TransientError } from "../../src/download/retry.js";
 import { OpenworkError, UsageError } from "../../src/errors/errors.js";
+import { sourcePolicyFrom } from "../../src/sources/policy.js";
 
 test("override flags parse into a source policy; misuse is a usage error", () => {
   const dir = mkdtempSync(path.join(os.tmpdir(), "openwork-flags-"));

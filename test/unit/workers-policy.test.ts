@@ -19,8 +19,14 @@ describe("workers restart policy", () => {
       [1, 2, 3, 4, 5].map((n) => backoffDelay(policy, n, middle)),
       [1000, 2000, 4000, 8000, 8000],
     );
-    assert.equal(backoffDelay(policy, 1, () => 0), 500);
-    assert.equal(backoffDelay(policy, 1, () => 1), 1500);
+    assert.equal(
+      backoffDelay(policy, 1, () => 0),
+      500,
+    );
+    assert.equal(
+      backoffDelay(policy, 1, () => 1),
+      1500,
+    );
   });
 
   it("gives up after maxRestarts within the window, and forgets restarts older than the window", () => {
@@ -35,7 +41,8 @@ describe("workers restart policy", () => {
     assert.deepEqual(delays, [1000, 2000, 4000]);
     const fourth = decideRestart(policy, ledger, 5000, 0, middle);
     assert.equal(fourth.kind, "give-up");
-    if (fourth.kind === "give-up") assert.match(fourth.reason, /restarted 3 times within 1m \(maxRestarts 3\)/);
+    if (fourth.kind === "give-up")
+      assert.match(fourth.reason, /restarted 3 times within 1m \(maxRestarts 3\)/);
     // A minute later the window is empty again.
     const later = decideRestart(policy, ledger, 70_000, 0, middle);
     assert.equal(later.kind, "restart");

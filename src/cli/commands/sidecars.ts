@@ -3,8 +3,8 @@ import type { Command } from "commander";
 import { oneLine } from "../../errors/errors.js";
 import type { InventoryRow } from "../../sidecars/inventory.js";
 import { hostTarget, parseTarget, sandboxTarget, type Target } from "../../sidecars/platform.js";
-import { type CommandContext, contextFrom } from "../context.js";
 import { sourcePolicyFrom } from "../../sources/policy.js";
+import { type CommandContext, contextFrom } from "../context.js";
 import { addSourceOption } from "../sidecar-options.js";
 import { formatBytes, renderTable } from "../table.js";
 

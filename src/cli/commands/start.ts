@@ -3,8 +3,8 @@ import { UsageError } from "../../errors/errors.js";
 import { printable } from "../../logging/terminal.js";
 import { parseLabels } from "../../sandbox/backend.js";
 import { parseCpus, parseMemory, parsePids } from "../../sandbox/limits.js";
-import { contextFrom } from "../context.js";
 import { sourcePolicyFrom } from "../../sources/policy.js";
+import { contextFrom } from "../context.js";
 import { addSidecarOverrideOptions, addSourceOption } from "../sidecar-options.js";
 import { holdSignals, shutdown } from "../signals.js";
 

@@ -13,13 +13,16 @@ interface WorkersFlags {
 function wholeNumber(value: string | undefined, flag: string, min = 0): number | undefined {
   if (value === undefined) return undefined;
   if (!/^[0-9]+$/.test(value) || Number(value) < min)
-    throw new UsageError(`${flag} must be a whole number${min > 0 ? ` of at least ${min}` : ""}, not "${value}"`);
+    throw new UsageError(
+      `${flag} must be a whole number${min > 0 ? ` of at least ${min}` : ""}, not "${value}"`,
+    );
   return Number(value);
 }
 
 function seconds(value: string, flag: string): number {
   const number = Number(value);
-  if (!Number.isFinite(number) || number < 0) throw new UsageError(`${flag} must be a number of seconds, not "${value}"`);
+  if (!Number.isFinite(number) || number < 0)
+    throw new UsageError(`${flag} must be a number of seconds, not "${value}"`);
   return number * 1000;
 }
 
@@ -28,7 +31,8 @@ function metricsPort(value: string | undefined): number | null {
   if (value === undefined) return 0;
   if (value === "off") return null;
   const port = wholeNumber(value, "--metrics-port");
-  if (port === undefined || port > 65535) throw new UsageError(`--metrics-port must be 0–65535 or "off", not "${value}"`);
+  if (port === undefined || port > 65535)
+    throw new UsageError(`--metrics-port must be 0–65535 or "off", not "${value}"`);
   return port;
 }
 
@@ -56,7 +60,9 @@ async function loadConfig(ctx: CommandContext, file: string): Promise<WorkersCon
 }
 
 function extraLabels(): Promise<Record<string, string>> {
-  return import("../../sandbox/backend.js").then(({ parseLabels }) => parseLabels(process.env.OPENWORK_LABELS));
+  return import("../../sandbox/backend.js").then(({ parseLabels }) =>
+    parseLabels(process.env.OPENWORK_LABELS),
+  );
 }
 
 export function registerWorkers(program: Command): void {
@@ -79,7 +85,10 @@ export function registerWorkers(program: Command): void {
       const { ctx, file } = await fleetContext(command);
       const { writeTemplate } = await import("../../workers/init.js");
       await writeTemplate(file, flags.force === true);
-      ctx.output({ config: file, written: true }, () => `wrote ${file}; edit it, then run \`openwork workers start\``);
+      ctx.output(
+        { config: file, written: true },
+        () => `wrote ${file}; edit it, then run \`openwork workers start\``,
+      );
     });
 
   workers
@@ -90,8 +99,14 @@ export function registerWorkers(program: Command): void {
     )
     .argument("[names...]", "workers to start (default: every enabled one)")
     .option("--parallel <n>", "how many workers start at once", "4")
-    .option("--supervise", "start `workers run` in the background (idempotent) and wait for its first heartbeat")
-    .option("--metrics-port <port>", "with --supervise: the supervisor's /metrics port on 127.0.0.1 (0: any, off)")
+    .option(
+      "--supervise",
+      "start `workers run` in the background (idempotent) and wait for its first heartbeat",
+    )
+    .option(
+      "--metrics-port <port>",
+      "with --supervise: the supervisor's /metrics port on 127.0.0.1 (0: any, off)",
+    )
     .action(
       async (
         names: string[],
@@ -118,6 +133,7 @@ export function registerWorkers(program: Command): void {
             const { supervisor, already } = await superviseInBackground({
               configFile: file,
               stateDir,
+              workers: config.workers.length,
               metricsPort: metricsPort(flags.metricsPort),
               waitMs: longest * 2,
               signal: shutdown.signal,
@@ -131,7 +147,9 @@ export function registerWorkers(program: Command): void {
                 renderFleet(status),
               ].join("\n"),
             );
-            const failed = status.workers.filter((w) => w.enabled && !w.held && (w.state === "failed" || w.state === "backoff"));
+            const failed = status.workers.filter(
+              (w) => w.enabled && !w.held && (w.state === "failed" || w.state === "backoff"),
+            );
             process.exitCode = failed.length > 0 ? ExitCode.failure : ExitCode.ok;
             return;
           }
@@ -146,7 +164,9 @@ export function registerWorkers(program: Command): void {
             extraLabels: await extraLabels(),
           });
           ctx.output({ config: file, results }, () => renderStartResults(results));
-          process.exitCode = results.some((result) => result.outcome === "failed") ? ExitCode.failure : ExitCode.ok;
+          process.exitCode = results.some((result) => result.outcome === "failed")
+            ? ExitCode.failure
+            : ExitCode.ok;
         } finally {
           release();
         }
@@ -219,7 +239,10 @@ export function registerWorkers(program: Command): void {
         while (!shutdown.signal.aborted) {
           const status = await fleetStatus({ config, stateDir, registry });
           if (ctx.json) process.stdout.write(`${JSON.stringify(status)}\n`);
-          else if (tty) process.stdout.write(`\x1b[H\x1b[2J${new Date().toLocaleTimeString()}  ${file}\n${renderFleet(status)}\n`);
+          else if (tty)
+            process.stdout.write(
+              `\x1b[H\x1b[2J${new Date().toLocaleTimeString()}  ${file}\n${renderFleet(status)}\n`,
+            );
           else process.stdout.write(`--- ${new Date().toISOString()}\n${renderFleet(status)}\n`);
           await sleep(interval, shutdown.signal).catch(() => {});
         }
@@ -252,10 +275,16 @@ export function registerWorkers(program: Command): void {
         let supervisor: { pid: number; stopped: boolean } | null = null;
         if (names.length > 0) await setHolds(stateDir, names, true);
         else supervisor = await stopSupervisor(stateDir, config.stopTimeoutMs + 15_000);
-        const results = await stopWorkers({ workers: selected, registry: new RunRegistry(), log: ctx.log, graceMs });
+        const results = await stopWorkers({
+          workers: selected,
+          registry: new RunRegistry(),
+          log: ctx.log,
+          graceMs,
+        });
         ctx.output({ config: file, supervisor, results }, () => {
           const lines = results.map(
-            (r) => `${r.name}: ${r.outcome === "stopped" ? `stopped (run ${r.runId})` : "not running"}${r.notRecorded ? ` (not recorded: ${r.notRecorded})` : ""}`,
+            (r) =>
+              `${r.name}: ${r.outcome === "stopped" ? `stopped (run ${r.runId})` : "not running"}${r.notRecorded ? ` (not recorded: ${r.notRecorded})` : ""}`,
           );
           if (supervisor) lines.unshift(`supervisor (pid ${supervisor.pid}) stopped`);
           return lines.join("\n");
@@ -285,7 +314,11 @@ export function registerWorkers(program: Command): void {
         const { RunRegistry } = await import("../../runs/registry.js");
         const { renderStartResults } = await import("../render-workers.js");
         const selected = selectWorkers(config, names);
-        await setHolds(stateDir, selected.map((worker) => worker.name), false);
+        await setHolds(
+          stateDir,
+          selected.map((worker) => worker.name),
+          false,
+        );
         const results = await startWorkers({
           workers: selected,
           parallel,
@@ -296,7 +329,9 @@ export function registerWorkers(program: Command): void {
           extraLabels: await extraLabels(),
         });
         ctx.output({ config: file, results }, () => renderStartResults(results));
-        process.exitCode = results.some((result) => result.outcome === "failed") ? ExitCode.failure : ExitCode.ok;
+        process.exitCode = results.some((result) => result.outcome === "failed")
+          ? ExitCode.failure
+          : ExitCode.ok;
       } finally {
         release();
       }
@@ -338,10 +373,16 @@ export function registerWorkers(program: Command): void {
             const { RunRegistry } = await import("../../runs/registry.js");
             const { readRunLogs } = await import("../../runs/logs.js");
             const [worker] = selectWorkers(config, [name as string]);
-            const record = worker ? (await runsOfWorkers(new RunRegistry(), [worker])).get(worker.name) : undefined;
+            const record = worker
+              ? (await runsOfWorkers(new RunRegistry(), [worker])).get(worker.name)
+              : undefined;
             if (!record)
               throw new UsageError(`worker ${name} has never run`, "start it with `openwork workers start`");
-            await readRunLogs(record, { source: flags.component, follow: flags.follow === true, tail, signal }, emit);
+            await readRunLogs(
+              record,
+              { source: flags.component, follow: flags.follow === true, tail, signal },
+              emit,
+            );
           }
           if (shutdown.signal.aborted) process.exitCode = 0;
         } finally {
@@ -368,15 +409,22 @@ export function registerWorkers(program: Command): void {
       const plan = await planServiceFor(config, flags.system ? "system" : "user");
       if (flags.print) {
         ctx.output(plan, () =>
-          [`# ${plan.file}`, plan.content.trimEnd(), "", "# then:", ...plan.activate.map((argv) => argv.join(" "))].join("\n"),
+          [
+            `# ${plan.file}`,
+            plan.content.trimEnd(),
+            "",
+            "# then:",
+            ...plan.activate.map((argv) => argv.join(" ")),
+          ].join("\n"),
         );
         return;
       }
       const { installService } = await import("../../workers/service.js");
       const { runServiceCommand } = await import("../../workers/service-request.js");
       const installed = await installService(plan, { run: runServiceCommand(false) });
-      ctx.output({ ...installed, name: plan.name, kind: plan.kind }, () =>
-        `${installed.replaced ? "replaced" : "installed"} ${plan.file} and started ${plan.name}`,
+      ctx.output(
+        { ...installed, name: plan.name, kind: plan.kind },
+        () => `${installed.replaced ? "replaced" : "installed"} ${plan.file} and started ${plan.name}`,
       );
     });
 
@@ -393,8 +441,9 @@ export function registerWorkers(program: Command): void {
       const { uninstallService } = await import("../../workers/service.js");
       const removed = await uninstallService(plan, { run: runServiceCommand(true) });
       ctx.output({ ...removed, name: plan.name }, () =>
-        removed.removed ? `stopped and removed ${removed.file}` : `no service was installed at ${removed.file}`,
+        removed.removed
+          ? `stopped and removed ${removed.file}`
+          : `no service was installed at ${removed.file}`,
       );
     });
-
 }
