@@ -25,6 +25,7 @@ import { emulatorEnv } from "../test/helpers/apple-emulator.js";
 import { CLI } from "../test/helpers/cli.js";
 import { freePort } from "../test/helpers/net.js";
 import { sandboxWorkspace } from "../test/helpers/workspace.js";
+import { rawEngines } from "./raw-engine.js";
 
 const args = process.argv.slice(2);
 const rounds = Number(args[args.indexOf("--rounds") + 1] ?? 3) || 3;
@@ -33,44 +34,6 @@ const withDocker = !args.includes("--no-docker");
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
   return sorted[Math.floor(sorted.length / 2)] ?? Number.NaN;
-}
-
-async function rawOpencode(): Promise<number> {
-  const lookup = findBundled("opencode", hostTarget());
-  if (!lookup.found) throw new Error(lookup.reason);
-  const port = await freePort();
-  const home = mkdtempSync(path.join(os.tmpdir(), "bench-raw-"));
-  const started = performance.now();
-  const child = spawn(lookup.sidecar.path, ["serve", "--hostname", "127.0.0.1", "--port", String(port)], {
-    env: { ...process.env, HOME: home, OPENCODE_SERVER_PASSWORD: "bench-password" },
-    stdio: "ignore",
-  });
-  // The same short-then-doubling attempt timeouts as the entrypoint's probe: opencode leaves a
-  // request that arrives just after it starts listening unanswered, and a long fixed timeout
-  // would charge that wait to the baseline.
-  let attemptMs: number | undefined;
-  let timedOut = false;
-  try {
-    for (;;) {
-      attemptMs = nextAttemptTimeout(attemptMs, timedOut, 2000);
-      timedOut = false;
-      try {
-        const response = await request(`http://127.0.0.1:${port}/global/health`, {
-          headers: { authorization: `Basic ${Buffer.from("opencode:bench-password").toString("base64")}` },
-          headersTimeout: attemptMs,
-        });
-        const body = await response.body.text();
-        if (response.statusCode === 200 && body.includes('"healthy":true'))
-          return performance.now() - started;
-      } catch (error) {
-        // not yet listening, or listening but not answering yet
-        timedOut = (error as { code?: string }).code === "UND_ERR_HEADERS_TIMEOUT";
-      }
-      await new Promise((resolve) => setTimeout(resolve, 25));
-    }
-  } finally {
-    child.kill("SIGKILL");
-  }
 }
 
 /**
@@ -170,7 +133,7 @@ async function main(): Promise<void> {
     await openworkStart("container", home);
   }
   for (let round = 0; round < rounds; round++) {
-    raw.push(await rawOpencode());
+    raw.push(await rawEngines(1));
     host.push(await openworkStart("none", home));
     if (withDocker) {
       docker.push(await openworkStart("docker", home));

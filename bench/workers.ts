@@ -14,6 +14,7 @@ import { createDockerClient } from "../src/docker/client.js";
 import { CLI } from "../test/helpers/cli.js";
 import { sharedSandboxImage } from "../test/helpers/docker.js";
 import { sandboxWorkspace } from "../test/helpers/workspace.js";
+import { rawEngines } from "./raw-engine.js";
 
 const args = process.argv.slice(2);
 const option = (name: string, fallback: number) => {
@@ -77,11 +78,16 @@ const many = fleetFile(dir, fleetSize);
 await fleetUp(home, one);
 await fleetDown(home, one);
 
+const rawOne: number[] = [];
+const rawMany: number[] = [];
 const single: number[] = [];
 const fleet: number[] = [];
 const status: number[] = [];
 const statusAll: number[] = [];
 for (let round = 0; round < rounds; round++) {
+  // The floor, in the same round: bare engines on the host, one, then all at once.
+  rawOne.push(await rawEngines(1));
+  rawMany.push(await rawEngines(fleetSize));
   single.push(await fleetUp(home, one));
   await fleetDown(home, one);
   fleet.push(await fleetUp(home, many));
@@ -96,12 +102,19 @@ for (let round = 0; round < rounds; round++) {
 }
 
 const ratio = median(fleet) / median(single);
+const floor = median(rawMany) / median(rawOne);
 const rows = [
+  ["bare engine, 1 (host)", `${(median(rawOne) / 1000).toFixed(2)} s`, "—"],
+  [
+    `bare engines, ${fleetSize} at once (host)`,
+    `${(median(rawMany) / 1000).toFixed(2)} s`,
+    `${floor.toFixed(2)}× (the machine's own floor)`,
+  ],
   ["workers start, 1 Docker worker", `${(median(single) / 1000).toFixed(2)} s`, "—"],
   [
     `workers start, ${fleetSize} Docker workers (--parallel ${parallel})`,
     `${(median(fleet) / 1000).toFixed(2)} s`,
-    `${ratio.toFixed(2)}× (goal ≤ 2.5×)`,
+    `${ratio.toFixed(2)}× (goal ≤ 2.5×; ${(ratio / floor).toFixed(2)}× the floor's ratio)`,
   ],
   [`workers status, ${fleetSize} running`, `${(median(status) / 1000).toFixed(2)} s`, "goal ≤ 0.5 s"],
   [`status --all, same ${fleetSize} runs`, `${(median(statusAll) / 1000).toFixed(2)} s`, "—"],
@@ -119,6 +132,9 @@ console.log(
     statusMs: status,
     statusAllMs: statusAll,
     ratio,
+    rawOneMs: rawOne,
+    rawManyMs: rawMany,
+    floor,
   }),
 );
 await execa(process.execPath, [CLI, "stop", "--all"], {

@@ -1,5 +1,8 @@
 import assert from "node:assert/strict";
 import { chmodSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
+import { once } from "node:events";
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -133,6 +136,26 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
     const syntax = await cli(["workers", "status"]);
     assert.equal(syntax.exitCode, 2);
     assert.match(syntax.stderr, /:1:\d+: /);
+
+    const missing = await runCli(["workers", "--config", path.join(dir, "nope.json"), "start"], { home, env });
+    assert.equal(missing.exitCode, 2);
+    assert.match(missing.stderr, /nope\.json.*openwork workers init/);
+  });
+
+  it("`start --supervise` fails fast when the supervisor dies before its first heartbeat", async () => {
+    writeConfig(config, [worker("a")]);
+    const busy = createServer().listen(0, "127.0.0.1");
+    await once(busy, "listening");
+    const port = (busy.address() as AddressInfo).port;
+    try {
+      const result = await cli(["workers", "start", "--supervise", "--metrics-port", String(port)]);
+      assert.equal(result.exitCode, 1, result.stderr);
+      assert.match(result.stderr, /exited before its first heartbeat.*EADDRINUSE/);
+    } finally {
+      busy.close();
+    }
+    const runs = await runCli(["--json", "status", "--all"], { home, env });
+    assert.deepEqual(JSON.parse(runs.stdout).runs, [], "nothing was started");
   });
 
   it("starts two host workers and a Docker one, then a supervisor adopts them with heartbeats", async (t) => {
@@ -199,6 +222,21 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
       assert.equal(w.restarts, 0);
       assert.equal(w.components.opencode, "healthy");
     }
+    const second = await cli(["workers", "run"]);
+    assert.equal(second.exitCode, 1);
+    assert.match(second.stderr, /a supervisor \(pid \d+\) already runs the workers of/);
+
+    const watched = await execa(
+      process.execPath,
+      [CLI, "workers", "--config", config, "status", "--watch", "--interval", "0.3"],
+      { env: { ...env, OPENWORK_HOME: home }, reject: false, timeout: 2500 },
+    );
+    assert.ok((String(watched.stdout).match(/^--- /gm) ?? []).length >= 2, String(watched.stdout));
+
+    const logs = await cli(["workers", "logs", "a", "--tail", "3"]);
+    assert.equal(logs.exitCode, 0, logs.stderr);
+    assert.equal(logs.stdout.trim().split("\n").length, 3);
+
     const human = await cli(["workers", "status"]);
     assert.equal(human.exitCode, 0, human.stderr);
     assert.match(human.stdout, /^WORKER\s+SANDBOX\s+STATE\s+HEALTH/m);
@@ -335,6 +373,23 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
       adopted.workers.map((w) => w.runId),
       before.workers.map((w) => w.runId),
     );
+    const supervisorLog = await cli(["workers", "logs", "--supervisor", "--tail", "50"]);
+    assert.match(supervisorLog.stdout, /supervising the workers/);
+
+    // A rolling restart of one worker: a new run, healthy, and the supervisor follows it.
+    const restarted = await runCli(["--json", "workers", "--config", config, "restart", "c"], { home, env });
+    assert.equal(restarted.exitCode, 0, restarted.stderr);
+    const [result] = JSON.parse(restarted.stdout).results as Array<{ outcome: string; runId: string }>;
+    assert.equal(result?.outcome, "started");
+    assert.notEqual(result?.runId, row(adopted, "c").runId);
+    await waitFor(
+      async () => {
+        const f = await fleet();
+        return row(f, "c").runId === result?.runId && row(f, "c").state === "running" ? f : undefined;
+      },
+      { timeoutMs: 30_000, intervalMs: 500, what: "the supervisor following the restarted worker" },
+    );
+
     const live = (
       JSON.parse((await runCli(["--json", "status", "--all"], { home, env })).stdout).runs as Array<{
         state: string;

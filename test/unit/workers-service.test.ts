@@ -14,6 +14,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { isOpenworkError } from "../../src/errors/errors.js";
 import { workersConfigId } from "../../src/workers/paths.js";
+import { runCli } from "../helpers/cli.js";
 import {
   installService,
   SERVICE_MARKER,
@@ -411,4 +412,25 @@ test("systemd reads the quoted executable back as the original path", { skip: an
   const result = verify(file);
   assert.equal(result.ok, false);
   assert.ok(result.output.includes(`Command ${node} is not executable`), result.output);
+});
+
+test("the unit `openwork workers install-service --print` writes passes systemd-analyze verify", {
+  skip: analyzeSkip,
+}, async () => {
+  const dir = tempDir();
+  const config = path.join(dir, "my fleet", "workers.json");
+  mkdirSync(path.dirname(config), { recursive: true });
+  writeFileSync(config, JSON.stringify({ workers: [{ name: "a", workspace: dir }] }));
+  const printed = await runCli(["--json", "workers", "--config", config, "install-service", "--print"]);
+  assert.equal(printed.exitCode, 0, printed.stderr);
+  const plan = JSON.parse(printed.stdout) as ServicePlan;
+  assert.equal(plan.kind, "systemd");
+  assert.match(plan.content, /^ExecStart=.* workers run --config "[^"]*my fleet\/workers\.json"$/m);
+  assert.ok(!existsSync(plan.file) || readFileSync(plan.file, "utf8").includes(SERVICE_MARKER), "--print changes nothing");
+  const file = path.join(dir, plan.name);
+  writeFileSync(file, plan.content);
+  const result = verify(file);
+  assert.ok(result.ok, `${plan.content}\n${result.output}`);
+  const human = await runCli(["workers", "--config", config, "install-service", "--print"]);
+  assert.match(human.stdout, /^# then:\nsystemctl --user daemon-reload$/m);
 });
