@@ -102,9 +102,17 @@ async function workerStatus(
   context: { registry: RunRegistry; intervalMs: number },
 ): Promise<WorkerStatus> {
   const running = record?.state === "running" ? record : undefined;
+  const age = heartbeat ? heartbeatAgeMs(heartbeat) : null;
+  // A fresh heartbeat already measured this run: asking the engine again (docker stats) is the slow part of a status.
+  const measured =
+    heartbeat !== undefined &&
+    heartbeat.runId === running?.runId &&
+    heartbeat.memoryBytes !== null &&
+    age !== null &&
+    !isStale(age, context.intervalMs);
   const [run, usage] = await Promise.all([
     running ? describeRun(context.registry, running) : Promise.resolve(undefined),
-    running ? sampleUsage(running) : Promise.resolve(null),
+    running && !measured ? sampleUsage(running) : Promise.resolve(null),
   ]);
   const components = run?.runtime.summary
     ? Object.fromEntries(
@@ -113,7 +121,6 @@ async function workerStatus(
     : {};
   const startedAt = running?.startedAt ? Date.parse(running.startedAt) : null;
   const uptimeMs = startedAt === null ? null : Math.max(0, Date.now() - startedAt);
-  const age = heartbeat ? heartbeatAgeMs(heartbeat) : null;
   const averageCpu = usage && uptimeMs !== null && uptimeMs > 0 ? usage.cpuSeconds / (uptimeMs / 1000) : null;
   return {
     name: worker.name,

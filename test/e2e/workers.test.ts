@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
-import { chmodSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { once } from "node:events";
+import { chmodSync, mkdtempSync, readdirSync, readFileSync, writeFileSync } from "node:fs";
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import os from "node:os";
@@ -137,7 +137,10 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
     assert.equal(syntax.exitCode, 2);
     assert.match(syntax.stderr, /:1:\d+: /);
 
-    const missing = await runCli(["workers", "--config", path.join(dir, "nope.json"), "start"], { home, env });
+    const missing = await runCli(["workers", "--config", path.join(dir, "nope.json"), "start"], {
+      home,
+      env,
+    });
     assert.equal(missing.exitCode, 2);
     assert.match(missing.stderr, /nope\.json.*openwork workers init/);
   });
@@ -202,7 +205,8 @@ describe("workers: a fleet from one file", { concurrency: false, timeout: 600_00
     const adopted = await waitFor(
       async () => {
         const f = await fleet();
-        return f.supervisor.state === "running" && f.workers.every((w) => w.state === "running")
+        return f.supervisor.state === "running" &&
+          f.workers.every((w) => w.state === "running" && w.heartbeatAgeMs !== null)
           ? f
           : undefined;
       },

@@ -14,7 +14,6 @@ import path from "node:path";
 import { test } from "node:test";
 import { isOpenworkError } from "../../src/errors/errors.js";
 import { workersConfigId } from "../../src/workers/paths.js";
-import { runCli } from "../helpers/cli.js";
 import {
   installService,
   SERVICE_MARKER,
@@ -23,6 +22,7 @@ import {
   servicePlan,
   uninstallService,
 } from "../../src/workers/service.js";
+import { runCli } from "../helpers/cli.js";
 
 function tempDir(): string {
   return mkdtempSync(path.join(os.tmpdir(), "openwork-service-"));
@@ -426,7 +426,10 @@ test("the unit `openwork workers install-service --print` writes passes systemd-
   const plan = JSON.parse(printed.stdout) as ServicePlan;
   assert.equal(plan.kind, "systemd");
   assert.match(plan.content, /^ExecStart=.* workers run --config "[^"]*my fleet\/workers\.json"$/m);
-  assert.ok(!existsSync(plan.file) || readFileSync(plan.file, "utf8").includes(SERVICE_MARKER), "--print changes nothing");
+  assert.ok(
+    !existsSync(plan.file) || readFileSync(plan.file, "utf8").includes(SERVICE_MARKER),
+    "--print changes nothing",
+  );
   const file = path.join(dir, plan.name);
   writeFileSync(file, plan.content);
   const result = verify(file);
