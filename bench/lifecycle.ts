@@ -1,29 +1,13 @@
-/**
- * Lifecycle benchmark (not a test): time-to-healthy of `openwork start --detach`
- * on the host, in Docker and in an (emulated) Apple container, over raw
- * `opencode serve` time-to-healthy measured
- * on the same machine in the same run; and `status --all` latency with 20
- * recorded runs and `openwork --version`, each over `node -e 0`; and the
- * median of each start phase (`start --json` timings) per substrate.
- *
- *   npm run build && node dist/bench/lifecycle.js [--rounds N] [--no-docker]
- */
-import { spawn } from "node:child_process";
 import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { execa } from "execa";
-import { request } from "undici";
 import { openworkPaths } from "../src/config/paths.js";
 import { createDockerClient } from "../src/docker/client.js";
 import { LABEL_IMAGE } from "../src/image/inputs.js";
-import { nextAttemptTimeout } from "../src/retry/poll.js";
 import { RunRegistry } from "../src/runs/registry.js";
-import { findBundled } from "../src/sidecars/bundled.js";
-import { hostTarget } from "../src/sidecars/platform.js";
 import { emulatorEnv } from "../test/helpers/apple-emulator.js";
 import { CLI } from "../test/helpers/cli.js";
-import { freePort } from "../test/helpers/net.js";
 import { sandboxWorkspace } from "../test/helpers/workspace.js";
 import { rawEngines } from "./raw-engine.js";
 

@@ -2,7 +2,6 @@ import { realpath } from "node:fs/promises";
 import path from "node:path";
 import { errorMessage, isOpenworkError, oneLine } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
-import { sleep } from "../retry/poll.js";
 import { reconcileWorkspace, stopRun } from "../runs/reconcile.js";
 import type { RunRecord } from "../runs/record.js";
 import type { RunRegistry } from "../runs/registry.js";

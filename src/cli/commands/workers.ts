@@ -2,7 +2,7 @@ import { type Command, Option } from "commander";
 import { ExitCode, UsageError } from "../../errors/errors.js";
 import { printable } from "../../logging/terminal.js";
 import { LOG_SOURCES, type LogSource } from "../../runs/log-sources.js";
-import type { WorkersConfig } from "../../workers/config.js";
+import type { WorkerSpec, WorkersConfig } from "../../workers/config.js";
 import { type CommandContext, contextFrom } from "../context.js";
 import { holdSignals, reloadOnHangup, shutdown } from "../signals.js";
 
@@ -65,6 +65,30 @@ function extraLabels(): Promise<Record<string, string>> {
   );
 }
 
+/** `workers start` and `restart`: each worker as `start --detach` (restart: `--replace`), one row each. */
+async function startAndReport(
+  ctx: CommandContext,
+  file: string,
+  selected: WorkerSpec[],
+  parallel: number,
+  replace: boolean,
+): Promise<void> {
+  const { startWorkers } = await import("../../workers/fleet.js");
+  const { RunRegistry } = await import("../../runs/registry.js");
+  const { renderStartResults } = await import("../render-workers.js");
+  const results = await startWorkers({
+    workers: selected,
+    parallel,
+    replace,
+    registry: new RunRegistry(),
+    log: ctx.log,
+    signal: shutdown.signal,
+    extraLabels: await extraLabels(),
+  });
+  ctx.output({ config: file, results }, () => renderStartResults(results));
+  process.exitCode = results.some((result) => result.outcome === "failed") ? ExitCode.failure : ExitCode.ok;
+}
+
 export function registerWorkers(program: Command): void {
   const workers = program
     .command("workers")
@@ -124,7 +148,7 @@ export function registerWorkers(program: Command): void {
           const { setHolds } = await import("../../workers/holds.js");
           // Starting a worker by name (or all) lifts a `workers stop` hold on it.
           await setHolds(stateDir, names.length > 0 ? names : config.workers.map((w) => w.name), false);
-          const { renderFleet, renderStartResults } = await import("../render-workers.js");
+          const { renderFleet } = await import("../render-workers.js");
           if (flags.supervise) {
             const { superviseInBackground } = await import("../../workers/background.js");
             const { fleetStatus } = await import("../../workers/status.js");
@@ -153,20 +177,7 @@ export function registerWorkers(program: Command): void {
             process.exitCode = failed.length > 0 ? ExitCode.failure : ExitCode.ok;
             return;
           }
-          const { startWorkers } = await import("../../workers/fleet.js");
-          const { RunRegistry } = await import("../../runs/registry.js");
-          const results = await startWorkers({
-            workers: selected,
-            parallel,
-            registry: new RunRegistry(),
-            log: ctx.log,
-            signal: shutdown.signal,
-            extraLabels: await extraLabels(),
-          });
-          ctx.output({ config: file, results }, () => renderStartResults(results));
-          process.exitCode = results.some((result) => result.outcome === "failed")
-            ? ExitCode.failure
-            : ExitCode.ok;
+          await startAndReport(ctx, file, selected, parallel, false);
         } finally {
           release();
         }
@@ -309,29 +320,15 @@ export function registerWorkers(program: Command): void {
         const parallel = wholeNumber(flags.parallel, "--parallel", 1) ?? 4;
         const config = await loadConfig(ctx, file);
         if (!config) return;
-        const { selectWorkers, startWorkers } = await import("../../workers/fleet.js");
+        const { selectWorkers } = await import("../../workers/fleet.js");
         const { setHolds } = await import("../../workers/holds.js");
-        const { RunRegistry } = await import("../../runs/registry.js");
-        const { renderStartResults } = await import("../render-workers.js");
         const selected = selectWorkers(config, names);
         await setHolds(
           stateDir,
           selected.map((worker) => worker.name),
           false,
         );
-        const results = await startWorkers({
-          workers: selected,
-          parallel,
-          replace: true,
-          registry: new RunRegistry(),
-          log: ctx.log,
-          signal: shutdown.signal,
-          extraLabels: await extraLabels(),
-        });
-        ctx.output({ config: file, results }, () => renderStartResults(results));
-        process.exitCode = results.some((result) => result.outcome === "failed")
-          ? ExitCode.failure
-          : ExitCode.ok;
+        await startAndReport(ctx, file, selected, parallel, true);
       } finally {
         release();
       }
