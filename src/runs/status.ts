@@ -3,6 +3,7 @@ import { ExitCode, type ExitCodeValue, errorMessage } from "../errors/errors.js"
 import type { Logger } from "../logging/logger.js";
 import { describeExit, type ListedSandbox } from "../sandbox/backend.js";
 import { RuntimeClient } from "./client.js";
+import { componentsHealthy } from "./health.js";
 import { backendOf, reconcileAll } from "./reconcile.js";
 import { isLive, type RunRecord, runView } from "./record.js";
 import type { CorruptRecord, RunRegistry } from "./registry.js";
@@ -55,16 +56,6 @@ export interface OrphanInfo {
 
 export function describeOrphan(orphan: ListedSandbox): OrphanInfo {
   return { kind: orphan.kind, id: orphan.id, runId: orphan.labels["openwork.run"], state: orphan.state };
-}
-
-/**
- * What "healthy" means for a run: its server answers, and every component it
- * supervises is healthy (a disabled router counts as well).
- */
-export function componentsHealthy(summary: RuntimeSummary): boolean {
-  return Object.values(summary.components).every(
-    (component) => component.status === "healthy" || component.status === "disabled",
-  );
 }
 
 /** Local state (is the process or container there) and the runtime's own view (what its server says). */

@@ -1,5 +1,3 @@
-import { realpath } from "node:fs/promises";
-import path from "node:path";
 import { errorMessage, isOpenworkError, oneLine, UsageError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
 import { stopRun } from "../runs/reconcile.js";
@@ -8,6 +6,7 @@ import type { RunRegistry } from "../runs/registry.js";
 import { startRun } from "../runs/start.js";
 import type { WorkerSpec, WorkersConfig } from "./config.js";
 import { startOptionsFor } from "./options.js";
+import { runsOfWorkers } from "./runs-of.js";
 
 /** Which workers a command acts on: the named ones (each must exist), else every enabled one. */
 export function selectWorkers(config: WorkersConfig, names: readonly string[]): WorkerSpec[] {
@@ -19,28 +18,6 @@ export function selectWorkers(config: WorkersConfig, names: readonly string[]): 
       `its workers are: ${config.workers.map((worker) => worker.name).join(", ") || "(none)"}`,
     );
   return names.map((name) => config.workers.find((worker) => worker.name === name) as WorkerSpec);
-}
-
-/** The worker's workspace as run records name it (the real path, when it exists). */
-export async function workspaceOf(worker: WorkerSpec): Promise<string> {
-  return realpath(worker.workspace).catch(() => path.resolve(worker.workspace));
-}
-
-/** The run that stands for each worker: its live run, else its newest. */
-export async function runsOfWorkers(
-  registry: RunRegistry,
-  workers: readonly WorkerSpec[],
-): Promise<Map<string, RunRecord | undefined>> {
-  const { records } = await registry.list();
-  const result = new Map<string, RunRecord | undefined>();
-  for (const worker of workers) {
-    const workspace = await workspaceOf(worker);
-    const mine = records
-      .filter((record) => record.workspace === workspace)
-      .sort((a, b) => b.createdAt.localeCompare(a.createdAt));
-    result.set(worker.name, mine.find((record) => isLive(record.state)) ?? mine[0]);
-  }
-  return result;
 }
 
 export interface WorkerStartResult {
@@ -80,6 +57,11 @@ export async function startWorkers(options: {
       const began = performance.now();
       let result: WorkerStartResult;
       try {
+        if (options.replace && worker.start.port !== undefined) {
+          // Its fixed port cannot be held by the old and the new runtime at once: not rolling, then.
+          const current = (await runsOfWorkers(options.registry, [worker])).get(worker.name);
+          if (current && isLive(current.state)) await stopRun(options.registry, current, options.log);
+        }
         const started = await startRun(
           startOptionsFor(worker, {
             registry: options.registry,

@@ -28,6 +28,13 @@ export const WorkerHeartbeatSchema = z.object({
   name: z.string(),
   state: z.enum(WORKER_STATES),
   runId: z.string().nullable(),
+  sandbox: z.string().nullable(),
+  url: z.string().nullable(),
+  /** every component healthy at the last look */
+  healthy: z.boolean(),
+  versions: z
+    .object({ opencode: z.string().nullable(), router: z.string().nullable(), server: z.string().nullable() })
+    .nullable(),
   heartbeatAt: z.string(),
   lastHealthyAt: z.string().nullable(),
   /** when the current run became healthy (uptime counts from here) */

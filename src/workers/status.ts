@@ -1,10 +1,10 @@
-import { ExitCode, type ExitCodeValue } from "../errors/errors.js";
+import type { RuntimeSummary } from "../contract/api.js";
+import { ExitCode, type ExitCodeValue, errorMessage } from "../errors/errors.js";
 import type { RunRecord } from "../runs/record.js";
 import type { RunRegistry } from "../runs/registry.js";
-import { describeRun, type RunStatus } from "../runs/status.js";
 import type { WorkerSpec, WorkersConfig } from "./config.js";
-import { runsOfWorkers } from "./fleet.js";
 import { readHolds } from "./holds.js";
+import { runsOfWorkers } from "./runs-of.js";
 import {
   heartbeatAgeMs,
   isStale,
@@ -13,7 +13,6 @@ import {
   type WorkerHeartbeat,
   type WorkerState,
 } from "./state.js";
-import { sampleUsage } from "./usage.js";
 
 export interface SupervisorView {
   state: "running" | "stale" | "not-running";
@@ -82,18 +81,58 @@ export async function fleetStatus(options: {
     configError: live?.configError ?? null,
   };
   const holds = readHolds(stateDir);
-  const runs = await runsOfWorkers(registry, config.workers);
+  // A supervisor that is alive and on time has just looked at each worker: its heartbeat is the
+  // answer, and nothing is asked of the runtimes again (what keeps a status of a big fleet fast).
+  const heard = (worker: WorkerSpec) => {
+    const heartbeat = supervisor.state === "running" ? live?.workers[worker.name] : undefined;
+    return heartbeat && !isStale(heartbeatAgeMs(heartbeat), interval) ? heartbeat : undefined;
+  };
+  const unheard = config.workers.filter((worker) => !heard(worker));
+  const runs =
+    unheard.length > 0 ? await runsOfWorkers(registry, unheard) : new Map<string, RunRecord | undefined>();
   const workers = await Promise.all(
-    config.workers.map((worker) =>
-      workerStatus(worker, runs.get(worker.name), live?.workers[worker.name], holds.has(worker.name), {
+    config.workers.map((worker) => {
+      const heartbeat = heard(worker);
+      if (heartbeat) return fromHeartbeat(worker, heartbeat, holds.has(worker.name));
+      return workerStatus(worker, runs.get(worker.name), live?.workers[worker.name], holds.has(worker.name), {
         registry,
         intervalMs: interval,
-      }),
-    ),
+      });
+    }),
   );
   return { config: config.file, supervisor, workers };
 }
 
+function fromHeartbeat(worker: WorkerSpec, heartbeat: WorkerHeartbeat, held: boolean): WorkerStatus {
+  const age = heartbeatAgeMs(heartbeat);
+  return {
+    name: worker.name,
+    enabled: worker.enabled,
+    held,
+    sandbox: heartbeat.sandbox ?? worker.start.sandbox ?? "none",
+    state: !worker.enabled
+      ? "disabled"
+      : heartbeat.state === "running" && !heartbeat.healthy
+        ? "unhealthy"
+        : heartbeat.state,
+    healthy: heartbeat.healthy,
+    components: heartbeat.components,
+    runId: heartbeat.runId,
+    url: heartbeat.url,
+    workspace: worker.workspace,
+    versions: heartbeat.versions,
+    restarts: heartbeat.restarts,
+    uptimeMs: heartbeat.upSince === null ? null : Math.max(0, Date.now() - Date.parse(heartbeat.upSince)),
+    cpu: heartbeat.cpu,
+    memoryBytes: heartbeat.memoryBytes,
+    heartbeatAgeMs: age,
+    stale: false,
+    lastError: heartbeat.lastError,
+    nextAttemptAt: heartbeat.nextAttemptAt,
+  };
+}
+
+/** A worker no fresh heartbeat speaks for: its run's record, its server, and its usage, asked now. */
 async function workerStatus(
   worker: WorkerSpec,
   record: RunRecord | undefined,
@@ -111,12 +150,14 @@ async function workerStatus(
     age !== null &&
     !isStale(age, context.intervalMs);
   const [run, usage] = await Promise.all([
-    running ? describeRun(context.registry, running) : Promise.resolve(undefined),
-    running && !measured ? sampleUsage(running) : Promise.resolve(null),
+    running ? probeRun(context.registry, running) : Promise.resolve(undefined),
+    running && !measured
+      ? import("./usage.js").then(({ sampleUsage }) => sampleUsage(running))
+      : Promise.resolve(null),
   ]);
-  const components = run?.runtime.summary
+  const components = run?.summary
     ? Object.fromEntries(
-        Object.entries(run.runtime.summary.components).map(([name, component]) => [name, component.status]),
+        Object.entries(run.summary.components).map(([name, component]) => [name, component.status]),
       )
     : {};
   const startedAt = running?.startedAt ? Date.parse(running.startedAt) : null;
@@ -133,14 +174,14 @@ async function workerStatus(
     runId: record?.runId ?? null,
     url: running?.url ?? null,
     workspace: worker.workspace,
-    versions: run?.versions ?? record?.versions ?? null,
+    versions: run?.summary ? versionsOf(run.summary) : (record?.versions ?? null),
     restarts: heartbeat?.restarts ?? null,
     uptimeMs,
     cpu: heartbeat?.cpu ?? averageCpu,
     memoryBytes: usage?.memoryBytes ?? heartbeat?.memoryBytes ?? null,
     heartbeatAgeMs: age,
     stale: age !== null && isStale(age, context.intervalMs),
-    lastError: heartbeat?.lastError ?? (running ? (run?.runtime.error ?? null) : (record?.reason ?? null)),
+    lastError: heartbeat?.lastError ?? (running ? (run?.error ?? null) : (record?.reason ?? null)),
     nextAttemptAt: heartbeat?.nextAttemptAt ?? null,
   };
 }
@@ -148,7 +189,7 @@ async function workerStatus(
 function stateOf(
   worker: WorkerSpec,
   record: RunRecord | undefined,
-  run: RunStatus | undefined,
+  run: RunProbe | undefined,
   heartbeat: WorkerHeartbeat | undefined,
   held: boolean,
 ): WorkerStatus["state"] {
@@ -171,4 +212,38 @@ export function fleetExitCode(status: FleetStatus): ExitCodeValue {
   )
     return ExitCode.notRunning;
   return wanted.every((worker) => worker.healthy) ? ExitCode.ok : ExitCode.failure;
+}
+
+interface RunProbe {
+  healthy: boolean;
+  summary?: RuntimeSummary;
+  error?: string;
+}
+
+/**
+ * The run as its server sees it, in one request: the summary answers only
+ * when the server is up, and says how each component is. (`openwork status`
+ * asks the sandbox backend too; a fleet table does not need to, and skipping
+ * it keeps the Docker client out of the common path.)
+ */
+async function probeRun(registry: RunRegistry, record: RunRecord): Promise<RunProbe> {
+  if (!record.url) return { healthy: false, error: "no URL recorded" };
+  const secrets = await registry.readSecrets(record.runId);
+  const { RuntimeClient } = await import("../runs/client.js");
+  const { componentsHealthy } = await import("../runs/health.js");
+  try {
+    const summary = await new RuntimeClient(record.url, { client: secrets?.clientToken }).summary(3000);
+    return { healthy: componentsHealthy(summary), summary };
+  } catch (error) {
+    return { healthy: false, error: `its server does not answer: ${errorMessage(error)}` };
+  }
+}
+
+function versionsOf(summary: RuntimeSummary): RunRecord["versions"] {
+  const router = summary.components["opencode-router"];
+  return {
+    opencode: summary.components.opencode.version,
+    router: "version" in router ? router.version : null,
+    server: summary.server.version,
+  };
 }

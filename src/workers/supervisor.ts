@@ -148,7 +148,9 @@ export class Supervisor {
       if (!slot) continue;
       await slot.end();
       // Another workspace, or disabled now: the old runtime goes; otherwise the new slot replaces it rolling.
-      if (path.resolve(slot.spec.workspace) !== path.resolve(spec.workspace) || !spec.enabled)
+      // A fixed port cannot be held by the old and the new runtime at once: that one is stopped first too.
+      const fixedPort = slot.spec.start.port !== undefined || spec.start.port !== undefined;
+      if (path.resolve(slot.spec.workspace) !== path.resolve(spec.workspace) || !spec.enabled || fixedPort)
         await slot.stopRuntime(this.config.stopTimeoutMs).catch(() => {});
       this.slots.delete(spec.name);
       this.add(spec);

@@ -39,6 +39,10 @@ const UNREACHABLE_LIMIT = 2;
 export class WorkerSlot {
   private state: WorkerState = "starting";
   private runId: string | null = null;
+  private sandbox: string | null = null;
+  private url: string | null = null;
+  private healthy = false;
+  private versions: WorkerHeartbeat["versions"] = null;
   private lastHealthyAt: number | null = null;
   private upSince: number | null = null;
   private lastStartMs: number | null = null;
@@ -109,6 +113,10 @@ export class WorkerSlot {
       name: this.spec.name,
       state: this.spec.enabled ? this.state : "disabled",
       runId: this.runId,
+      sandbox: this.sandbox ?? this.spec.start.sandbox ?? "none",
+      url: this.runId === null ? null : this.url,
+      healthy: this.runId !== null && this.healthy,
+      versions: this.versions,
       // A start in progress is the loop at work, not a stuck one (the supervisor's own updatedAt says that).
       heartbeatAt: new Date(this.state === "starting" ? this.now : this.heartbeatAt).toISOString(),
       lastHealthyAt: iso(this.lastHealthyAt),
@@ -231,6 +239,10 @@ export class WorkerSlot {
   private async observe(record: RunRecord): Promise<boolean> {
     const status = await describeRun(this.context.registry, record);
     this.runId = record.runId;
+    this.sandbox = record.sandbox;
+    this.url = record.url ?? null;
+    this.healthy = status.healthy;
+    this.versions = status.versions;
     const summary = status.runtime.summary;
     if (summary) {
       this.unreachable = 0;
@@ -293,6 +305,7 @@ export class WorkerSlot {
 
   /** The run ended or was replaced: count it, then wait out the backoff (or give up). */
   private async afterLoss(): Promise<void> {
+    this.healthy = false;
     const upFor = this.upSince === null ? 0 : this.now - this.upSince;
     this.upSince = null;
     this.memoryBytes = null;
@@ -340,13 +353,19 @@ export class WorkerSlot {
         { runId: this.runId, reused: result.reused },
         result.reused ? "adopted the running runtime" : "worker started",
       );
-      await this.observe(result.record);
+      if (await this.observe(result.record)) await this.checkMemory(result.record);
     } catch (error) {
       if (this.signal.aborted) return;
-      if (isOpenworkError(error) && error.code === "options_differ" && why !== "replace") {
+      if (isOpenworkError(error) && error.code === "options_differ" && why === "adopt") {
         this.log.info(
           "the running runtime was started with other options than workers.json says; replacing it",
         );
+        if (this.spec.start.port !== undefined) {
+          // A fixed port cannot be held by two runtimes: stop the old one, then start (not rolling).
+          const current = await this.liveRun();
+          if (current) await stopRun(this.context.registry, current, this.log).catch(() => {});
+          return this.start("first");
+        }
         return this.start("replace");
       }
       this.lastError = isOpenworkError(error) ? oneLine(error) : errorMessage(error);

@@ -366,7 +366,8 @@ export function registerWorkers(program: Command): void {
           } else {
             const config = await loadConfig(ctx, file);
             if (!config) return;
-            const { selectWorkers, runsOfWorkers } = await import("../../workers/fleet.js");
+            const { selectWorkers } = await import("../../workers/fleet.js");
+            const { runsOfWorkers } = await import("../../workers/runs-of.js");
             const { RunRegistry } = await import("../../runs/registry.js");
             const { readRunLogs } = await import("../../runs/logs.js");
             const [worker] = selectWorkers(config, [name as string]);
