@@ -160,7 +160,7 @@ export class WorkersConfigMissingError extends OpenworkError {
     super(`no workers config at ${file}`, {
       code: "workers_config_missing",
       exitCode: ExitCode.usage,
-      hint: `run \`openwork workers init\` to create it (or point --config FILE / ${WORKERS_CONFIG_ENV} at yours)`,
+      hint: `create it with \`openwork workers init\`, or name yours with --config FILE or ${WORKERS_CONFIG_ENV}`,
     });
     this.name = "WorkersConfigMissingError";
     this.file = file;

@@ -457,7 +457,7 @@ describe("loadWorkersConfig", () => {
       assert.equal(error.file, file);
       assert.equal(error.message, `no workers config at ${file}`);
       assert.match(error.hint ?? "", /openwork workers init/);
-      assert.match(error.hint ?? "", /--config FILE \/ OPENWORK_WORKERS_CONFIG/);
+      assert.match(error.hint ?? "", /--config FILE or OPENWORK_WORKERS_CONFIG/);
       return true;
     });
   });
