@@ -1,8 +1,10 @@
 import { mkdir, readFile, rm } from "node:fs/promises";
 import path from "node:path";
+import { OUTPUT_FILE_ENV } from "../contract/env.js";
 import { ExitCode, errorMessage, OpenworkError, systemErrorCode } from "../errors/errors.js";
 import { writeFileAtomic } from "../files/atomic.js";
 import { workersConfigId } from "./paths.js";
+import { supervisorLog } from "./state.js";
 
 /**
  * `openwork workers install-service`: a systemd unit (Linux) or a launchd
@@ -218,7 +220,10 @@ function launchdPlan(request: ServiceRequest, id: string): ServicePlan {
     "</array>",
     key("EnvironmentVariables"),
     "<dict>",
-    ...sortedEntries(request.env).flatMap(([name, value]) => [`  ${key(name)}`, `  ${string(value)}`]),
+    // The supervisor rotates the file its output goes to when told which one it is.
+    ...sortedEntries({ ...request.env, [OUTPUT_FILE_ENV]: supervisorLog(request.logDir) }).flatMap(
+      ([name, value]) => [`  ${key(name)}`, `  ${string(value)}`],
+    ),
     "</dict>",
     ...(user ? [] : [key("UserName"), string(request.user)]),
     key("RunAtLoad"),
@@ -234,10 +239,11 @@ function launchdPlan(request: ServiceRequest, id: string): ServicePlan {
     `<integer>${stopTimeout(request)}</integer>`,
     key("ProcessType"),
     string("Background"),
+    // One file for both, the one `workers start --supervise` uses: `workers logs --supervisor` reads it.
     key("StandardOutPath"),
-    string(path.join(request.logDir, `${label}.out.log`)),
+    string(supervisorLog(request.logDir)),
     key("StandardErrorPath"),
-    string(path.join(request.logDir, `${label}.err.log`)),
+    string(supervisorLog(request.logDir)),
   ];
   const content = [
     '<?xml version="1.0" encoding="UTF-8"?>',

@@ -175,8 +175,8 @@ test("a launchd property list carries the arguments, environment and logs, XML-e
     "<key>KeepAlive</key><dict><key>SuccessfulExit</key><false/></dict>",
     "<key>ExitTimeOut</key><integer>45</integer>",
     "<key>ProcessType</key><string>Background</string>",
-    `<key>StandardOutPath</key><string>/home/ada/Library/Logs/openwork/${label}.out.log</string>`,
-    `<key>StandardErrorPath</key><string>/home/ada/Library/Logs/openwork/${label}.err.log</string>`,
+    "<key>StandardOutPath</key><string>/home/ada/Library/Logs/openwork/supervisor.log</string>",
+    "<key>StandardErrorPath</key><string>/home/ada/Library/Logs/openwork/supervisor.log</string>",
   ]) {
     assert.ok(text.includes(fragment), `missing ${fragment}\n${plan.content}`);
   }
