@@ -169,7 +169,7 @@ test("a launchd property list carries the arguments, environment and logs, XML-e
     "<key>ProgramArguments</key><array><string>/usr/local/bin/node</string>" +
       "<string>/opt/openwork/dist/bin/openwork.js</string><string>workers</string><string>run</string>" +
       "<string>--config</string><string>/Users/ada/R&amp;D&lt;fleet&gt;/workers.json</string></array>",
-    "<key>EnvironmentVariables</key><dict><key>PATH</key><string>/usr/bin:/bin</string>" +
+    "<key>EnvironmentVariables</key><dict><key>OPENWORK_SANDBOX_LOG</key><string>/home/ada/Library/Logs/openwork/supervisor.log</string><key>PATH</key><string>/usr/bin:/bin</string>" +
       "<key>Q</key><string>&quot;a&apos;b&quot;</string></dict>",
     "<key>RunAtLoad</key><true/>",
     "<key>KeepAlive</key><dict><key>SuccessfulExit</key><false/></dict>",
