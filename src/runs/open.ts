@@ -31,7 +31,7 @@ export function opener(
   searchPath = process.env.PATH ?? "",
 ): { command: string; args: string[] } | undefined {
   if (platform === "darwin") return onPath("open", searchPath) ? { command: "open", args: [] } : undefined;
-  if (platform === "win32") return { command: "cmd", args: ["/c", "start", '""'] };
+  if (platform === "win32") return { command: "cmd", args: ["/c", "start", ""] };
   return onPath("xdg-open", searchPath) ? { command: "xdg-open", args: [] } : undefined;
 }
 

@@ -170,7 +170,7 @@ test("openwork open: the link logs a browser in (HttpOnly, SameSite=Strict cooki
   const refused = await again.goto(link.url);
   assert.equal(refused?.status(), 401);
   assert.match(String(refused?.headers()["content-type"]), /^text\/html/);
-  assert.match(await again.locator("body").innerText(), /Not logged in/);
+  assert.match(String(await again.locator("body").textContent()), /Not logged in/);
   await context.close();
 });
 
