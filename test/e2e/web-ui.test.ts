@@ -165,6 +165,36 @@ test("openwork open: the link logs a browser in (HttpOnly, SameSite=Strict cooki
   const listed = await sdk().session.list();
   assert.ok(listed.data?.some((session) => session.id === made.body.id && session.title === `${title}-ui`));
 
+  // A WebSocket the UI opens (a terminal of the engine), through the cookie.
+  const pty = await page.evaluate(async () => {
+    const response = await fetch("/pty", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ command: "/bin/sh" }),
+    });
+    return (await response.json()) as { id: string; cwd: string };
+  });
+  assert.equal(pty.cwd, workspace);
+  const echoed = await page.evaluate(
+    ({ id, host }) =>
+      new Promise<string>((resolve, reject) => {
+        const socket = new WebSocket(`ws://${host}/pty/${id}/connect`);
+        let output = "";
+        socket.onopen = () => socket.send("echo openwork-ws-$((40+2))\n");
+        socket.onmessage = async (message) => {
+          output += typeof message.data === "string" ? message.data : await (message.data as Blob).text();
+          if (output.includes("openwork-ws-42")) {
+            socket.close();
+            resolve(output);
+          }
+        };
+        socket.onerror = () => reject(new Error(`the WebSocket failed after ${JSON.stringify(output)}`));
+        setTimeout(() => reject(new Error(`no echo in 15 s: ${JSON.stringify(output)}`)), 15_000);
+      }),
+    { id: pty.id, host: new URL(run.url).host },
+  );
+  assert.match(echoed, /openwork-ws-42/);
+
   // The link is single use: a second visit is a plain 401 page.
   const again = await (await browser.newContext()).newPage();
   const refused = await again.goto(link.url);
@@ -194,6 +224,18 @@ test("the cookie opens the web UI only: Origin and Host are checked, our routes 
   );
   const same = await post(run.url);
   assert.equal(same.status, 200, same.body);
+  // A WebSocket handshake from another origin: 403 before it reaches the engine.
+  const handshake = await raw(`${run.url}/pty/any/connect`, {
+    headers: {
+      cookie,
+      origin: "http://evil.example",
+      connection: "Upgrade",
+      upgrade: "websocket",
+      "sec-websocket-key": "dGhlIHNhbXBsZSBub25jZQ==",
+      "sec-websocket-version": "13",
+    },
+  });
+  assert.equal(handshake.status, 403);
   // DNS rebinding: a page of another name that resolves here.
   const rebound = await raw(`${run.url}/session`, { headers: { cookie, host: `evil.example:${port}` } });
   assert.equal(rebound.status, 421);
