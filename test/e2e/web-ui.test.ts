@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdtempSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -8,6 +8,7 @@ import { createOpencodeClient } from "@opencode-ai/sdk/v2/client";
 import { browserOrSkip } from "../helpers/browser.js";
 import { runCli } from "../helpers/cli.js";
 import { dockerOrSkip, sharedSandboxImage } from "../helpers/docker.js";
+import { waitFor } from "../helpers/net.js";
 import { sandboxWorkspace } from "../helpers/workspace.js";
 
 /*
@@ -269,6 +270,35 @@ test("the cookie opens the web UI only: Origin and Host are checked, our routes 
   assert.equal(logs.exitCode, 0, logs.stderr);
   assert.ok(!logs.stdout.includes(cookie.slice("ow_session=".length)), "no session in the log");
   assert.match(logs.stdout, /a web UI login with a bad, expired or used code was refused/);
+});
+
+test("open --browser: the platform's opener gets the link; without one it refuses clearly", async () => {
+  const bin = mkdtempSync(path.join(os.tmpdir(), "openwork-opener-"));
+  const none = await runCli(["open", "--browser", "--workspace", workspace], {
+    home,
+    env: { ...env, PATH: bin },
+  });
+  assert.equal(none.exitCode, 1, none.stderr);
+  assert.match(none.stderr, /no opener/);
+  assert.equal(none.stdout, "");
+  const opened = path.join(bin, "opened");
+  writeFileSync(path.join(bin, "xdg-open"), `#!/bin/sh\nprintf '%s' "$1" > '${opened}'\n`, { mode: 0o755 });
+  const result = await runCli(["open", "--browser", "--workspace", workspace], {
+    home,
+    env: { ...env, PATH: bin },
+  });
+  assert.equal(result.exitCode, 0, result.stderr);
+  const printed = result.stdout.trim();
+  assert.ok(printed.startsWith(`${run.url}/login?code=`), printed);
+  const given = await waitFor(
+    async () =>
+      existsSync(opened) && readFileSync(opened, "utf8").length > 0
+        ? readFileSync(opened, "utf8")
+        : undefined,
+    { what: "the opener to run", timeoutMs: 10_000 },
+  );
+  assert.equal(given, printed, "the opener got the printed link");
+  assert.equal((await raw(printed)).status, 303, "a valid link");
 });
 
 test("docker: the link uses the published address, and the UI answers through the cookie there", async (t) => {
