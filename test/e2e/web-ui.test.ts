@@ -20,6 +20,12 @@ import { sandboxWorkspace } from "../helpers/workspace.js";
 const home = mkdtempSync(path.join(os.tmpdir(), "openwork-e2e-webui-"));
 const env = { OPENWORK_LABELS: "openwork.test=1" };
 const workspace = mkdtempSync(path.join(os.tmpdir(), "openwork-ws-webui-"));
+// No model providers: the UI's GET /provider would otherwise be opencode's whole catalogue (6.5 MB),
+// which keeps a loaded machine's engine busy past its liveness probe (docs/web-ui.md, known limits).
+writeFileSync(
+  path.join(workspace, "opencode.json"),
+  JSON.stringify({ $schema: "https://opencode.ai/config.json", enabled_providers: ["openwork-test-none"] }),
+);
 
 interface StartDoc {
   runId: string;
