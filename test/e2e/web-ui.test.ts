@@ -30,7 +30,7 @@ writeFileSync(
 interface StartDoc {
   runId: string;
   url: string;
-  tokens: { client: string };
+  tokens: { client: string; host: string };
 }
 interface LinkDoc {
   runId: string;
@@ -271,6 +271,12 @@ test("the cookie opens the web UI only: Origin and Host are checked, our routes 
     headers: { authorization: `Bearer ${run.tokens.client}` },
   });
   assert.equal(mint.status, 403);
+  // The web UI's answers are counted apart from /opencode/*'s.
+  const metrics = await raw(`${run.url}/system/metrics`, {
+    headers: { "x-openwork-host-token": run.tokens.host },
+  });
+  assert.equal(metrics.status, 200);
+  assert.match(metrics.body, /openwork_server_proxied_requests_total\{[^}]*target="web"[^}]*\} [1-9]/);
   // Neither codes nor sessions reach the runtime's log.
   const logs = await runCli(["logs", run.runId], { home, env });
   assert.equal(logs.exitCode, 0, logs.stderr);

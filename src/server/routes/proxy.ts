@@ -5,7 +5,7 @@ import type { ServeEnv } from "../../contract/env.js";
 import { done, notYet, pollUntil, sleep } from "../../retry/poll.js";
 import type { Route, UpgradeRoute } from "../dispatch.js";
 import { HttpError, sendError } from "../http.js";
-import { countProxied } from "../metrics.js";
+import { countProxied, type ProxyTarget } from "../metrics.js";
 import { proxyRequest, proxyUpgrade, type Upstream } from "../proxy.js";
 import type { SupervisionPolicy } from "../supervisor.js";
 import type { Topology } from "../topology.js";
@@ -54,10 +54,11 @@ export async function forwardToEngine(
   res: http.ServerResponse,
   requestId: string,
   target: string,
+  label: ProxyTarget = "opencode",
 ): Promise<void> {
   const upstream = await readyUpstream(deps);
   if (!upstream) {
-    countProxied("opencode", 503);
+    countProxied(label, 503);
     throw new HttpError(
       503,
       "engine_unavailable",
@@ -72,10 +73,10 @@ export async function forwardToEngine(
     workspace: deps.env.OPENWORK_WORKSPACE,
     requestId,
     onError: (status, code, message) => {
-      countProxied("opencode", status);
+      countProxied(label, status);
       sendError(res, requestId, status, code, message);
     },
-    onAnswer: (status) => countProxied("opencode", status),
+    onAnswer: (status) => countProxied(label, status),
     retry: bodyless ? () => readyUpstream(deps, true) : undefined,
   });
 }
@@ -88,10 +89,11 @@ export async function forwardUpgradeToEngine(
   head: Buffer,
   requestId: string,
   target: string,
+  label: ProxyTarget = "opencode",
 ): Promise<void> {
   const upstream = await readyUpstream(deps);
   if (!upstream) {
-    countProxied("opencode", 503);
+    countProxied(label, 503);
     socket.end("HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
     return;
   }
@@ -100,7 +102,7 @@ export async function forwardUpgradeToEngine(
     target,
     workspace: deps.env.OPENWORK_WORKSPACE,
     requestId,
-    onAnswer: (status) => countProxied("opencode", status),
+    onAnswer: (status) => countProxied(label, status),
   });
 }
 

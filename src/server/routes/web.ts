@@ -160,7 +160,7 @@ export function webUiRoute(deps: WebDeps): Route {
       }
       markAuthenticated(req.socket);
       res.removeHeader("connection");
-      await forwardToEngine(deps, req, res, requestId, `${url.pathname}${url.search}`);
+      await forwardToEngine(deps, req, res, requestId, `${url.pathname}${url.search}`, "web");
     },
   };
 }
@@ -184,7 +184,7 @@ export function webUiUpgrade(deps: WebDeps): UpgradeRoute {
         return;
       }
       markAuthenticated(req.socket);
-      await forwardUpgradeToEngine(deps, req, socket, head, requestId, `${url.pathname}${url.search}`);
+      await forwardUpgradeToEngine(deps, req, socket, head, requestId, `${url.pathname}${url.search}`, "web");
     },
   };
 }
