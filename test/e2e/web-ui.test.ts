@@ -281,6 +281,7 @@ test("the cookie opens the web UI only: Origin and Host are checked, our routes 
   const logs = await runCli(["logs", run.runId], { home, env });
   assert.equal(logs.exitCode, 0, logs.stderr);
   assert.ok(!logs.stdout.includes(cookie.slice("ow_session=".length)), "no session in the log");
+  assert.ok(!logs.stdout.includes("not-a-code"), "a refused code is not logged");
   assert.match(logs.stdout, /a web UI login with a bad, expired or used code was refused/);
 });
 

@@ -1,11 +1,14 @@
 import assert from "node:assert/strict";
 import { mkdtempSync, writeFileSync } from "node:fs";
+import http from "node:http";
+import type { AddressInfo } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { parseServeEnv } from "../../src/contract/env.js";
 import { redactText } from "../../src/logging/redact.js";
 import { opener } from "../../src/runs/open.js";
+import { createUpstream, proxyRequest } from "../../src/server/proxy.js";
 import { allowedHost, isOwnPath } from "../../src/server/routes/web.js";
 import { cookieValue, type WebLoginState, WebLogins, withoutCookie } from "../../src/server/web-sessions.js";
 
@@ -117,4 +120,37 @@ test("the platform's opener: xdg-open or open when on PATH, start on Windows, el
   assert.deepEqual(opener("win32", empty), { command: "cmd", args: ["/c", "start", ""] });
   writeFileSync(path.join(empty, "xdg-open"), "#!/bin/sh\n", { mode: 0o755 });
   assert.deepEqual(opener("linux", empty), { command: "xdg-open", args: [] });
+});
+
+test("the proxy never hands the session cookie to the engine; the engine's own cookies pass", async (t) => {
+  const seen: http.IncomingHttpHeaders[] = [];
+  const engine = http.createServer((req, res) => {
+    seen.push(req.headers);
+    res.end("ok");
+  });
+  await new Promise<void>((resolve) => engine.listen(0, "127.0.0.1", resolve));
+  t.after(() => engine.close());
+  const upstream = createUpstream("test", (engine.address() as AddressInfo).port, "Basic ZW5naW5l");
+  const front = http.createServer((req, res) =>
+    proxyRequest(req, res, {
+      upstream,
+      target: req.url ?? "/",
+      workspace: "/workspace",
+      requestId: "r1",
+      onError: (status) => {
+        res.writeHead(status);
+        res.end();
+      },
+    }),
+  );
+  await new Promise<void>((resolve) => front.listen(0, "127.0.0.1", resolve));
+  t.after(() => front.close());
+  const base = `http://127.0.0.1:${(front.address() as AddressInfo).port}`;
+  for (const cookie of ["oc_locale=en; ow_session=secret-session-value", "ow_session=secret-session-value"]) {
+    const response = await fetch(`${base}/session`, { headers: { cookie } });
+    assert.equal(await response.text(), "ok");
+  }
+  assert.equal(seen[0]?.cookie, "oc_locale=en");
+  assert.equal(seen[1]?.cookie, undefined);
+  assert.equal(seen[0]?.authorization, "Basic ZW5naW5l", "the engine's credentials instead");
 });
