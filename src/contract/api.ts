@@ -27,6 +27,9 @@ export const API_ERROR_CODES = [
   "internal",
   // the proxy
   "engine_unavailable",
+  // the web UI (docs/web-ui.md)
+  "misdirected_request",
+  "origin_mismatch",
   // components
   "engine_unhealthy",
   "router_unhealthy",
@@ -373,6 +376,19 @@ export const mintedTokenSchema = z
   .strict();
 export type MintedToken = z.output<typeof mintedTokenSchema>;
 
+// ---- the web UI (docs/web-ui.md) ----------------------------------------------------------------
+
+export const loginCodeSchema = z
+  .object({
+    /** single use, valid until expiresAt */
+    code: z.string(),
+    expiresAt: z.string(),
+    /** the path and query to open on the server's published address: /login?code=… */
+    path: z.string(),
+  })
+  .strict();
+export type LoginCode = z.output<typeof loginCodeSchema>;
+
 // ---- endpoints --------------------------------------------------------------------------------
 
 export type Auth = "none" | "client" | "host";
@@ -409,6 +425,11 @@ export interface EndpointSpec {
    * only that. Never the host token, which stays bearer or signature only.
    */
   basicAuth?: boolean;
+  /**
+   * Authenticated by the web UI's session cookie (ow_session) instead of a token: the dispatcher
+   * checks no token (auth is "none"); the route checks the cookie, the Host and the Origin.
+   */
+  sessionCookie?: boolean;
   summary: string;
   description?: string;
   body?: z.ZodType;
@@ -458,7 +479,7 @@ export const endpoints = {
     auth: "host",
     summary: "Prometheus metrics of the runtime server (text exposition format 0.0.4)",
     description:
-      "Counters and histograms of this server process, kept across in-place server upgrades: openwork_server_component_restarts_total{component} (restarts by the supervisor; component opencode or opencode-router), openwork_server_health_probe_duration_seconds{component,outcome} (every health probe of a supervised component; outcome ok or fail), openwork_server_proxied_requests_total{target,code} (answers to authenticated /opencode/* requests and WebSocket handshakes, by exact HTTP status, the proxy's own 502/503 included; target opencode), openwork_server_upgrade_duration_seconds{outcome} (finished upgrade operations: succeeded, rolled_back, or failed when the rollback itself did not complete), and the process metrics of prom-client, all prefixed openwork_server_.",
+      "Counters and histograms of this server process, kept across in-place server upgrades: openwork_server_component_restarts_total{component} (restarts by the supervisor; component opencode or opencode-router), openwork_server_health_probe_duration_seconds{component,outcome} (every health probe of a supervised component; outcome ok or fail), openwork_server_proxied_requests_total{target,code} (answers to authenticated /opencode/* requests and WebSocket handshakes, by exact HTTP status, the proxy's own 502/503 included; target opencode, or web for the web UI's cookie-authenticated requests), openwork_server_upgrade_duration_seconds{outcome} (finished upgrade operations: succeeded, rolled_back, or failed when the rollback itself did not complete), and the process metrics of prom-client, all prefixed openwork_server_.",
     responses: {
       200: { description: "Prometheus text exposition", raw: true, mediaType: PROMETHEUS_TEXT },
     },
@@ -556,6 +577,51 @@ export const endpoints = {
       503: { description: "the engine is restarting and was not healthy in time" },
     },
     errors: ["engine_unavailable"],
+  },
+  loginCode: {
+    method: "POST",
+    path: "/system/login-codes",
+    auth: "host",
+    summary: "Mint a one-time login code for the engine's web UI (single use, valid 60 s)",
+    description:
+      "Opening path (/login?code=…) on the server's address exchanges the code for a session cookie. The code is kept hashed and forgotten once used.",
+    responses: { 201: { description: "the code (shown once)", data: loginCodeSchema } },
+  },
+  login: {
+    method: "GET",
+    path: "/login",
+    auth: "none",
+    summary:
+      "Exchange a login code (?code=) for the web UI's session cookie (ow_session: HttpOnly, SameSite=Strict, client scope), then 303 to /",
+    description:
+      "A bad, expired or used code answers 401 with a plain HTML page. The Host header must be the address the server was started for (421 otherwise).",
+    responses: {
+      303: { description: "the cookie is set; redirects to / (the code leaves the address bar)", raw: true },
+      401: {
+        description: "bad, expired or used code (text/html)",
+        raw: true,
+        mediaType: "text/html; charset=utf-8",
+      },
+      421: { description: "the Host header is not this server's address" },
+    },
+    errors: ["misdirected_request"],
+  },
+  webUi: {
+    method: "ALL",
+    path: "/*",
+    auth: "none",
+    sessionCookie: true,
+    summary:
+      "The engine's web UI and the API calls, server-sent events and WebSockets it makes, for a browser with a valid session cookie (every path outside /system, /tokens, /opencode and /login)",
+    description:
+      "Proxied to the engine as is (no prefix), the cookie removed and the engine's credentials added. Without a valid ow_session cookie: 401 (a plain page for Accept: text/html). The Host must be the server's address (421); POST, PUT, PATCH and DELETE need an Origin equal to the server's own (403 origin_mismatch). Tokens are not accepted here.",
+    responses: {
+      200: { description: "the engine's answer, as is", raw: true },
+      401: { description: "no valid session cookie" },
+      403: { description: "a state-changing request from another origin" },
+      421: { description: "the Host header is not this server's address" },
+    },
+    errors: ["misdirected_request", "origin_mismatch", "engine_unavailable"],
   },
 } as const satisfies Record<string, EndpointSpec>;
 

@@ -37,6 +37,11 @@ export const serveEnvSchema = z
     OPENWORK_WORKSPACE: path,
     OPENWORK_SERVER_HOST: z.string().min(1).default("127.0.0.1"),
     OPENWORK_SERVER_PORT: port,
+    /**
+     * The port the server is published on, when it differs from the one it listens on (a sandbox:
+     * the browser's Host names the published port; docs/web-ui.md)
+     */
+    OPENWORK_PUBLISHED_PORT: port.optional(),
     OPENWORK_ENGINE_PID: pid,
     OPENWORK_ENGINE_PORT: port,
     OPENWORK_ENGINE_LOG: path,

@@ -83,7 +83,9 @@ export function openApiDocument(routes: readonly EndpointSpec[], version: string
       ],
       security:
         route.auth === "none"
-          ? []
+          ? route.sessionCookie
+            ? [{ session: [] }]
+            : []
           : route.auth === "host"
             ? [{ hostToken: [] }, { hostBearer: [] }]
             : [{ bearer: [] }, { hostToken: [] }, ...(route.basicAuth ? [{ basic: [] }] : [])],
@@ -116,6 +118,13 @@ export function openApiDocument(routes: readonly EndpointSpec[], version: string
         },
         hostBearer: { type: "http", scheme: "bearer", description: "host token (OPENWORK_HOST_TOKEN)" },
         hostToken: { type: "apiKey", in: "header", name: "X-OpenWork-Host-Token" },
+        session: {
+          type: "apiKey",
+          in: "cookie",
+          name: "ow_session",
+          description:
+            "the web UI's session, from a login code (docs/web-ui.md); only where an operation lists it",
+        },
         basic: {
           type: "http",
           scheme: "basic",

@@ -7,6 +7,7 @@ import {
   errorEnvelopeSchema,
   healthProof,
   isApiErrorCode,
+  type LoginCode,
   type MintedToken,
   okEnvelopeSchema,
   pathOf,
@@ -148,6 +149,11 @@ export class RuntimeClient {
     return this.call(endpoints.mintToken, 201, endpoints.mintToken.responses[201].data, {
       body: label === undefined ? {} : { label },
     });
+  }
+
+  /** A one-time login code for the engine's web UI (docs/web-ui.md). */
+  loginCode(): Promise<LoginCode> {
+    return this.call(endpoints.loginCode, 201, endpoints.loginCode.responses[201].data, {});
   }
 
   /** A request through the proxy (/opencode/…): the engine's own answer, not an envelope. */

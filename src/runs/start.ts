@@ -427,6 +427,8 @@ async function launchNew(
           ? { NODE_EXTRA_CA_CERTS: runtimeLayout.caExtraFile, SSL_CERT_FILE: runtimeLayout.caBundleFile }
           : {}),
         ...(importDir && sandboxed ? { OPENWORK_IMPORT: SANDBOX_PATHS.imports } : {}),
+        // The web UI's Host check (docs/web-ui.md): the address a browser uses is the published one.
+        ...(sandboxed ? { OPENWORK_PUBLISHED_PORT: String(ports.server) } : {}),
         ...secretEnv(secrets),
       },
       imports: sandboxed ? importDir : undefined,

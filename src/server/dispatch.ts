@@ -35,6 +35,9 @@ export interface UpgradeRoute {
 export function createDispatcher(options: {
   routes: readonly Route[];
   upgrades: readonly UpgradeRoute[];
+  /** what answers a path no route has (the web UI: src/server/routes/web.ts); else 404 */
+  fallback?: Route | undefined;
+  fallbackUpgrade?: UpgradeRoute | undefined;
   tokens: TokenStore;
   log: Logger;
 }): {
@@ -79,7 +82,9 @@ export function createDispatcher(options: {
           "method_not_allowed",
           `${method} is not allowed on ${url.pathname}`,
         );
-      return sendError(res, requestId, 404, "not_found", `no route for ${method} ${url.pathname}`);
+      if (!options.fallback)
+        return sendError(res, requestId, 404, "not_found", `no route for ${method} ${url.pathname}`);
+      matched = { route: options.fallback, params: {} };
     }
     const { route, params } = matched;
     const auth = route.endpoint.auth;
@@ -134,7 +139,18 @@ export function createDispatcher(options: {
       const params = matchPath(candidate.endpoint.path, url.pathname);
       return params !== undefined && params !== "malformed";
     });
-    if (!route) return refuse(404, "not_found", `no WebSocket endpoint at ${url.pathname}`);
+    if (!route) {
+      if (!options.fallbackUpgrade)
+        return refuse(404, "not_found", `no WebSocket endpoint at ${url.pathname}`);
+      // The fallback authenticates by itself (the web UI's session cookie), never by token.
+      try {
+        await options.fallbackUpgrade.handle(req, socket, head, requestId, url);
+      } catch (error) {
+        log.error({ err: error, requestId }, "upgrade failed");
+        if (!socket.destroyed) refuse(500, "internal", errorMessage(error));
+      }
+      return;
+    }
     const scope = tokens.authenticate(req, { basic: route.endpoint.basicAuth === true });
     if (scope !== undefined) markAuthenticated(req.socket);
     if (route.endpoint.auth !== "none" && scope === undefined)

@@ -13,12 +13,14 @@ import { proxyRoutes, proxyUpgrades } from "./routes/proxy.js";
 import { systemRoutes } from "./routes/system.js";
 import { tokenRoutes } from "./routes/tokens.js";
 import { upgradeRoutes } from "./routes/upgrade.js";
+import { loginRoutes, webUiRoute, webUiUpgrade } from "./routes/web.js";
 import { readRuntime, sidecarPath } from "./runtime-files.js";
 import { defaultPolicy, Supervised } from "./supervisor.js";
 import { TokenStore } from "./tokens.js";
 import { type Listener, Topology } from "./topology.js";
 import { UpgradeRunner } from "./upgrade.js";
 import { OperationStore } from "./upgrade-record.js";
+import { WebLogins } from "./web-sessions.js";
 
 export interface GenerationOptions {
   env: ServeEnv;
@@ -101,6 +103,7 @@ export class Generation {
       policy,
       listener: () => (generation as Generation).listener,
     });
+    const web = { topology, policy, env, log, logins: new WebLogins() };
     const dispatcher = createDispatcher({
       routes: [
         ...systemRoutes({
@@ -116,8 +119,11 @@ export class Generation {
         ...upgradeRoutes(upgrades, operations),
         ...tokenRoutes(tokens),
         ...proxyRoutes({ topology, policy, env }),
+        ...loginRoutes(web),
       ],
       upgrades: proxyUpgrades({ topology, policy, env }),
+      fallback: webUiRoute(web),
+      fallbackUpgrade: webUiUpgrade(web),
       tokens,
       log,
     });

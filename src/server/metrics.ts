@@ -26,7 +26,8 @@ export type ProbeOutcome = "ok" | "fail";
  */
 export type UpgradeOutcome = "succeeded" | "rolled_back" | "failed";
 /** what a proxied request went to: the engine (the router is not proxied) */
-export type ProxyTarget = "opencode";
+/** opencode: /opencode/* (tokens); web: the web UI's requests (the session cookie, docs/web-ui.md) */
+export type ProxyTarget = "opencode" | "web";
 /** a supervised component's name (supervisor.ts's ComponentName: opencode, opencode-router) */
 type Component = string;
 

@@ -1,6 +1,7 @@
 import http from "node:http";
 import type { Duplex } from "node:stream";
 import { within } from "../retry/poll.js";
+import { SESSION_COOKIE, withoutCookie } from "./web-sessions.js";
 
 /** Where proxied requests go. Replaced atomically on an upgrade; the old one drains. */
 export interface Upstream {
@@ -33,6 +34,15 @@ const DROP = new Set([
   "x-openwork-host-token",
 ]);
 
+/** The web UI's session cookie is ours: the engine never sees it (other cookies pass). */
+function stripSessionCookie(headers: http.OutgoingHttpHeaders): void {
+  const cookie = headers.cookie;
+  if (typeof cookie !== "string") return;
+  const rest = withoutCookie(cookie, SESSION_COOKIE);
+  if (rest === undefined) delete headers.cookie;
+  else headers.cookie = rest;
+}
+
 export interface ProxyOptions {
   upstream: Upstream;
   /** path and query on the engine (the `/opencode` prefix removed) */
@@ -64,6 +74,7 @@ export function proxyRequest(
   for (const [name, value] of Object.entries(req.headers)) {
     if (!DROP.has(name) && value !== undefined) headers[name] = value;
   }
+  stripSessionCookie(headers);
   headers["x-request-id"] = options.requestId;
   // The engine is not started inside the workspace: tell it which directory a request is about,
   // unless the client said so itself.
@@ -199,6 +210,7 @@ export function proxyUpgrade(
   const hasDirectory = new URL(options.target, "http://x").searchParams.has("directory");
   if (!hasDirectory && headers["x-opencode-directory"] === undefined)
     headers["x-opencode-directory"] = options.workspace;
+  stripSessionCookie(headers);
   headers.host = `127.0.0.1:${upstream.port}`;
   headers.authorization = upstream.authorization;
   headers["x-request-id"] = options.requestId;

@@ -153,6 +153,24 @@ export function registerRuns(program: Command): void {
 
   selectorOptions(
     program
+      .command("open")
+      .description(
+        "print a one-time login link (valid 60 s, single use) to the engine's web UI of a running run;\n" +
+          "with --browser, also open it with the platform's opener (xdg-open, open, start)",
+      )
+      .option("--browser", "open the link in the default browser"),
+    false,
+  ).action(async (run: string | undefined, flags: SelectFlags & { browser?: boolean }, command: Command) => {
+    const ctx = await contextFrom(command);
+    const { RunRegistry } = await import("../../runs/registry.js");
+    const { loginLink, openInBrowser } = await import("../../runs/open.js");
+    const link = await loginLink(new RunRegistry(), ctx.log, { run, workspace: flags.workspace });
+    if (flags.browser) await openInBrowser(link.url);
+    ctx.output(link, () => link.url);
+  });
+
+  selectorOptions(
+    program
       .command("check")
       .description(
         "smoke-test a running runtime: health, versions, owner token, proxy, an engine session (exit 0/1)",

@@ -1,9 +1,11 @@
+import type http from "node:http";
+import type { Duplex } from "node:stream";
 import { endpoints } from "../../contract/api.js";
 import type { ServeEnv } from "../../contract/env.js";
 import { done, notYet, pollUntil, sleep } from "../../retry/poll.js";
 import type { Route, UpgradeRoute } from "../dispatch.js";
 import { HttpError, sendError } from "../http.js";
-import { countProxied } from "../metrics.js";
+import { countProxied, type ProxyTarget } from "../metrics.js";
 import { proxyRequest, proxyUpgrade, type Upstream } from "../proxy.js";
 import type { SupervisionPolicy } from "../supervisor.js";
 import type { Topology } from "../topology.js";
@@ -42,35 +44,73 @@ function engineTarget(url: URL): string {
   return `${url.pathname.slice("/opencode".length) || "/"}${url.search}`;
 }
 
+/**
+ * Forward one request to the engine at `target` (its path and query there), streaming, with the
+ * engine's credentials: the /opencode/* proxy and the web UI (src/server/routes/web.ts) both use it.
+ */
+export async function forwardToEngine(
+  deps: ProxyDeps,
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  requestId: string,
+  target: string,
+  label: ProxyTarget = "opencode",
+): Promise<void> {
+  const upstream = await readyUpstream(deps);
+  if (!upstream) {
+    countProxied(label, 503);
+    throw new HttpError(
+      503,
+      "engine_unavailable",
+      `the engine is ${deps.topology.engine.status}; try again shortly`,
+    );
+  }
+  const bodyless =
+    req.headers["content-length"] === undefined && req.headers["transfer-encoding"] === undefined;
+  proxyRequest(req, res, {
+    upstream,
+    target,
+    workspace: deps.env.OPENWORK_WORKSPACE,
+    requestId,
+    onError: (status, code, message) => {
+      countProxied(label, status);
+      sendError(res, requestId, status, code, message);
+    },
+    onAnswer: (status) => countProxied(label, status),
+    retry: bodyless ? () => readyUpstream(deps, true) : undefined,
+  });
+}
+
+/** Forward an HTTP upgrade (a WebSocket) to the engine at `target`, with the engine's credentials. */
+export async function forwardUpgradeToEngine(
+  deps: ProxyDeps,
+  req: http.IncomingMessage,
+  socket: Duplex,
+  head: Buffer,
+  requestId: string,
+  target: string,
+  label: ProxyTarget = "opencode",
+): Promise<void> {
+  const upstream = await readyUpstream(deps);
+  if (!upstream) {
+    countProxied(label, 503);
+    socket.end("HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
+    return;
+  }
+  proxyUpgrade(req, socket, head, {
+    upstream,
+    target,
+    workspace: deps.env.OPENWORK_WORKSPACE,
+    requestId,
+    onAnswer: (status) => countProxied(label, status),
+  });
+}
+
 export function proxyRoutes(deps: ProxyDeps): Route[] {
   return [
     {
       endpoint: endpoints.proxy,
-      handle: async ({ req, res, requestId, url }) => {
-        const upstream = await readyUpstream(deps);
-        if (!upstream) {
-          countProxied("opencode", 503);
-          throw new HttpError(
-            503,
-            "engine_unavailable",
-            `the engine is ${deps.topology.engine.status}; try again shortly`,
-          );
-        }
-        const bodyless =
-          req.headers["content-length"] === undefined && req.headers["transfer-encoding"] === undefined;
-        proxyRequest(req, res, {
-          upstream,
-          target: engineTarget(url),
-          workspace: deps.env.OPENWORK_WORKSPACE,
-          requestId,
-          onError: (status, code, message) => {
-            countProxied("opencode", status);
-            sendError(res, requestId, status, code, message);
-          },
-          onAnswer: (status) => countProxied("opencode", status),
-          retry: bodyless ? () => readyUpstream(deps, true) : undefined,
-        });
-      },
+      handle: ({ req, res, requestId, url }) => forwardToEngine(deps, req, res, requestId, engineTarget(url)),
     },
   ];
 }
@@ -80,21 +120,8 @@ export function proxyUpgrades(deps: ProxyDeps): UpgradeRoute[] {
   return [
     {
       endpoint: endpoints.proxy,
-      handle: async (req, socket, head, requestId, url) => {
-        const upstream = await readyUpstream(deps);
-        if (!upstream) {
-          countProxied("opencode", 503);
-          socket.end("HTTP/1.1 503 Service Unavailable\r\nconnection: close\r\ncontent-length: 0\r\n\r\n");
-          return;
-        }
-        proxyUpgrade(req, socket, head, {
-          upstream,
-          target: engineTarget(url),
-          workspace: deps.env.OPENWORK_WORKSPACE,
-          requestId,
-          onAnswer: (status) => countProxied("opencode", status),
-        });
-      },
+      handle: (req, socket, head, requestId, url) =>
+        forwardUpgradeToEngine(deps, req, socket, head, requestId, engineTarget(url)),
     },
   ];
 }
