@@ -335,6 +335,30 @@ export function registerWorkers(program: Command): void {
     });
 
   workers
+    .command("dashboard")
+    .description(
+      "a one-time login link (valid 60s, single use) to the supervisor's fleet dashboard on 127.0.0.1: the\n" +
+        "table live, a worker's last log lines, restart/stop/start buttons (docs/workers.md#dashboard)",
+    )
+    .option("--browser", "open the link in your browser too")
+    .action(async (flags: { browser?: boolean }, command: Command) => {
+      const { ctx, stateDir } = await fleetContext(command);
+      const { dashboardLink, openInBrowser } = await import("../../workers/dashboard/link.js");
+      const link = await dashboardLink(stateDir);
+      const opened = flags.browser ? await openInBrowser(link.url) : false;
+      ctx.output({ ...link, opened }, () =>
+        [
+          link.url,
+          flags.browser
+            ? opened
+              ? "opened in your browser"
+              : "could not open a browser: open the link yourself"
+            : `works once, until ${link.expiresAt}`,
+        ].join("\n"),
+      );
+    });
+
+  workers
     .command("logs")
     .description("print a worker's logs (its newest run), or the supervisor's own log")
     .argument("[name]", "the worker")
