@@ -7,7 +7,6 @@ export function escapeHtml(text: string): string {
 
 /** Control characters (but tab) as visible escapes, so a log line cannot smuggle anything into the page. */
 export function printableLine(line: string): string {
-  // biome-ignore lint/suspicious/noControlCharactersInRegex: the point is to find them
   return line.replace(/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g, (c) => {
     const code = c.charCodeAt(0);
     return `\\x${code.toString(16).padStart(2, "0")}`;
