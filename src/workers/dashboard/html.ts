@@ -81,7 +81,7 @@ function cells(w: WorkerStatus): Record<(typeof COLUMNS)[number][0], string> {
 }
 
 function actionForm(name: string, action: "restart" | "stop" | "start"): string {
-  return `<form class="action" method="post" action="/workers/${encodeURIComponent(name)}/${action}"><button type="submit" name="action" value="${action}">${action}</button></form>`;
+  return `<form class="action" method="post" action="/workers/${encodeURIComponent(name)}/${action}"><button type="submit">${action}</button></form>`;
 }
 
 /** The rows of the fleet table (also what each server-sent `fleet` event carries, rendered). */
@@ -137,10 +137,25 @@ const SCRIPT = `
   const notice = document.getElementById("notice");
   const updated = document.getElementById("updated");
   const events = new EventSource("/events");
+  const key = (list) => list.map((tr) => (tr.dataset.worker || "") + "|" + (tr.dataset.errorOf || "")).join(",");
   events.addEventListener("fleet", (event) => {
     const data = JSON.parse(event.data);
-    rows.innerHTML = data.html;
     updated.textContent = data.at;
+    const fresh = document.createElement("tbody");
+    fresh.innerHTML = data.html;
+    const next = Array.from(fresh.children);
+    const now = Array.from(rows.children);
+    // Other rows: start over. The same rows: only the cells that changed, so a button under the pointer stays.
+    if (key(next) !== key(now)) return rows.replaceChildren(...next);
+    next.forEach((tr, i) => {
+      const old = now[i];
+      if (old.outerHTML === tr.outerHTML) return;
+      for (const name of ["data-state"]) if (tr.hasAttribute(name)) old.setAttribute(name, tr.getAttribute(name));
+      const cells = Array.from(tr.cells);
+      Array.from(old.cells).forEach((td, j) => {
+        if (cells[j] && td.innerHTML !== cells[j].innerHTML) td.replaceWith(cells[j]);
+      });
+    });
   });
   events.addEventListener("error", () => { notice.textContent = "live updates interrupted, retrying..."; });
   events.addEventListener("open", () => { notice.textContent = ""; });
@@ -151,7 +166,7 @@ const SCRIPT = `
     const button = form.querySelector("button");
     if (button) button.disabled = true;
     try {
-      const response = await fetch(form.action, { method: "POST", headers: { accept: "application/json" } });
+      const response = await fetch(form.getAttribute("action"), { method: "POST", headers: { accept: "application/json" } });
       const body = await response.json().catch(() => ({}));
       notice.textContent = body.message || response.statusText;
     } catch (error) {
