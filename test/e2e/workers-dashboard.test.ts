@@ -188,7 +188,7 @@ describe("workers dashboard", { concurrency: false, timeout: 600_000 }, () => {
     await page.goto(`${origin}/`);
   });
 
-  it("without JavaScript the table is still there", async (t) => {
+  it("without JavaScript: the table, and the stop and start buttons as plain forms", async (t) => {
     if (!browser) return t.skip("needs Docker and chromium");
     const plain = await browser.newContext({ javaScriptEnabled: false });
     plain.on("request", (request) => requested.push(request.url()));
@@ -200,6 +200,23 @@ describe("workers dashboard", { concurrency: false, timeout: 600_000 }, () => {
         await noScript.locator(`tr[data-worker="${name}"] td[data-col="state"]`).textContent(),
         "running",
       );
+
+    // The buttons are plain forms: stop holds the worker stopped, start brings it back.
+    const stateOfH = noScript.locator('tr[data-worker="h"] td[data-col="state"]');
+    // Press the button (again, while an action before it is still under way) until the table shows the state.
+    const pressUntil = (action: string, state: string, what: string) =>
+      waitFor(
+        async () => {
+          await noScript.goto(`${origin}/`);
+          if ((await stateOfH.textContent()) === state) return true;
+          const button = noScript.locator(`tr[data-worker="h"] form[action$="/${action}"] button`);
+          if ((await button.count()) > 0) await button.click();
+          return undefined;
+        },
+        { timeoutMs: 120_000, intervalMs: 1000, what },
+      );
+    await pressUntil("stop", "stopped (held)", "h stopped and held, without JavaScript");
+    await pressUntil("start", "running", "h running again, without JavaScript");
     await plain.close();
   });
 

@@ -27,7 +27,8 @@ function headers(nonce?: string): Record<string, string> {
     "cache-control": "no-store",
     "x-content-type-options": "nosniff",
     "x-frame-options": "DENY",
-    "referrer-policy": "no-referrer",
+    // Not no-referrer: under it a form's POST carries `Origin: null`, which the Origin check refuses.
+    "referrer-policy": "same-origin",
     "content-security-policy": [
       "default-src 'none'",
       nonce ? `script-src 'nonce-${nonce}'` : "script-src 'none'",
@@ -183,7 +184,15 @@ export class Dashboard {
           .end(`${JSON.stringify(done)}\n`);
         return;
       }
-      // Without JavaScript: back to the table (POST-redirect-GET).
+      // Without JavaScript: back to the table (POST-redirect-GET), or why nothing was begun.
+      if (!done.ok) {
+        response
+          .writeHead(409, headers())
+          .end(
+            renderMessage("Not now", done.message).replace("</p>", ' <a href="/">Back to the fleet</a></p>'),
+          );
+        return;
+      }
       response.writeHead(303, { location: "/", "cache-control": "no-store" }).end();
       return;
     }
