@@ -1,4 +1,4 @@
-import { createServer, type Server } from "node:http";
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Counter, Gauge, Registry } from "prom-client";
 import { heartbeatAgeMs, WORKER_STATES, type WorkerHeartbeat } from "./state.js";
@@ -104,10 +104,17 @@ export class FleetMetrics {
     this.restarts.inc({ worker }, 0);
   }
 
-  /** Serve GET /metrics on 127.0.0.1 only: the fleet's health is nobody else's business. */
-  async serve(port: number): Promise<{ url: string; close: () => Promise<void> }> {
+  /**
+   * Serve GET /metrics on 127.0.0.1 only: the fleet's health is nobody else's
+   * business. `other` may take every other request (the dashboard).
+   */
+  async serve(
+    port: number,
+    other?: (request: IncomingMessage, response: ServerResponse) => boolean,
+  ): Promise<{ url: string; origin: string; close: () => Promise<void> }> {
     const server: Server = createServer((request, response) => {
       const url = new URL(request.url ?? "/", "http://localhost");
+      if (url.pathname !== "/metrics" && other?.(request, response)) return;
       if (request.method !== "GET" || url.pathname !== "/metrics") {
         response.writeHead(404, { "content-type": "text/plain" }).end("not found: try GET /metrics\n");
         return;
@@ -125,7 +132,13 @@ export class FleetMetrics {
     const address = server.address() as AddressInfo;
     return {
       url: `http://127.0.0.1:${address.port}/metrics`,
-      close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+      origin: `http://127.0.0.1:${address.port}`,
+      close: () =>
+        new Promise<void>((resolve) => {
+          server.close(() => resolve());
+          // The dashboard's event streams never end by themselves.
+          server.closeAllConnections();
+        }),
     };
   }
 }

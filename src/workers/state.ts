@@ -65,6 +65,8 @@ export const SupervisorFileSchema = z.object({
   updatedAt: z.string(),
   heartbeatIntervalMs: z.number().int(),
   metricsUrl: z.string().nullable(),
+  /** the dashboard's origin on 127.0.0.1 (`workers dashboard` asks it for a login link); absent from older supervisors */
+  dashboardUrl: z.string().nullable().optional(),
   /** why the last reload of workers.json was refused (the fleet kept its previous configuration) */
   configError: z.string().nullable(),
   /** set once it began stopping the fleet on SIGTERM/SIGINT */
@@ -75,6 +77,11 @@ export type SupervisorFile = z.infer<typeof SupervisorFileSchema>;
 
 export function supervisorFile(stateDir: string): string {
   return path.join(stateDir, "supervisor.json");
+}
+
+/** The secret (0600) `workers dashboard` presents to the supervisor to get a one-time login code. */
+export function dashboardSecretFile(stateDir: string): string {
+  return path.join(stateDir, "dashboard.secret");
 }
 
 export function supervisorLog(stateDir: string): string {

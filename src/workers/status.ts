@@ -103,7 +103,8 @@ export async function fleetStatus(options: {
   return { config: config.file, supervisor, workers };
 }
 
-function fromHeartbeat(worker: WorkerSpec, heartbeat: WorkerHeartbeat, held: boolean): WorkerStatus {
+/** A worker's row from the supervisor's own heartbeat (also the dashboard's rows). */
+export function fromHeartbeat(worker: WorkerSpec, heartbeat: WorkerHeartbeat, held: boolean): WorkerStatus {
   const age = heartbeatAgeMs(heartbeat);
   return {
     name: worker.name,

@@ -1,21 +1,31 @@
-import { type FSWatcher, watch } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { randomBytes } from "node:crypto";
+import { type FSWatcher, readFileSync, watch } from "node:fs";
+import { mkdir, rm } from "node:fs/promises";
+import os from "node:os";
 import path from "node:path";
 import { errorMessage, isOpenworkError, OpenworkError, oneLine } from "../errors/errors.js";
+import { writeFileAtomic } from "../files/atomic.js";
 import { withLock } from "../locks/lock.js";
 import type { Logger } from "../logging/logger.js";
 import { identityOf, type ProcessIdentity } from "../processes/identity.js";
+import { readRunLogs } from "../runs/logs.js";
 import type { RunRegistry } from "../runs/registry.js";
 import { loadWorkersConfig, sameWorker, type WorkerSpec, type WorkersConfig } from "./config.js";
-import { readHolds } from "./holds.js";
+import { DashboardAuth } from "./dashboard/codes.js";
+import { Dashboard, type DashboardAction } from "./dashboard/server.js";
+import { startWorkers, stopWorkers } from "./fleet.js";
+import { readHolds, setHolds } from "./holds.js";
 import { FleetMetrics } from "./metrics.js";
+import { runsOfWorkers } from "./runs-of.js";
 import {
+  dashboardSecretFile,
   liveSupervisor,
   readSupervisorFile,
   removeSupervisorFile,
   type SupervisorFile,
   writeSupervisorFile,
 } from "./state.js";
+import { fromHeartbeat, type WorkerStatus } from "./status.js";
 import { WorkerSlot } from "./worker-slot.js";
 
 export interface SupervisorOptions {
@@ -23,7 +33,7 @@ export interface SupervisorOptions {
   stateDir: string;
   registry: RunRegistry;
   log: Logger;
-  /** 127.0.0.1 port for /metrics (0: any free one; null: none) */
+  /** 127.0.0.1 port for /metrics and the dashboard (0: any free one; null: neither) */
   metricsPort: number | null;
   /** SIGTERM/SIGINT: stop every worker within the file's stopTimeout, then return */
   signal: AbortSignal;
@@ -56,6 +66,9 @@ export class Supervisor {
   private identity: ProcessIdentity | undefined;
   private startedAt = new Date().toISOString();
   private metricsUrl: string | null = null;
+  private dashboardUrl: string | null = null;
+  /** workers with a dashboard action under way */
+  private readonly acting = new Map<string, DashboardAction>();
   private reloading: Promise<void> = Promise.resolve();
 
   constructor(private readonly options: SupervisorOptions) {
@@ -72,10 +85,31 @@ export class Supervisor {
     const closers: Array<() => Promise<void> | void> = [];
     try {
       if (this.options.metricsPort !== null) {
-        const served = await this.metrics.serve(this.options.metricsPort);
+        const secret = randomBytes(32).toString("base64url");
+        const secretFile = dashboardSecretFile(stateDir);
+        await writeFileAtomic(secretFile, `${secret}\n`, { mode: 0o600 });
+        closers.push(async () => {
+          // Only our own: a successor may have written its own already.
+          const current = (() => {
+            try {
+              return readFileSync(secretFile, "utf8").trim();
+            } catch {
+              return undefined;
+            }
+          })();
+          if (current === secret) await rm(secretFile, { force: true });
+        });
+        const dashboard = new Dashboard(this.dashboardHost(), new DashboardAuth(), secret);
+        const served = await this.metrics.serve(this.options.metricsPort, (request, response) =>
+          dashboard.handle(request, response),
+        );
         this.metricsUrl = served.url;
+        this.dashboardUrl = served.origin;
         closers.push(served.close);
-        log.info({ url: served.url }, "serving Prometheus metrics");
+        log.info(
+          { url: served.url, dashboard: served.origin },
+          "serving Prometheus metrics and the dashboard",
+        );
       }
       for (const spec of this.config.workers) this.add(spec);
       await this.writeHeartbeats();
@@ -187,6 +221,76 @@ export class Supervisor {
     slot.begin();
   }
 
+  /** The fleet table's rows from this supervisor's own heartbeats. */
+  rows(): WorkerStatus[] {
+    const holds = readHolds(this.options.stateDir);
+    return [...this.slots.values()].map((slot) =>
+      fromHeartbeat(slot.spec, slot.heartbeat(), holds.has(slot.name)),
+    );
+  }
+
+  private dashboardHost() {
+    const { stateDir, registry, log } = this.options;
+    return {
+      rows: () => this.rows(),
+      context: () => ({
+        configFile: this.config.file,
+        host: os.hostname(),
+        node: process.version,
+        pid: process.pid,
+      }),
+      heartbeatIntervalMs: () => this.config.heartbeatIntervalMs,
+      act: async (name: string, action: DashboardAction) => {
+        const slot = this.slots.get(name);
+        if (!slot) return undefined;
+        const busy = this.acting.get(name);
+        if (busy) return { ok: false, message: `${name}: a ${busy} is already under way` };
+        if (this.stopping.signal.aborted)
+          return { ok: false, message: "the supervisor is stopping the fleet" };
+        // What `workers stop NAME`, `start NAME` and `restart NAME` do, in this process.
+        await setHolds(stateDir, [name], action === "stop");
+        const work =
+          action === "stop"
+            ? stopWorkers({ workers: [slot.spec], registry, log, graceMs: 10_000 }).then(() => "stopped")
+            : startWorkers({
+                workers: [slot.spec],
+                parallel: 1,
+                registry,
+                log,
+                signal: this.stopping.signal,
+                replace: action === "restart",
+                ...(this.options.extraLabels ? { extraLabels: this.options.extraLabels } : {}),
+              }).then(([result]) => {
+                if (result?.outcome === "failed") throw new Error(result.reason ?? "failed");
+                return `${result?.outcome ?? "done"} (run ${result?.runId ?? "-"})`;
+              });
+        this.acting.set(name, action);
+        log.info({ worker: name, action }, "dashboard action");
+        void work
+          .then(
+            (outcome) => log.info({ worker: name, action }, `dashboard ${action}: ${outcome}`),
+            (error: unknown) =>
+              log.warn({ worker: name, action }, `dashboard ${action} failed: ${errorMessage(error)}`),
+          )
+          .finally(() => this.acting.delete(name));
+        return { ok: true, message: `${name}: ${action} begun` };
+      },
+      logs: async (name: string, tail: number) => {
+        const slot = this.slots.get(name);
+        if (!slot) return undefined;
+        const record = (await runsOfWorkers(registry, [slot.spec])).get(name);
+        if (!record) return { lines: [], error: `${name} has never run` };
+        const lines: string[] = [];
+        try {
+          await readRunLogs(record, { source: "runtime", tail }, (line) => lines.push(line));
+          return { lines: lines.slice(-tail), error: null };
+        } catch (error) {
+          return { lines: [], error: isOpenworkError(error) ? oneLine(error) : errorMessage(error) };
+        }
+      },
+    };
+  }
+
   /** Stop every worker at once, each with what is left of the file's stopTimeout. */
   private async shutdown(): Promise<void> {
     const { log } = this.options;
@@ -233,6 +337,7 @@ export class Supervisor {
       updatedAt: new Date().toISOString(),
       heartbeatIntervalMs: this.config.heartbeatIntervalMs,
       metricsUrl: this.metricsUrl,
+      dashboardUrl: this.dashboardUrl,
       configError: this.configError,
       stopping,
       workers: Object.fromEntries([...this.slots.values()].map((slot) => [slot.name, slot.heartbeat()])),

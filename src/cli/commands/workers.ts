@@ -129,7 +129,7 @@ export function registerWorkers(program: Command): void {
     )
     .option(
       "--metrics-port <port>",
-      "with --supervise: the supervisor's /metrics port on 127.0.0.1 (0: any, off)",
+      "with --supervise: the supervisor's /metrics and dashboard port on 127.0.0.1 (0: any, off)",
     )
     .action(
       async (
@@ -190,7 +190,10 @@ export function registerWorkers(program: Command): void {
       "the supervisor, in the foreground (for systemd, launchd or a container): keeps every worker healthy,\n" +
         "writes heartbeats, reloads workers.json on change or SIGHUP, stops every worker on SIGTERM/SIGINT",
     )
-    .option("--metrics-port <port>", "Prometheus /metrics on 127.0.0.1 (default 0: any free port; off: none)")
+    .option(
+      "--metrics-port <port>",
+      "Prometheus /metrics and the dashboard on 127.0.0.1 (default 0: any free port; off: neither)",
+    )
     .action(async (flags: { metricsPort?: string }, command: Command) => {
       const release = holdSignals();
       try {
@@ -332,6 +335,30 @@ export function registerWorkers(program: Command): void {
       } finally {
         release();
       }
+    });
+
+  workers
+    .command("dashboard")
+    .description(
+      "a one-time login link (valid 60s, single use) to the supervisor's fleet dashboard on 127.0.0.1: the\n" +
+        "table live, a worker's last log lines, restart/stop/start buttons (docs/workers.md#dashboard)",
+    )
+    .option("--browser", "open the link in your browser too")
+    .action(async (flags: { browser?: boolean }, command: Command) => {
+      const { ctx, stateDir } = await fleetContext(command);
+      const { dashboardLink, openInBrowser } = await import("../../workers/dashboard/link.js");
+      const link = await dashboardLink(stateDir);
+      const opened = flags.browser ? await openInBrowser(link.url) : false;
+      ctx.output({ ...link, opened }, () =>
+        [
+          link.url,
+          flags.browser
+            ? opened
+              ? "opened in your browser"
+              : "could not open a browser: open the link yourself"
+            : `works once, until ${link.expiresAt}`,
+        ].join("\n"),
+      );
     });
 
   workers
