@@ -1,7 +1,7 @@
 import http from "node:http";
 import type { Duplex } from "node:stream";
 import { within } from "../retry/poll.js";
-import { SESSION_COOKIE, withoutCookie } from "./web-sessions.js";
+import { isSessionCookie, withoutCookie } from "./web-sessions.js";
 
 /** Where proxied requests go. Replaced atomically on an upgrade; the old one drains. */
 export interface Upstream {
@@ -38,7 +38,7 @@ const DROP = new Set([
 function stripSessionCookie(headers: http.OutgoingHttpHeaders): void {
   const cookie = headers.cookie;
   if (typeof cookie !== "string") return;
-  const rest = withoutCookie(cookie, SESSION_COOKIE);
+  const rest = withoutCookie(cookie, isSessionCookie);
   if (rest === undefined) delete headers.cookie;
   else headers.cookie = rest;
 }

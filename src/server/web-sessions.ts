@@ -3,6 +3,21 @@ import { registerSecret } from "../logging/redact.js";
 
 /** The cookie of a web UI session (src/server/routes/web.ts). */
 export const SESSION_COOKIE = "ow_session";
+
+/**
+ * The session cookie's name at the address a request came to. Cookies are not
+ * scoped by port, and a fleet runs several runtimes on 127.0.0.1: each port
+ * gets its own name, so logging in to one never logs another out.
+ */
+export function sessionCookieName(host: string | undefined): string {
+  const port = /:([0-9]{1,5})$/.exec(host ?? "")?.[1];
+  return port ? `${SESSION_COOKIE}_${port}` : SESSION_COOKIE;
+}
+
+/** Is this one of our session cookies (any port's)? They never reach the engine. */
+export function isSessionCookie(name: string): boolean {
+  return name === SESSION_COOKIE || new RegExp(`^${SESSION_COOKIE}_[0-9]{1,5}$`).test(name);
+}
 /** How long a login code may wait for its exchange. */
 export const LOGIN_CODE_TTL_MS = 60_000;
 /** How long a web UI session lasts after the exchange. */
@@ -119,11 +134,15 @@ export function cookieValue(header: string | undefined, name: string): string | 
 }
 
 /** A Cookie header without one cookie (undefined when nothing is left). */
-export function withoutCookie(header: string | undefined, name: string): string | undefined {
+export function withoutCookie(
+  header: string | undefined,
+  name: string | ((name: string) => boolean),
+): string | undefined {
   if (!header) return undefined;
+  const drop = typeof name === "string" ? (candidate: string) => candidate === name : name;
   const kept = header
     .split(";")
     .map((part) => part.trim())
-    .filter((part) => part.length > 0 && part.slice(0, part.indexOf("=")).trim() !== name);
+    .filter((part) => part.length > 0 && !drop(part.slice(0, part.indexOf("=")).trim()));
   return kept.length > 0 ? kept.join("; ") : undefined;
 }

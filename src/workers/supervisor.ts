@@ -275,6 +275,23 @@ export class Supervisor {
           .finally(() => this.acting.delete(name));
         return { ok: true, message: `${name}: ${action} begun` };
       },
+      open: async (name: string) => {
+        const slot = this.slots.get(name);
+        if (!slot) return undefined;
+        const runId = slot.currentRunId;
+        if (!runId) return { ok: false as const, message: `${name} has no running runtime to open` };
+        try {
+          // The same link `openwork open RUN` prints: minted by the runtime's server with its host token.
+          const { loginLink } = await import("../runs/open.js");
+          const link = await loginLink(registry, log, { run: runId });
+          return { ok: true as const, url: link.url, expiresAt: link.expiresAt };
+        } catch (error) {
+          return {
+            ok: false as const,
+            message: isOpenworkError(error) ? oneLine(error) : errorMessage(error),
+          };
+        }
+      },
       logs: async (name: string, tail: number) => {
         const slot = this.slots.get(name);
         if (!slot) return undefined;

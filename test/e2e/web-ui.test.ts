@@ -118,8 +118,10 @@ test("openwork open: the link logs a browser in (HttpOnly, SameSite=Strict cooki
   await page.goto(link.url);
   assert.equal(page.url(), `${run.url}/`, "redirected to the UI, the code gone from the address");
   // Ours is the one the exchange set (the UI sets its own, e.g. its locale, later).
-  const cookie = (await context.cookies(run.url)).find((candidate) => candidate.name === "ow_session");
-  assert.equal(cookie?.name, "ow_session");
+  // Named after the port: a fleet's runtimes share 127.0.0.1, and cookies are not scoped by port.
+  const cookieName = `ow_session_${new URL(run.url).port}`;
+  const cookie = (await context.cookies(run.url)).find((candidate) => candidate.name === cookieName);
+  assert.equal(cookie?.name, cookieName);
   assert.equal(cookie?.httpOnly, true);
   assert.equal(cookie?.sameSite, "Strict");
   assert.equal(cookie?.domain, "127.0.0.1");
@@ -260,7 +262,9 @@ test("the cookie opens the web UI only: Origin and Host are checked, our routes 
   const page = await raw(`${run.url}/`, { headers: { accept: "text/html" } });
   assert.equal(page.status, 401);
   assert.match(String(page.headers["content-type"]), /^text\/html/);
-  const api = await raw(`${run.url}/session`, { headers: { cookie: "ow_session=forged-session-value" } });
+  const api = await raw(`${run.url}/session`, {
+    headers: { cookie: `ow_session_${new URL(run.url).port}=forged-session-value` },
+  });
   assert.equal(api.status, 401);
   assert.equal((JSON.parse(api.body) as { error: { code: string } }).error.code, "unauthorized");
   // Codes: a bad one is a 401 page; the bearer route to mint them refuses the client token.
@@ -280,7 +284,7 @@ test("the cookie opens the web UI only: Origin and Host are checked, our routes 
   // Neither codes nor sessions reach the runtime's log.
   const logs = await runCli(["logs", run.runId], { home, env });
   assert.equal(logs.exitCode, 0, logs.stderr);
-  assert.ok(!logs.stdout.includes(cookie.slice("ow_session=".length)), "no session in the log");
+  assert.ok(!logs.stdout.includes(cookie.slice(cookie.indexOf("=") + 1)), "no session in the log");
   assert.ok(!logs.stdout.includes("not-a-code"), "a refused code is not logged");
   assert.match(logs.stdout, /a web UI login with a bad, expired or used code was refused/);
 });

@@ -44,12 +44,19 @@ describe("workers dashboard", { concurrency: false, timeout: 600_000 }, () => {
     minUptime: "2s",
     backoff: { initial: "1s", max: "2s", jitter: 0 },
   };
+  // No model provider in the host worker's workspace: the web UI that `open` loads asks the engine for
+  // its providers, and the whole catalogue (~6.5 MB) keeps a loaded machine's engine busy (docs/web-ui.md).
+  const hostWorkspace = mkdtempSync(path.join(os.tmpdir(), "openwork-ws-dash-h-"));
+  writeFileSync(
+    path.join(hostWorkspace, "opencode.json"),
+    JSON.stringify({ $schema: "https://opencode.ai/config.json", enabled_providers: ["openwork-test-none"] }),
+  );
   writeFileSync(
     config,
     JSON.stringify({
       heartbeatInterval: "1s",
       workers: [
-        { name: "h", workspace: mkdtempSync(path.join(os.tmpdir(), "openwork-ws-dash-h-")), restart },
+        { name: "h", workspace: hostWorkspace, restart },
         { name: "d", workspace: sandboxWorkspace("openwork-ws-dash-d-"), sandbox: "docker", restart },
       ],
     }),
@@ -242,5 +249,25 @@ describe("workers dashboard", { concurrency: false, timeout: 600_000 }, () => {
       requested.filter((url) => !url.startsWith(`${origin}/`)),
       [],
     );
+  });
+
+  it("open: the worker's own web UI in a new tab, logged in through a one-time link", async (t) => {
+    if (!page || !context) return t.skip("needs the login above");
+    await page.goto(`${origin}/`);
+    const [tab] = await Promise.all([
+      context.waitForEvent("page"),
+      page.locator('tr[data-worker="h"] form.open button').click(),
+    ]);
+    await tab.waitForURL((url) => url.pathname === "/" && url.port !== new URL(origin).port, {
+      timeout: 30_000,
+    });
+    assert.equal(await tab.title(), "OpenCode");
+    const runtime = new URL(tab.url());
+    const cookies = await context.cookies(runtime.origin);
+    assert.ok(
+      cookies.some((cookie) => cookie.name === `ow_session_${runtime.port}` && cookie.httpOnly),
+      "the runtime's own session cookie, named after its port",
+    );
+    await tab.close();
   });
 });

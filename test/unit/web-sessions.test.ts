@@ -10,7 +10,14 @@ import { redactText } from "../../src/logging/redact.js";
 import { opener } from "../../src/runs/open.js";
 import { createUpstream, proxyRequest } from "../../src/server/proxy.js";
 import { allowedHost, isOwnPath } from "../../src/server/routes/web.js";
-import { cookieValue, type WebLoginState, WebLogins, withoutCookie } from "../../src/server/web-sessions.js";
+import {
+  cookieValue,
+  isSessionCookie,
+  sessionCookieName,
+  type WebLoginState,
+  WebLogins,
+  withoutCookie,
+} from "../../src/server/web-sessions.js";
 
 function store(start = 1_000_000) {
   let now = start;
@@ -67,6 +74,12 @@ test("the session cookie is read from, and removed from, a Cookie header", () =>
   assert.equal(cookieValue(undefined, "ow_session"), undefined);
   assert.equal(withoutCookie("a=1; ow_session=xyz; b=2", "ow_session"), "a=1; b=2");
   assert.equal(withoutCookie("ow_session=xyz", "ow_session"), undefined);
+  // Every port's session cookie is ours (a fleet's runtimes share 127.0.0.1); look-alikes are not.
+  assert.equal(sessionCookieName("127.0.0.1:8801"), "ow_session_8801");
+  assert.equal(
+    withoutCookie("ow_session_8801=a; ow_session_8802=b; ow_sessions=c; x=1", isSessionCookie),
+    "ow_sessions=c; x=1",
+  );
   assert.equal(withoutCookie("oc_locale=en", "ow_session"), "oc_locale=en");
 });
 

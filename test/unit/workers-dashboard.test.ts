@@ -115,6 +115,12 @@ describe("dashboard routes", () => {
         return { ok: true, message: `${name}: ${action} begun` };
       },
       logs: async () => ({ lines: ["<b>hi</b>"], error: null }),
+      open: async (name) =>
+        name === "api"
+          ? { ok: true, url: 'http://127.0.0.1:9/login?code=a"b', expiresAt: "2026-12-01T00:00:00.000Z" }
+          : name === "idle"
+            ? { ok: false, message: "idle has no running runtime to open" }
+            : undefined,
     };
     const dashboard = new Dashboard(host, new DashboardAuth(), "s3cret");
     const served = await new FleetMetrics(() => []).serve(0, (q, r) => dashboard.handle(q, r));
@@ -186,6 +192,18 @@ describe("dashboard routes", () => {
     const json = await post("/workers/api/stop", { origin: base, accept: "application/json" });
     assert.equal(json.status, 202);
     assert.deepEqual(acted, ["restart", "stop"]);
+
+    // open: a page that follows the worker's one-time link (escaped), only with our Origin.
+    assert.equal((await post("/workers/api/open", { origin: "http://evil.example" })).status, 403);
+    const opened = await post("/workers/api/open", { origin: base });
+    assert.equal(opened.status, 200);
+    const openPage = await opened.text();
+    assert.match(
+      openPage,
+      /<meta http-equiv="refresh" content="0;url=http:\/\/127\.0\.0\.1:9\/login\?code=a&#34;b">/,
+    );
+    assert.equal((await post("/workers/idle/open", { origin: base })).status, 409);
+    assert.equal((await post("/workers/nobody/open", { origin: base })).status, 404);
 
     const events = await get("/events", session);
     assert.equal(events.headers.get("content-type"), "text/event-stream");

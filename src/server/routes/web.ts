@@ -7,7 +7,7 @@ import type { ServeEnv } from "../../contract/env.js";
 import { markAuthenticated } from "../connections.js";
 import type { Route, UpgradeRoute } from "../dispatch.js";
 import { HttpError, sendOk } from "../http.js";
-import { cookieValue, SESSION_COOKIE, type WebLogins } from "../web-sessions.js";
+import { cookieValue, sessionCookieName, type WebLogins } from "../web-sessions.js";
 import { forwardToEngine, forwardUpgradeToEngine, type ProxyDeps } from "./proxy.js";
 
 /** Paths of our own routes: never the web UI's, whatever cookie comes with them. */
@@ -96,7 +96,7 @@ export function loginRoutes(deps: WebDeps): Route[] {
         const maxAge = Math.max(1, Math.floor((session.expiresAt - Date.now()) / 1000));
         res.writeHead(303, {
           location: "/",
-          "set-cookie": `${SESSION_COOKIE}=${session.session}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}`,
+          "set-cookie": `${sessionCookieName(req.headers.host)}=${session.session}; Path=/; HttpOnly; SameSite=Strict; Max-Age=${maxAge}`,
           "cache-control": "no-store",
           "referrer-policy": "no-referrer",
           "content-length": 0,
@@ -127,7 +127,7 @@ function refusal(
       code: "misdirected_request",
       message: "the Host header is not this server's address",
     };
-  if (!deps.logins.valid(cookieValue(req.headers.cookie, SESSION_COOKIE)))
+  if (!deps.logins.valid(cookieValue(req.headers.cookie, sessionCookieName(host))))
     return {
       status: 401,
       code: "unauthorized",

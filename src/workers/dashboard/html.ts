@@ -84,6 +84,23 @@ function actionForm(name: string, action: "restart" | "stop" | "start"): string 
   return `<form class="action" method="post" action="/workers/${encodeURIComponent(name)}/${action}"><button type="submit">${action}</button></form>`;
 }
 
+/**
+ * "open": a login link to the worker's own web UI, minted when asked (it is
+ * single-use and short-lived), in a new tab. Not a fetch action: it navigates.
+ */
+function openForm(name: string): string {
+  return `<form class="open" method="post" action="/workers/${encodeURIComponent(name)}/open" target="_blank"><button type="submit">open</button></form>`;
+}
+
+/** The page `open` answers with: the link, followed at once (a navigation, not a redirect of the form). */
+export function renderOpenPage(name: string, url: string, expiresAt: string): string {
+  const href = escapeHtml(url);
+  return page(
+    `${name}: web UI`,
+    `<meta http-equiv="refresh" content="0;url=${href}"><h1>${escapeHtml(name)}</h1><p>Opening the worker's web UI: <a id="open-link" href="${href}">follow this one-time link</a> (valid until ${escapeHtml(expiresAt)}).</p>`,
+  );
+}
+
 /** The rows of the fleet table (also what each server-sent `fleet` event carries, rendered). */
 export function renderRows(workers: readonly WorkerStatus[]): string {
   return workers
@@ -101,7 +118,7 @@ export function renderRows(workers: readonly WorkerStatus[]): string {
         : "";
       const actions = `<td class="actions">${actionForm(w.name, "restart")}${
         w.held || w.state === "stopped" ? actionForm(w.name, "start") : actionForm(w.name, "stop")
-      }</td>`;
+      }${w.url && (w.state === "running" || w.state === "degraded") ? openForm(w.name) : ""}</td>`;
       return `<tr data-worker="${escapeHtml(w.name)}" data-state="${escapeHtml(w.state)}">${tds}${actions}</tr>${error}`;
     })
     .join("\n");

@@ -2,7 +2,14 @@ import { randomBytes } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { WorkerStatus } from "../status.js";
 import { type DashboardAuth, sameSecret } from "./codes.js";
-import { type PageContext, renderFleetPage, renderMessage, renderRows, renderWorkerPage } from "./html.js";
+import {
+  type PageContext,
+  renderFleetPage,
+  renderMessage,
+  renderOpenPage,
+  renderRows,
+  renderWorkerPage,
+} from "./html.js";
 
 export const DASHBOARD_ACTIONS = ["restart", "stop", "start"] as const;
 export type DashboardAction = (typeof DASHBOARD_ACTIONS)[number];
@@ -15,6 +22,10 @@ export interface DashboardHost {
   heartbeatIntervalMs(): number;
   /** begin an action; the message says what was begun, undefined: no such worker */
   act(name: string, action: DashboardAction): Promise<{ ok: boolean; message: string } | undefined>;
+  /** a one-time login link to the worker's web UI; undefined: no such worker */
+  open(
+    name: string,
+  ): Promise<{ ok: true; url: string; expiresAt: string } | { ok: false; message: string } | undefined>;
   /** the last lines of the worker's current run's output, undefined: no such worker */
   logs(name: string, tail: number): Promise<{ lines: string[]; error: string | null } | undefined>;
 }
@@ -144,7 +155,7 @@ export class Dashboard {
         .end(renderMessage("Not logged in", "open the link `openwork workers dashboard` prints"));
       return;
     }
-    const worker = /^\/workers\/([^/]+)(?:\/(logs|restart|stop|start))?$/.exec(url.pathname);
+    const worker = /^\/workers\/([^/]+)(?:\/(logs|restart|stop|start|open))?$/.exec(url.pathname);
     if (url.pathname === "/" && method === "GET") {
       const nonce = randomBytes(16).toString("base64");
       const at = new Date().toISOString();
@@ -173,6 +184,17 @@ export class Dashboard {
           "x-content-type-options": "nosniff",
         })
         .end(logs.error ? `${logs.error}\n` : logs.lines.map((line) => `${line}\n`).join(""));
+      return;
+    }
+    if (worker && method === "POST" && worker[2] === "open") {
+      const name = decodeURIComponent(worker[1] as string);
+      const link = await this.host.open(name);
+      if (!link) return this.notFound(response);
+      if (!link.ok) {
+        response.writeHead(409, headers()).end(renderMessage("Not now", link.message));
+        return;
+      }
+      response.writeHead(200, headers()).end(renderOpenPage(name, link.url, link.expiresAt));
       return;
     }
     if (worker && method === "POST" && DASHBOARD_ACTIONS.includes(worker[2] as DashboardAction)) {
