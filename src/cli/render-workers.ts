@@ -1,3 +1,4 @@
+import { formatAge, healthCell, versionsCell } from "../workers/cells.js";
 import type { WorkerStartResult } from "../workers/fleet.js";
 import type { FleetStatus, WorkerStatus } from "../workers/status.js";
 import { formatBytes, renderTable } from "./table.js";
@@ -17,30 +18,6 @@ export function renderStartResults(results: readonly WorkerStartResult[]): strin
   );
   const reasons = results.filter((r) => r.reason).map((r) => `${r.name}: ${r.reason}`);
   return [table, ...reasons].join("\n");
-}
-
-export function formatDuration(ms: number | null): string {
-  if (ms === null) return "-";
-  const s = Math.floor(ms / 1000);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
-  return `${Math.floor(s / 86400)}d${Math.floor((s % 86400) / 3600)}h`;
-}
-
-function health(worker: WorkerStatus): string {
-  const entries = Object.entries(worker.components);
-  if (entries.length === 0) return "-";
-  const short: Record<string, string> = { opencode: "engine", "opencode-router": "router" };
-  return entries.map(([name, status]) => `${short[name] ?? name}:${status}`).join(" ");
-}
-
-function versions(worker: WorkerStatus): string {
-  const v = worker.versions;
-  if (!v || (!v.opencode && !v.server)) return "-";
-  return [v.opencode && `oc ${v.opencode}`, v.router && `rt ${v.router}`, v.server && `srv ${v.server}`]
-    .filter(Boolean)
-    .join(" ");
 }
 
 /** `workers status`: the fleet table, the supervisor line, then what is wrong with each broken worker. */
@@ -63,13 +40,13 @@ export function renderFleet(status: FleetStatus): string {
       w.name,
       w.sandbox,
       w.held && w.state === "stopped" ? "stopped (held)" : w.state,
-      health(w),
+      healthCell(w),
       w.restarts === null ? "-" : String(w.restarts),
-      formatDuration(w.uptimeMs),
+      formatAge(w.uptimeMs),
       w.cpu === null ? "-" : `${Math.round(w.cpu * 100)}%`,
       w.memoryBytes === null ? "-" : formatBytes(w.memoryBytes),
-      w.heartbeatAgeMs === null ? "-" : `${formatDuration(w.heartbeatAgeMs)}${w.stale ? " STALE" : ""}`,
-      versions(w),
+      w.heartbeatAgeMs === null ? "-" : `${formatAge(w.heartbeatAgeMs)}${w.stale ? " STALE" : ""}`,
+      versionsCell(w),
       w.url ?? "-",
     ]),
   );
@@ -77,7 +54,7 @@ export function renderFleet(status: FleetStatus): string {
   const supervisor =
     s.state === "not-running"
       ? "supervisor: not running (start it with `openwork workers start --supervise`)"
-      : `supervisor: ${s.state === "stale" ? "STALE (no heartbeat for " + formatDuration(s.heartbeatAgeMs) + ")" : "running"}, pid ${s.pid}, since ${s.startedAt}${s.metricsUrl ? `, metrics ${s.metricsUrl}` : ""}`;
+      : `supervisor: ${s.state === "stale" ? "STALE (no heartbeat for " + formatAge(s.heartbeatAgeMs) + ")" : "running"}, pid ${s.pid}, since ${s.startedAt}${s.metricsUrl ? `, metrics ${s.metricsUrl}` : ""}`;
   const lines = [table, supervisor];
   if (s.configError)
     lines.push(`workers.json was not reloaded, the fleet runs its previous configuration: ${s.configError}`);

@@ -1,4 +1,5 @@
 import type { RestartPolicy } from "./config.js";
+import { formatDuration } from "./durations.js";
 
 /**
  * The restart bookkeeping of one worker, as plain data (the supervisor keeps
@@ -41,7 +42,7 @@ export function decideRestart(
     return {
       kind: "give-up",
       ledger: { ...ledger, recent, consecutive },
-      reason: `restarted ${recent.length} times within ${formatMs(policy.windowMs)} (maxRestarts ${policy.maxRestarts})`,
+      reason: `restarted ${recent.length} times within ${formatDuration(policy.windowMs)} (maxRestarts ${policy.maxRestarts})`,
     };
   }
   const next: RestartLedger = {
@@ -79,11 +80,4 @@ export function memoryVerdict(
     return { aboveSince: null, restart: false };
   const since = aboveSince ?? now;
   return { aboveSince: since, restart: now - since >= policy.maxMemoryForMs };
-}
-
-export function formatMs(ms: number): string {
-  if (ms % 3_600_000 === 0) return `${ms / 3_600_000}h`;
-  if (ms % 60_000 === 0) return `${ms / 60_000}m`;
-  if (ms % 1000 === 0) return `${ms / 1000}s`;
-  return `${ms}ms`;
 }

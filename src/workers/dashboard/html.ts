@@ -1,3 +1,5 @@
+import { formatBytes } from "../../cli/table.js";
+import { formatAge, healthCell, versionsCell } from "../cells.js";
 import type { WorkerStatus } from "../status.js";
 
 /** Text into HTML (element content and quoted attribute values alike). */
@@ -11,43 +13,6 @@ export function printableLine(line: string): string {
     const code = c.charCodeAt(0);
     return `\\x${code.toString(16).padStart(2, "0")}`;
   });
-}
-
-function bytes(value: number | null): string {
-  if (value === null) return "-";
-  if (value < 1024) return `${value} B`;
-  const units = ["KiB", "MiB", "GiB"];
-  let n = value / 1024;
-  let unit = 0;
-  while (n >= 1024 && unit < units.length - 1) {
-    n /= 1024;
-    unit++;
-  }
-  return `${n.toFixed(1)} ${units[unit]}`;
-}
-
-function duration(ms: number | null): string {
-  if (ms === null) return "-";
-  const s = Math.floor(ms / 1000);
-  if (s < 60) return `${s}s`;
-  if (s < 3600) return `${Math.floor(s / 60)}m${String(s % 60).padStart(2, "0")}s`;
-  if (s < 86400) return `${Math.floor(s / 3600)}h${String(Math.floor((s % 3600) / 60)).padStart(2, "0")}m`;
-  return `${Math.floor(s / 86400)}d${Math.floor((s % 86400) / 3600)}h`;
-}
-
-function health(worker: WorkerStatus): string {
-  const entries = Object.entries(worker.components);
-  if (entries.length === 0) return "-";
-  const short: Record<string, string> = { opencode: "engine", "opencode-router": "router" };
-  return entries.map(([name, status]) => `${short[name] ?? name}:${status}`).join(" ");
-}
-
-function versions(worker: WorkerStatus): string {
-  const v = worker.versions;
-  if (!v || (!v.opencode && !v.server)) return "-";
-  return [v.opencode && `oc ${v.opencode}`, v.router && `rt ${v.router}`, v.server && `srv ${v.server}`]
-    .filter(Boolean)
-    .join(" ");
 }
 
 export const COLUMNS = [
@@ -69,13 +34,13 @@ function cells(w: WorkerStatus): Record<(typeof COLUMNS)[number][0], string> {
     name: w.name,
     sandbox: w.sandbox,
     state: w.held && w.state === "stopped" ? "stopped (held)" : w.state,
-    health: health(w),
+    health: healthCell(w),
     restarts: w.restarts === null ? "-" : String(w.restarts),
-    uptime: duration(w.uptimeMs),
+    uptime: formatAge(w.uptimeMs),
     cpu: w.cpu === null ? "-" : `${Math.round(w.cpu * 100)}%`,
-    memory: bytes(w.memoryBytes),
-    heartbeat: w.heartbeatAgeMs === null ? "-" : `${duration(w.heartbeatAgeMs)}${w.stale ? " STALE" : ""}`,
-    versions: versions(w),
+    memory: w.memoryBytes === null ? "-" : formatBytes(w.memoryBytes),
+    heartbeat: w.heartbeatAgeMs === null ? "-" : `${formatAge(w.heartbeatAgeMs)}${w.stale ? " STALE" : ""}`,
+    versions: versionsCell(w),
     run: w.runId ?? "-",
   };
 }
