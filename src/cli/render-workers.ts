@@ -1,7 +1,8 @@
+import { formatBytes } from "../text/units.js";
 import { formatAge, healthCell, versionsCell } from "../workers/cells.js";
 import type { WorkerStartResult } from "../workers/fleet.js";
 import type { FleetStatus, WorkerStatus } from "../workers/status.js";
-import { formatBytes, renderTable } from "./table.js";
+import { renderTable } from "./table.js";
 
 /** `workers start`/`restart`: one row per worker, then why each failed one failed. */
 export function renderStartResults(results: readonly WorkerStartResult[]): string {

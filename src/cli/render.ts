@@ -5,7 +5,8 @@ import type { CorruptRecord } from "../runs/registry.js";
 import type { StartPlan, StartResult } from "../runs/start.js";
 import { type CredentialsView, credentialsView, type OrphanInfo, type RunStatus } from "../runs/status.js";
 import { versionsReport } from "../runs/versions.js";
-import { formatBytes, renderTable } from "./table.js";
+import { formatBytes } from "../text/units.js";
+import { renderTable } from "./table.js";
 
 /*
  * How results look on a terminal. Shared by the command modules (which do

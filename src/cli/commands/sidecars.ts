@@ -4,9 +4,10 @@ import { oneLine } from "../../errors/errors.js";
 import type { InventoryRow } from "../../sidecars/inventory.js";
 import { hostTarget, parseTarget, sandboxTarget, type Target } from "../../sidecars/platform.js";
 import { sourcePolicyFrom } from "../../sources/policy.js";
+import { formatBytes } from "../../text/units.js";
 import { type CommandContext, contextFrom } from "../context.js";
 import { addSourceOption } from "../sidecar-options.js";
-import { formatBytes, renderTable } from "../table.js";
+import { renderTable } from "../table.js";
 
 interface CommonOptions {
   target?: string;

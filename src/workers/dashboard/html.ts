@@ -1,4 +1,4 @@
-import { formatBytes } from "../../cli/table.js";
+import { formatBytes } from "../../text/units.js";
 import { formatAge, healthCell, versionsCell } from "../cells.js";
 import type { WorkerStatus } from "../status.js";
 
