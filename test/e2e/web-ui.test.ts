@@ -3,8 +3,9 @@ import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
-import { after, before, test } from "node:test";
+import { after, before, type TestContext, test } from "node:test";
 import { createOpencodeClient } from "@opencode-ai/sdk/v2/client";
+import { emulatorEnv } from "../helpers/apple-emulator.js";
 import { browserOrSkip } from "../helpers/browser.js";
 import { runCli } from "../helpers/cli.js";
 import { dockerOrSkip, sharedSandboxImage } from "../helpers/docker.js";
@@ -318,20 +319,26 @@ test("open --browser: the platform's opener gets the link; without one it refuse
   assert.equal((await raw(printed)).status, 303, "a valid link");
 });
 
-test("docker: the link uses the published address, and the UI answers through the cookie there", async (t) => {
+/** A sandboxed run: the link names the published address, and the UI answers through the cookie there. */
+async function sandboxedLogin(
+  t: TestContext,
+  sandbox: "docker" | "container",
+  extraEnv: Record<string, string>,
+) {
   const docker = await dockerOrSkip(t);
   if (!docker) return;
   await sharedSandboxImage(docker);
-  const ws = sandboxWorkspace("openwork-ws-webui-docker-");
-  const started = await runCli(["--json", "start", "--detach", "--sandbox", "docker", "--workspace", ws], {
+  const ws = sandboxWorkspace(`openwork-ws-webui-${sandbox}-`);
+  const runEnv = { ...env, ...extraEnv };
+  const started = await runCli(["--json", "start", "--detach", "--sandbox", sandbox, "--workspace", ws], {
     home,
-    env,
+    env: runEnv,
     timeoutMs: 300_000,
   });
   assert.equal(started.exitCode, 0, started.stderr);
   const doc = JSON.parse(started.stdout) as StartDoc;
   try {
-    const opened = await runCli(["--json", "open", doc.runId], { home, env });
+    const opened = await runCli(["--json", "open", doc.runId], { home, env: runEnv });
     assert.equal(opened.exitCode, 0, opened.stderr);
     const link = JSON.parse(opened.stdout) as LinkDoc;
     assert.ok(link.url.startsWith(`${doc.url}/login?code=`), link.url);
@@ -343,7 +350,13 @@ test("docker: the link uses the published address, and the UI answers through th
     const rebound = await raw(`${doc.url}/`, { headers: { cookie, host: `evil.example:${port}` } });
     assert.equal(rebound.status, 421);
   } finally {
-    const stopped = await runCli(["stop", doc.runId], { home, env });
+    const stopped = await runCli(["stop", doc.runId], { home, env: runEnv });
     assert.equal(stopped.exitCode, 0, stopped.stderr);
   }
-});
+}
+
+test("docker: the link uses the published address, and the UI answers through the cookie there", (t) =>
+  sandboxedLogin(t, "docker", {}));
+
+test("Apple container (emulated on Docker): the same, through the VM's published port", (t) =>
+  sandboxedLogin(t, "container", { ...emulatorEnv(), OPENWORK_TEST_RUN: "1" }));
