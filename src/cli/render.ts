@@ -71,8 +71,17 @@ export function renderStatus(
       `orphan: ${orphan.kind} ${orphan.id} (run ${orphan.runId ?? "?"}) has no live run; remove with \`openwork stop --orphans\``,
     );
   for (const entry of corrupt) extra.push(`unreadable run record: ${entry.reason}`);
-  // One run: what reached it, too.
-  const only = statuses.length === 1 ? statuses[0]?.credentials : undefined;
+  // One run: where it lives and what reached it, too.
+  const one = statuses.length === 1 ? statuses[0] : undefined;
+  if (one?.engine) extra.push(`  engine:          ${one.engine}`);
+  if (one?.shipped) {
+    const ws = one.shipped.workspace;
+    extra.push(
+      `  workspace:       ${ws.type === "volume" ? `volume ${ws.source}${one.shipped.uploadedFrom ? ` (uploaded from ${one.shipped.uploadedFrom})` : ""}` : `engine:${ws.source}`}`,
+      `  state:           volume ${one.shipped.persistVolume}; runtimes in ${one.shipped.runtimesVolume}`,
+    );
+  }
+  const only = one?.credentials;
   if (only) extra.push(...credentialLines(only));
   return [table, ...extra].join("\n");
 }
@@ -181,5 +190,6 @@ export function startDocument(result: StartResult, record: RunRecord) {
     logFile: record.logFile,
     credentials: credentialsView(record.credentials) ?? null,
     timings: result.timings,
+    ...(result.shippedBytes === undefined ? {} : { shippedBytes: result.shippedBytes }),
   };
 }

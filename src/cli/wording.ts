@@ -13,6 +13,7 @@ const FLAG: Record<OptionDifference["option"], string> = {
   port: "--port",
   router: "--router",
   allowRemote: "--allow-remote",
+  publishAddress: "--publish-address",
   mounts: "--mount",
   limits: "--cpus/--memory/--pids-limit",
   runtime: "--manifest/--source/--*-bin",

@@ -4,7 +4,7 @@ import { createRequire, Module } from "node:module";
 import os from "node:os";
 import path from "node:path";
 import type Docker from "dockerode";
-import { errorMessage, OpenworkError } from "../errors/errors.js";
+import { errorMessage, OpenworkError, UsageError } from "../errors/errors.js";
 
 export interface DockerEndpoint {
   /** what the user would recognise: DOCKER_HOST=…, context "name", or the default socket */
@@ -18,7 +18,7 @@ export interface DockerEndpoint {
  */
 export function resolveDockerEndpoint(env: NodeJS.ProcessEnv = process.env): DockerEndpoint {
   if (env.DOCKER_HOST) return { source: "DOCKER_HOST", host: env.DOCKER_HOST };
-  const configDir = env.DOCKER_CONFIG ?? path.join(os.homedir(), ".docker");
+  const configDir = dockerConfigDir(env);
   let context = env.DOCKER_CONTEXT;
   if (!context) {
     try {
@@ -30,29 +30,86 @@ export function resolveDockerEndpoint(env: NodeJS.ProcessEnv = process.env): Doc
       // no config: the default context
     }
   }
-  if (context && context !== "default") {
-    const id = createHash("sha256").update(context).digest("hex");
-    const metaFile = path.join(configDir, "contexts", "meta", id, "meta.json");
-    try {
-      const meta = JSON.parse(readFileSync(metaFile, "utf8")) as {
-        Endpoints?: { docker?: { Host?: string } };
-      };
-      const host = meta.Endpoints?.docker?.Host;
-      if (host) return { source: `docker context "${context}"`, host };
-    } catch (error) {
-      throw new OpenworkError(
-        `docker context "${context}" cannot be read from ${metaFile}: ${errorMessage(error)}`,
-        {
-          code: "docker_context",
-          hint: 'run "docker context ls" and "docker context use default" to repair',
-        },
-      );
-    }
-  }
+  if (context && context !== "default") return contextEndpoint(context, env);
+  return defaultEndpoint();
+}
+
+function dockerConfigDir(env: NodeJS.ProcessEnv): string {
+  return env.DOCKER_CONFIG ?? path.join(os.homedir(), ".docker");
+}
+
+function defaultEndpoint(): DockerEndpoint {
   return {
     source: "default socket",
     host: process.platform === "win32" ? "npipe:////./pipe/docker_engine" : "unix:///var/run/docker.sock",
   };
+}
+
+/** The engine a docker context names (~/.docker/contexts/meta/<sha256 of the name>/meta.json). */
+export function contextEndpoint(context: string, env: NodeJS.ProcessEnv = process.env): DockerEndpoint {
+  if (context === "default") return defaultEndpoint();
+  const id = createHash("sha256").update(context).digest("hex");
+  const metaFile = path.join(dockerConfigDir(env), "contexts", "meta", id, "meta.json");
+  let host: string | undefined;
+  try {
+    const meta = JSON.parse(readFileSync(metaFile, "utf8")) as { Endpoints?: { docker?: { Host?: string } } };
+    host = meta.Endpoints?.docker?.Host;
+  } catch (error) {
+    throw new OpenworkError(
+      `docker context "${context}" cannot be read from ${metaFile}: ${errorMessage(error)}`,
+      { code: "docker_context", hint: 'run "docker context ls" to see the contexts there are' },
+    );
+  }
+  if (!host)
+    throw new OpenworkError(`docker context "${context}" names no Docker endpoint (${metaFile})`, {
+      code: "docker_context",
+      hint: 'run "docker context inspect" on it, or pass --docker-host with the endpoint itself',
+    });
+  return { source: `docker context "${context}"`, host };
+}
+
+const ENDPOINT_SCHEMES = ["unix:", "npipe:", "tcp:", "ssh:", "http:", "https:"];
+
+/**
+ * What `--docker-host` (or a worker's `dockerHost`) names: an endpoint URL as
+ * DOCKER_HOST takes it (unix://, npipe://, tcp:// with TLS material from
+ * DOCKER_CERT_PATH, ssh://user@host), or the name of a docker context.
+ */
+export function parseDockerHost(value: string, what = "--docker-host"): DockerEndpoint {
+  const text = value.trim();
+  if (text.includes("://")) {
+    const scheme = `${text.slice(0, text.indexOf("://"))}:`;
+    if (!ENDPOINT_SCHEMES.includes(scheme))
+      throw new UsageError(
+        `${what} ${value}: a Docker endpoint is unix://, npipe://, tcp://, ssh://, http:// or https://, not ${scheme}//`,
+      );
+    if (scheme !== "unix:" && scheme !== "npipe:") {
+      let parsed: URL;
+      try {
+        parsed = new URL(text);
+      } catch {
+        throw new UsageError(`${what} ${value} is not an endpoint URL`, "e.g. tcp://10.0.0.5:2376");
+      }
+      if (!parsed.hostname) throw new UsageError(`${what} ${value} names no host`);
+    } else if (text.length <= scheme.length + 2) throw new UsageError(`${what} ${value} names no socket`);
+    return { source: what, host: text };
+  }
+  if (!/^[A-Za-z0-9][A-Za-z0-9_.+-]*$/.test(text))
+    throw new UsageError(
+      `${what} "${value}" is neither an endpoint URL nor a docker context name`,
+      "e.g. --docker-host ssh://me@big-box, tcp://10.0.0.5:2376 or a name from `docker context ls`",
+    );
+  return contextEndpoint(text);
+}
+
+/**
+ * Whether an engine is known to share this machine's file system: only a socket
+ * on this machine can be (tcp:// and ssh:// engines are elsewhere, even when
+ * they happen to point back here). A run on any other engine gets its runtime
+ * and state shipped through the API, never a bind mount of a path of ours.
+ */
+export function isLocalEngine(host: string): boolean {
+  return host.startsWith("unix://") || host.startsWith("npipe://");
 }
 
 /**
@@ -157,10 +214,10 @@ export type DockerProbe =
   | { ok: false; endpoint?: DockerEndpoint; reason: string };
 
 /** Is an engine answering? Bounded by a short timeout so that `auto` never hangs on a dead socket. */
-export async function probeDocker(timeoutMs = 3000): Promise<DockerProbe> {
+export async function probeDocker(timeoutMs = 3000, given?: DockerEndpoint): Promise<DockerProbe> {
   let endpoint: DockerEndpoint;
   try {
-    endpoint = resolveDockerEndpoint();
+    endpoint = given ?? resolveDockerEndpoint();
   } catch (error) {
     return { ok: false, reason: errorMessage(error) };
   }

@@ -22,7 +22,7 @@ export async function followInForeground(options: {
 }): Promise<void> {
   const { registry, record, log, signal } = options;
   if (!record.handle) return;
-  const backend = backendOf(record.sandbox);
+  const backend = backendOf(record);
   const handle = record.handle;
   const stopFollowing = new AbortController();
   signal.addEventListener("abort", () => stopFollowing.abort(), { once: true });

@@ -8,6 +8,7 @@ export interface OptionDifference {
     | "port"
     | "router"
     | "allowRemote"
+    | "publishAddress"
     | "mounts"
     | "limits"
     | "runtime"

@@ -1,7 +1,9 @@
 import { removeImportDir } from "../credentials/import-dir.js";
+import { resolveDockerEndpoint } from "../docker/client.js";
 import { errorMessage, OpenworkError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
 import { isAlive } from "../processes/identity.js";
+import type { SandboxBackend } from "../sandbox/backend.js";
 import {
   describeExit,
   LABEL_HOME,
@@ -9,14 +11,25 @@ import {
   LABEL_RUN,
   type ListedSandbox,
 } from "../sandbox/backend.js";
-import { backendFor, registeredBackends } from "../sandbox/select.js";
-import { isLive, type RunRecord } from "./record.js";
+import { backendFor, backendOfHandle, registeredBackends } from "../sandbox/select.js";
+import { engineOf, isLive, type RunRecord } from "./record.js";
 import type { CorruptRecord, RunRegistry } from "./registry.js";
 
 export const STOP_GRACE_MS = 10_000;
 
-/** The backend a record names (one instance per kind and process). */
-export const backendOf = backendFor;
+/** The engine the default Docker backend drives (undefined when it cannot be told: a broken docker context). */
+function defaultEngineHost(): string | undefined {
+  try {
+    return resolveDockerEndpoint().host;
+  } catch {
+    return undefined;
+  }
+}
+
+/** The backend a record's sandbox lives on: its kind, on its engine (one instance per engine and process). */
+export function backendOf(record: RunRecord): SandboxBackend {
+  return backendFor(record.sandbox, engineOf(record));
+}
 
 /**
  * Record what reality already is. Best effort: on a full or read-only disk the
@@ -47,7 +60,7 @@ function ownerAlive(record: RunRecord): boolean {
 
 /** Stop and remove a run's sandbox: by its handle, and by its run label (a launch may have been cut off before the handle was recorded). */
 export async function teardown(record: RunRecord, graceMs = STOP_GRACE_MS): Promise<void> {
-  const backend = backendOf(record.sandbox);
+  const backend = backendOf(record);
   const seen = new Set<string>();
   if (record.handle) {
     seen.add(record.handle.id);
@@ -99,7 +112,7 @@ export async function reconcileRecord(
     if (!record.handle) {
       return await mark({ state: "failed", reason: "recorded as running without a sandbox handle" });
     }
-    const status = await backendOf(record.sandbox).status(record.handle);
+    const status = await backendOf(record).status(record.handle);
     if (status.state === "running") return record;
     return await mark({
       state: "failed",
@@ -121,11 +134,12 @@ export async function reconcileRecord(
  */
 export async function reconcileWorkspace(
   registry: RunRegistry,
-  workspace: string,
+  workspaceId: string,
   log: Logger,
 ): Promise<{ live: RunRecord[] }> {
   const { records } = await registry.list();
-  const mine = records.filter((record) => record.workspace === workspace && isLive(record.state));
+  // By id: one directory uploaded to two engines is two workspaces (src/shipping/target.ts).
+  const mine = records.filter((record) => record.workspaceId === workspaceId && isLive(record.state));
   const live: RunRecord[] = [];
   for (const record of mine) {
     const now = await reconcileRecord(registry, record, log);
@@ -181,8 +195,8 @@ export async function reconcileAll(
   const byWorkspace = new Map<string, RunRecord>();
   for (const record of now) {
     if (record.state !== "running") continue;
-    const kept = byWorkspace.get(record.workspace);
-    if (!kept) byWorkspace.set(record.workspace, record);
+    const kept = byWorkspace.get(record.workspaceId);
+    if (!kept) byWorkspace.set(record.workspaceId, record);
     else {
       await retireRun(registry, record, log).catch((error: unknown) =>
         log.warn(`retiring ${record.runId}: ${errorMessage(error)}`),
@@ -194,9 +208,16 @@ export async function reconcileAll(
   if (options.orphans !== false) {
     const known = new Map(now.map((record) => [record.runId, record]));
     // Each substrate is asked at the same time: one that is slow to answer does not delay the others.
+    // Every engine a record names is swept too (a run on a remote engine leaves its sandboxes there).
+    const engines = new Set(now.flatMap((record) => (record.sandbox === "docker" ? [engineOf(record)] : [])));
+    engines.delete(defaultEngineHost());
+    const backends: SandboxBackend[] = [
+      ...registeredBackends().map((kind) => backendFor(kind)),
+      ...[...engines].flatMap((engine) => (engine ? [backendFor("docker", engine)] : [])),
+    ];
     const found = await Promise.all(
-      registeredBackends().map(async (kind) => {
-        const backend = backendOf(kind);
+      backends.map(async (backend) => {
+        const kind = backend.kind;
         if (kind !== "none") {
           const probe = await backend.probe();
           if (!probe.ok) return [];

@@ -13,7 +13,29 @@ export const RunRecordSchema = z.object({
   state: z.enum(RUN_STATES),
   /** the process that is starting the run (to tell a live start from a crashed one) */
   owner: z.object({ pid: z.number().int(), startTime: z.string() }).optional(),
-  handle: z.object({ kind: z.enum(["none", "docker", "container"]), id: z.string() }).optional(),
+  handle: z
+    .object({ kind: z.enum(["none", "docker", "container"]), id: z.string(), engine: z.string().optional() })
+    .optional(),
+  /**
+   * The Docker engine it lives on, as an endpoint URL, and what named it; absent in records of
+   * the host substrate and in older records (the engine DOCKER_HOST or the docker context names).
+   */
+  engine: z.object({ host: z.string(), source: z.string(), local: z.boolean() }).optional(),
+  /**
+   * Its files live on its engine, not here (src/shipping): the persisted directory and the
+   * runtimes are volumes, the workspace a volume or a directory of the engine's host.
+   */
+  shipped: z
+    .object({
+      persistVolume: z.string(),
+      runtimesVolume: z.string(),
+      workspace: z.object({ type: z.enum(["volume", "bind"]), source: z.string() }),
+      /** the local directory a volume workspace was seeded from */
+      uploadedFrom: z.string().optional(),
+    })
+    .optional(),
+  /** the address its server is published on, when not 127.0.0.1 (start --publish-address) */
+  publishAddress: z.string().optional(),
   image: z.string().optional(),
   url: z.string().optional(),
   ports: z.object({ server: z.number().int(), engine: z.number().int(), routerHealth: z.number().int() }),
@@ -71,6 +93,11 @@ export function stagingRootOf(record: RunRecord): string {
   return record.stagingRoot ?? record.persistDir;
 }
 
+/** The engine endpoint a record's sandbox is driven through (undefined: the default one). */
+export function engineOf(record: RunRecord): string | undefined {
+  return record.engine?.host ?? record.handle?.engine;
+}
+
 export function isLive(state: RunState): boolean {
   return state === "starting" || state === "running" || state === "retiring";
 }
@@ -84,5 +111,6 @@ export function runView(record: RunRecord) {
     state: record.state,
     url: record.url,
     versions: record.versions,
+    ...(record.engine ? { engine: record.engine.host } : {}),
   };
 }

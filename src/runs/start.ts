@@ -2,6 +2,7 @@ import { createHmac, randomBytes } from "node:crypto";
 import { existsSync } from "node:fs";
 import { mkdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
+import type Docker from "dockerode";
 import { openworkPaths } from "../config/paths.js";
 import { secretEnv } from "../contract/env.js";
 import { newHostToken } from "../contract/host-auth.js";
@@ -18,8 +19,9 @@ import {
   resolveCredentials,
 } from "../credentials/plan.js";
 import { probeDocker } from "../docker/client.js";
-import { type EntrypointConfig, writeEntrypoint } from "../entrypoint/write.js";
+import { type EntrypointConfig, renderEntrypoint, writeEntrypoint } from "../entrypoint/write.js";
 import { errorMessage, OpenworkError, UsageError } from "../errors/errors.js";
+import { writeFileAtomic } from "../files/atomic.js";
 import { findSandboxImage, readImageInputs } from "../image/inputs.js";
 import { withLock } from "../locks/lock.js";
 import type { Logger } from "../logging/logger.js";
@@ -38,9 +40,19 @@ import {
   type SandboxHandle,
   type ValidatedMount,
 } from "../sandbox/backend.js";
+import { DockerBackend } from "../sandbox/docker/docker-backend.js";
 import { defaultLimits, formatLimits, type SandboxLimits } from "../sandbox/limits.js";
 import { type SandboxChoice, selectBackend } from "../sandbox/select.js";
-import { formatUser, giveToSandboxUser, sandboxUser } from "../sandbox/user.js";
+import { formatUser, giveToSandboxUser, type SandboxUser, sandboxUser } from "../sandbox/user.js";
+import {
+  ENGINE_WORKSPACE_PREFIX,
+  type EngineTarget,
+  enginePath,
+  engineTarget,
+  publishing,
+  type ShippedWorkspace,
+} from "../shipping/target.js";
+import { volumeNames } from "../shipping/volumes.js";
 import { CleanupStack } from "./cleanup.js";
 import { RuntimeClient } from "./client.js";
 import { validateRunMounts } from "./mounts.js";
@@ -76,6 +88,14 @@ export interface StartOptions {
   replace: boolean;
   /** publish on all interfaces instead of 127.0.0.1 (default: off) */
   allowRemote?: boolean | undefined;
+  /** the Docker engine to run on: an endpoint URL or a docker context (default: DOCKER_HOST, the context) */
+  dockerHost?: string | undefined;
+  /** publish the server on this address of the engine's host (and form the URL from it) */
+  publishAddress?: string | undefined;
+  /** ship the runtime and state into volumes even on a local engine (a remote one always ships) */
+  ship?: boolean | undefined;
+  /** a shipped run's workspace: this local directory, copied into a volume at the first start */
+  workspaceUpload?: string | undefined;
   /** CPU, memory and process limits of a sandbox; what is not given takes defaultLimits() */
   limits?: Partial<SandboxLimits> | undefined;
   /** the runtime's environment, the user's opencode config and logins, proxies and CAs (default: all imported, no extra env) */
@@ -102,6 +122,8 @@ export interface StartResult {
   retired: string[];
   /** ms per phase of this start (src/runs/timings.ts) */
   timings: StartTimings;
+  /** a shipped run: the sidecar bytes sent to its engine by this start (0: the engine had the runtime) */
+  shippedBytes?: number;
 }
 
 const CONTAINER_SERVER_PORT = 8787;
@@ -117,9 +139,8 @@ const CONTAINER_ROUTER_PORT = 4097;
 export async function startRun(options: StartOptions): Promise<StartResult> {
   const { registry, log } = options;
   const timer = options.timer ?? new PhaseTimer(log);
-  const { workspace, workspaceId, mounts, backend, credentials } = await timer.time("validate", () =>
-    validateStart(options),
-  );
+  const validated = await timer.time("validate", () => validateStart(options));
+  const { workspace, workspaceId, mounts, backend, credentials } = validated;
   for (const rewrite of credentials.proxyRewrites)
     log.info(
       { name: rewrite.name, from: maskUrl(rewrite.from), to: maskUrl(rewrite.to) },
@@ -132,7 +153,7 @@ export async function startRun(options: StartOptions): Promise<StartResult> {
     async (lockSignal) => {
       // Losing the workspace lock is handled like Ctrl-C: whatever this start made is removed.
       const signal = options.signal ? AbortSignal.any([options.signal, lockSignal]) : lockSignal;
-      const reconciled = await reconcileWorkspace(registry, workspace, log);
+      const reconciled = await reconcileWorkspace(registry, workspaceId, log);
       await refuseUnrecordedRuntimes(registry, workspaceId, reconciled.live, backend);
       // (with the wait for the workspace lock)
       timer.record("reconcile", performance.now() - lockAsked);
@@ -177,11 +198,15 @@ export async function startRun(options: StartOptions): Promise<StartResult> {
       const inUse = reconciled.live.flatMap((record) => (record.runtimeId ? [record.runtimeId] : []));
       const result = await launchNew(
         { ...options, signal, timer },
-        backend,
-        workspace,
-        workspaceId,
-        mounts,
-        credentials,
+        {
+          backend,
+          workspace,
+          workspaceId,
+          mounts,
+          credentials,
+          engine: validated.engine,
+          shipped: validated.shipped,
+        },
         current?.runId,
         inUse,
       );
@@ -204,10 +229,23 @@ export async function startRun(options: StartOptions): Promise<StartResult> {
 
 /** Everything a start checks before it locks or starts anything: what the user typed, resolved. */
 async function validateStart(options: StartOptions) {
-  const workspace = await resolveWorkspace(options.workspace);
-  const workspaceId = RunRegistry.workspaceId(workspace);
-  const sandbox = options.sandbox ?? "none";
-  const mounts = validateRunMounts(sandbox, options.mounts, workspace);
+  const named = options.dockerHost !== undefined || options.ship === true;
+  const sandbox = options.sandbox ?? (named ? "docker" : "none");
+  if (named && sandbox !== "docker" && sandbox !== "auto")
+    throw new UsageError(
+      `${options.dockerHost !== undefined ? "--docker-host" : "--ship"} applies to a Docker sandbox, not --sandbox ${sandbox}`,
+      "use --sandbox docker",
+    );
+  const target = sandbox === "docker" || named ? engineTarget(options) : undefined;
+  const place = await placeWorkspace(options, target);
+  const { workspace, workspaceId } = place;
+  const mounts = place.shipped ? [] : validateRunMounts(sandbox, options.mounts, workspace);
+  if (place.shipped && options.mounts.length > 0)
+    throw new UsageError(
+      `--mount binds a directory of this machine, which the engine ${target?.endpoint.host} does not share`,
+      "drop --mount (upload what the runtime needs with --workspace-upload, or use engine:/path)",
+    );
+  publishing(target, options);
   if (Object.keys(definedOnly(options.limits)).length > 0 && sandbox === "none") {
     throw new UsageError(
       "--cpus, --memory and --pids-limit limit a sandbox, and --sandbox none runs host processes, which nothing limits",
@@ -220,10 +258,64 @@ async function validateStart(options: StartOptions) {
       "drop --image, or choose --sandbox docker, container or auto",
     );
   }
-  const backend = await selectBackend(sandbox);
+  const backend = await selectBackend(sandbox, undefined, options.dockerHost ? target?.endpoint : undefined);
   options.log.debug({ sandbox: backend.kind }, "sandbox selected");
   const credentials = await resolveCredentials(credentialsRequest(options.credentials), backend.kind);
-  return { workspace, workspaceId, mounts, backend, credentials };
+  const engine = backend.kind === "docker" ? target : undefined;
+  return { workspace, workspaceId, mounts, backend, credentials, engine, shipped: place.shipped };
+}
+
+/** The workspace id a start with these options would run under (what its runs are found by). */
+export async function workspaceIdOf(
+  options: Pick<StartOptions, "workspace" | "workspaceUpload" | "dockerHost" | "ship" | "sandbox">,
+): Promise<string> {
+  const named = options.dockerHost !== undefined || options.ship === true;
+  const sandbox = options.sandbox ?? (named ? "docker" : "none");
+  const target = sandbox === "docker" || named ? engineTarget(options) : undefined;
+  return (await placeWorkspace(options, target)).workspaceId;
+}
+
+/**
+ * The workspace of a start and its identity. At home: a local directory. On
+ * an engine that does not share our files: a local directory uploaded into a
+ * volume there (`--workspace-upload`), or a directory of the engine's host
+ * (`--workspace engine:/path`); each is a workspace of that engine alone.
+ */
+async function placeWorkspace(
+  options: Pick<StartOptions, "workspace" | "workspaceUpload">,
+  target: EngineTarget | undefined,
+): Promise<{ workspace: string; workspaceId: string; shipped?: ShippedWorkspace }> {
+  const onEngine = enginePath(options.workspace);
+  if (options.workspaceUpload !== undefined && options.workspace !== "")
+    throw new UsageError("--workspace and --workspace-upload both name the workspace; give one");
+  if (!target?.ship) {
+    if (options.workspaceUpload !== undefined || onEngine !== undefined)
+      throw new UsageError(
+        `${onEngine ? "--workspace engine:" : "--workspace-upload"} is for an engine that does not share this machine's files`,
+        "name one with --docker-host (tcp:// or ssh://), or pass --ship",
+      );
+    const workspace = await resolveWorkspace(options.workspace);
+    return { workspace, workspaceId: RunRegistry.workspaceId(workspace) };
+  }
+  const engine = target.endpoint.host;
+  if (options.workspaceUpload !== undefined) {
+    const from = await resolveWorkspace(options.workspaceUpload);
+    return {
+      workspace: from,
+      workspaceId: RunRegistry.workspaceId(`${engine}\0upload\0${from}`),
+      shipped: { kind: "upload", from },
+    };
+  }
+  if (onEngine === undefined)
+    throw new UsageError(
+      `the engine ${engine} does not share this machine's files, so the workspace cannot be a directory of it`,
+      "pass --workspace-upload DIR (copied into a volume there at the first start) or --workspace engine:/path (a directory of the engine's host)",
+    );
+  return {
+    workspace: `${ENGINE_WORKSPACE_PREFIX}${onEngine}`,
+    workspaceId: RunRegistry.workspaceId(`${engine}\0engine\0${onEngine}`),
+    shipped: { kind: "engine", path: onEngine },
+  };
 }
 
 /** What `start --dry-run` reports: everything a start would use, resolved and checked; values masked. */
@@ -256,7 +348,7 @@ export async function planStart(options: StartOptions): Promise<StartPlan> {
     log,
   });
   const running = (await registry.list()).records.find(
-    (record) => record.workspace === workspace && record.state === "running",
+    (record) => record.workspaceId === workspaceId && record.state === "running",
   );
   const healthy = running?.url ? (await new RuntimeClient(running.url).healthy()).ok : false;
   return {
@@ -272,17 +364,30 @@ export async function planStart(options: StartOptions): Promise<StartPlan> {
   };
 }
 
+/** What validateStart settled: where the runtime runs and what it gets. */
+interface StartPlace {
+  backend: SandboxBackend;
+  workspace: string;
+  workspaceId: string;
+  mounts: ValidatedMount[];
+  credentials: CredentialsPlan;
+  /** the Docker engine (Docker only) */
+  engine: EngineTarget | undefined;
+  /** the run's files live on its engine (src/shipping) */
+  shipped: ShippedWorkspace | undefined;
+}
+
 async function launchNew(
   options: StartOptions & { timer: PhaseTimer },
-  backend: SandboxBackend,
-  workspace: string,
-  workspaceId: string,
-  mounts: ValidatedMount[],
-  credentials: CredentialsPlan,
+  place: StartPlace,
   replaces: string | undefined,
   inUse: string[],
 ): Promise<Omit<StartResult, "retired" | "timings">> {
   const { registry, log, signal, timer } = options;
+  const { backend, workspace, workspaceId, mounts, credentials, engine, shipped } = place;
+  const names = shipped ? volumeNames(registry.homeId(), workspaceId) : undefined;
+  // Tar, ignore rules and progress bars are loaded by the starts that ship, not by every start.
+  const shipping = shipped ? await import("../shipping/index.js") : undefined;
   const cleanup = new CleanupStack();
   const runId = RunRegistry.newRunId();
   const runDir = registry.runDir(runId);
@@ -291,17 +396,17 @@ async function launchNew(
   const sandboxed = backend.kind !== "none";
   const router = options.router === true;
   // Who the sandbox runs as (never root) and what it may use: decided before anything is made.
-  const user = sandboxed ? sandboxUser(workspace) : undefined;
+  const user = shipped ? shippedUser(shipped) : sandboxed ? sandboxUser(workspace) : undefined;
   const limits = sandboxed ? { ...defaultLimits(), ...definedOnly(options.limits) } : undefined;
   const healthMs = options.healthTimeoutMs ?? 90_000;
   const owner = identityOf(process.pid);
   const ports = {
-    server: options.port ?? (await freeLoopbackPort()),
+    server: options.port ?? (engine && !engine.local ? remotePort() : await freeLoopbackPort()),
     engine: sandboxed ? CONTAINER_ENGINE_PORT : await freeLoopbackPort(),
     routerHealth: sandboxed ? CONTAINER_ROUTER_PORT : await freeLoopbackPort(),
   };
-  const hostIp = options.allowRemote ? "0.0.0.0" : "127.0.0.1";
-  const url = `http://127.0.0.1:${ports.server}`;
+  const { hostIp, urlHost } = publishing(engine, options);
+  const url = `http://${urlHost}:${ports.server}`;
   let record: RunRecord = {
     version: 1,
     runId,
@@ -318,6 +423,23 @@ async function launchNew(
     logFile: path.join(runDir, "runtime.log"),
     router,
     allowRemote: options.allowRemote === true,
+    ...(engine
+      ? { engine: { host: engine.endpoint.host, source: engine.endpoint.source, local: engine.local } }
+      : {}),
+    ...(shipped && names
+      ? {
+          shipped: {
+            persistVolume: names.persist,
+            runtimesVolume: names.runtimes,
+            workspace:
+              shipped.kind === "upload"
+                ? { type: "volume" as const, source: names.workspace }
+                : { type: "bind" as const, source: shipped.path },
+            ...(shipped.kind === "upload" ? { uploadedFrom: shipped.from } : {}),
+          },
+        }
+      : {}),
+    ...(options.publishAddress ? { publishAddress: options.publishAddress } : {}),
     ...(limits ? { limits } : {}),
     mounts: mounts.map(({ hostPath, containerPath, readOnly }) => ({ hostPath, containerPath, readOnly })),
     versions: { opencode: null, router: null, server: null },
@@ -399,6 +521,8 @@ async function launchNew(
       if (importDir) await removeImportDir(importDir);
     }
     const runtimeLayout = persistLayout(sandboxed ? SANDBOX_PATHS.persist : persistDir);
+    // A shipped run's imports go into its persisted volume under a name of this run (no bind of ours).
+    const shippedImports = `.import-${runId}`;
     const labels = {
       [LABEL_MANAGED]: "1",
       [LABEL_HOME]: registry.homeId(),
@@ -416,9 +540,11 @@ async function launchNew(
       mounts,
       command: [
         "sh",
-        sandboxed
-          ? persistLayout(SANDBOX_PATHS.persist, SANDBOX_PATHS.runtimes).entrypoint(runtimeId)
-          : persistLayout(stagingRoot).entrypoint(runtimeId),
+        shipping
+          ? shipping.shippedEntrypoint(runtimeId, renderEntrypoint(config))
+          : sandboxed
+            ? persistLayout(SANDBOX_PATHS.persist, SANDBOX_PATHS.runtimes).entrypoint(runtimeId)
+            : persistLayout(stagingRoot).entrypoint(runtimeId),
       ],
       // The user's values first: the run's own settings can never be overridden (reserved names are refused anyway).
       env: {
@@ -426,12 +552,23 @@ async function launchNew(
         ...(credentials.ca
           ? { NODE_EXTRA_CA_CERTS: runtimeLayout.caExtraFile, SSL_CERT_FILE: runtimeLayout.caBundleFile }
           : {}),
-        ...(importDir && sandboxed ? { OPENWORK_IMPORT: SANDBOX_PATHS.imports } : {}),
+        ...(importDir && sandboxed
+          ? {
+              OPENWORK_IMPORT: shipped ? `${SANDBOX_PATHS.persist}/${shippedImports}` : SANDBOX_PATHS.imports,
+            }
+          : {}),
         // The web UI's Host check (docs/web-ui.md): the address a browser uses is the published one.
         ...(sandboxed ? { OPENWORK_PUBLISHED_PORT: String(ports.server) } : {}),
         ...secretEnv(secrets),
       },
-      imports: sandboxed ? importDir : undefined,
+      imports: sandboxed && !shipped ? importDir : undefined,
+      storage: record.shipped
+        ? {
+            persistVolume: record.shipped.persistVolume,
+            runtimesVolume: record.shipped.runtimesVolume,
+            workspace: record.shipped.workspace,
+          }
+        : undefined,
       ports: sandboxed ? [{ container: CONTAINER_SERVER_PORT, host: ports.server, hostIp }] : [],
       labels,
       user: user ? formatUser(user) : undefined,
@@ -459,6 +596,20 @@ async function launchNew(
         if (!sandboxed) return undefined;
         spec.image = options.image ?? (await timer.time("image", () => ensureImage(backend.kind, log)));
         record = { ...record, image: spec.image };
+        if (shipped && names && user && backend instanceof DockerBackend)
+          await timer.time("volumes", () =>
+            prepareEngine({
+              backend,
+              image: spec.image,
+              names,
+              shipped,
+              user,
+              labels,
+              persistDir,
+              log,
+              shipping: shipping as ShippingModule,
+            }),
+          );
         const create = backend.create?.bind(backend);
         return create ? timer.time("create", () => create(spec)) : undefined;
       })(),
@@ -469,6 +620,36 @@ async function launchNew(
     checkSignal();
     await writeEntrypoint(runtime.dir, config);
     checkSignal();
+    let shippedBytes: number | undefined;
+    if (shipped && names && user && backend instanceof DockerBackend) {
+      const sent = await timer.time("ship", () =>
+        (shipping as ShippingModule).shipRuntime({
+          docker: backend.docker,
+          engine: backend.endpoint?.host ?? "",
+          image: spec.image,
+          runtimesVolume: names.runtimes,
+          runtimeDir: runtime.dir,
+          runtimeId,
+          labels: { [LABEL_MANAGED]: "1", [LABEL_HOME]: registry.homeId(), ...options.extraLabels },
+          log,
+        }),
+      );
+      shippedBytes = sent.shippedBytes;
+      if (importDir)
+        await (shipping as ShippingModule).uploadDirectory({
+          docker: backend.docker,
+          image: spec.image,
+          volume: names.persist,
+          from: importDir,
+          into: shippedImports,
+          owner: user,
+          gitignore: false,
+          labels,
+          log,
+          label: "sending your opencode config and logins",
+        });
+      checkSignal();
+    }
     log.info({ sandbox: backend.kind, runtime: runtimeId }, "launching the runtime");
     const handle: SandboxHandle = await timer.time("launch", () =>
       sandbox.value ? sandbox.value.start() : backend.launch(spec),
@@ -478,7 +659,10 @@ async function launchNew(
       await backend.stop(handle, 3000);
       await backend.remove(handle);
     });
-    record = { ...record, handle: { kind: handle.kind, id: handle.id } };
+    record = {
+      ...record,
+      handle: { kind: handle.kind, id: handle.id, ...(handle.engine ? { engine: handle.engine } : {}) },
+    };
     // Recorded while the runtime boots: nothing waits on this write.
     const handleRecorded = registry.write(record);
 
@@ -524,8 +708,20 @@ async function launchNew(
       await removeImportDir(importDir).catch((error: unknown) =>
         log.warn(`could not remove ${importDir}: ${errorMessage(error)}`),
       );
+    if (importDir && shipped && backend instanceof DockerBackend)
+      await backend
+        .exec(handle, ["rm", "-rf", `${SANDBOX_PATHS.persist}/${shippedImports}`])
+        .catch((error: unknown) =>
+          log.warn(`could not remove the copies of your config on the engine: ${errorMessage(error)}`),
+        );
     log.info({ runId, url }, "runtime healthy");
-    return { record, secrets, secretsFile, reused: false };
+    return {
+      record,
+      secrets,
+      secretsFile,
+      reused: false,
+      ...(shippedBytes === undefined ? {} : { shippedBytes }),
+    };
   } catch (error) {
     await fail(errorMessage(error));
     throw error;
@@ -611,6 +807,8 @@ async function differencesFrom(
     differ("router", options.router ? "on" : "off", current.router ? "on" : "off");
   if (options.allowRemote !== undefined && options.allowRemote !== (current.allowRemote ?? false))
     differ("allowRemote", options.allowRemote, current.allowRemote ?? false);
+  if (options.publishAddress !== undefined && options.publishAddress !== current.publishAddress)
+    differ("publishAddress", options.publishAddress, current.publishAddress ?? "127.0.0.1");
   const askedLimits = definedOnly(options.limits);
   if (Object.keys(askedLimits).length > 0 && current.limits) {
     const wanted = { ...current.limits, ...askedLimits };
@@ -744,4 +942,115 @@ function credentialDifferences(
 
 function definedOnly(limits: Partial<SandboxLimits> | undefined): Partial<SandboxLimits> {
   return Object.fromEntries(Object.entries(limits ?? {}).filter(([, value]) => value !== undefined));
+}
+
+type ShippingModule = typeof import("../shipping/index.js");
+
+/** A port for a runtime on another machine, where ours cannot tell which are free (a taken one fails the start, said so). */
+function remotePort(): number {
+  return 20_000 + Math.floor(Math.random() * 12_000);
+}
+
+/**
+ * Who a shipped run's processes are: the caller (as at home), or when the caller is root, uid 1000
+ * — a shipped workspace is the engine's copy, so no local owner to follow (DESIGN.md §4a: never root).
+ */
+function shippedUser(_shipped: ShippedWorkspace): SandboxUser {
+  const uid = process.getuid?.();
+  const gid = process.getgid?.();
+  return uid === undefined || gid === undefined || uid === 0 ? { uid: 1000, gid: 1000 } : { uid, gid };
+}
+
+/**
+ * A shipped run's engine, made ready while the runtime is staged: the image there, the volumes
+ * (given to the sandbox's user), the workspace uploaded at its first start (a marker here says the
+ * upload finished; a cut-off one is sent again), a directory of the engine's host checked to exist.
+ */
+async function prepareEngine(options: {
+  backend: DockerBackend;
+  image: string;
+  names: ReturnType<typeof volumeNames>;
+  shipped: ShippedWorkspace;
+  user: SandboxUser;
+  labels: Record<string, string>;
+  persistDir: string;
+  log: Logger;
+  shipping: ShippingModule;
+}): Promise<void> {
+  const { backend, image, names, shipped, user, log } = options;
+  const { ensureVolume, imageToEngine, uploadDirectory } = options.shipping;
+  const docker = backend.docker;
+  const local = await probeDocker(3000);
+  await imageToEngine({ local: local.ok ? local.docker : docker, remote: docker, ref: image, log });
+  const common = { [LABEL_MANAGED]: "1", [LABEL_HOME]: options.labels[LABEL_HOME] as string };
+  const extra = Object.fromEntries(
+    Object.entries(options.labels).filter(([key]) => ![LABEL_RUN, LABEL_RUNTIME].includes(key)),
+  );
+  await ensureVolume(docker, {
+    name: names.runtimes,
+    role: "runtimes",
+    labels: { ...extra, ...common },
+    image,
+  });
+  await ensureVolume(docker, { name: names.persist, role: "persist", labels: extra, image, owner: user });
+  if (shipped.kind === "engine") {
+    await checkEnginePath(
+      options.shipping,
+      docker,
+      image,
+      shipped.path,
+      backend.endpoint?.host ?? "the engine",
+    );
+    return;
+  }
+  await ensureVolume(docker, {
+    name: names.workspace,
+    role: "workspace",
+    labels: extra,
+    image,
+    owner: user,
+    mode: "0755",
+  });
+  const marker = path.join(options.persistDir, "uploaded.json");
+  if (existsSync(marker)) return;
+  const sent = await uploadDirectory({
+    docker,
+    image,
+    volume: names.workspace,
+    from: shipped.from,
+    owner: user,
+    gitignore: true,
+    labels: extra,
+    log,
+    label: `uploading ${shipped.from}`,
+  });
+  await writeFileAtomic(
+    marker,
+    `${JSON.stringify({ volume: names.workspace, from: shipped.from, ...sent, at: new Date().toISOString() })}\n`,
+  );
+  log.info({ from: shipped.from, ...sent }, "workspace uploaded to the engine");
+}
+
+/** A directory of the engine's host exists there (a helper created over it fails to be made when not). */
+async function checkEnginePath(
+  shipping: ShippingModule,
+  docker: Docker,
+  image: string,
+  at: string,
+  engine: string,
+): Promise<void> {
+  try {
+    await shipping.withArchiveHelper(
+      docker,
+      { image, labels: {}, mounts: [{ Type: "bind", Source: at, Target: "/w" }] },
+      async () => {},
+    );
+  } catch (error) {
+    if (/bind source path does not exist|no such file/i.test(errorMessage(error)))
+      throw new UsageError(
+        `the workspace engine:${at} does not exist on ${engine}`,
+        "create it there first, or pass --workspace-upload DIR to copy a local one",
+      );
+    throw error;
+  }
 }

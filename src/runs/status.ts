@@ -25,6 +25,10 @@ export interface RunStatus {
   startedAt: string | undefined;
   /** what reached the runtime (names and sources, never values); absent for runs started before it was recorded */
   credentials?: CredentialsView | undefined;
+  /** the Docker engine it lives on (Docker runs) */
+  engine?: string | undefined;
+  /** a shipped run: where its files are on its engine */
+  shipped?: RunRecord["shipped"];
 }
 
 export interface CredentialsView {
@@ -66,10 +70,11 @@ export async function describeRun(registry: RunRegistry, record: RunRecord): Pro
     createdAt: record.createdAt,
     startedAt: record.startedAt,
     credentials: credentialsView(record.credentials),
+    ...(record.shipped ? { shipped: record.shipped } : {}),
   };
   let local = "not running";
   if (record.handle && record.state !== "stopped") {
-    local = await backendOf(record.sandbox)
+    local = await backendOf(record)
       .status(record.handle)
       .then(
         (status) => (status.state === "exited" ? `exited (${describeExit(status)})` : status.state),

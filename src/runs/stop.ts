@@ -1,6 +1,7 @@
 import type { Logger } from "../logging/logger.js";
 import type { ListedSandbox } from "../sandbox/backend.js";
-import { backendOf, reconcileAll, stopRun } from "./reconcile.js";
+import { backendOfHandle } from "../sandbox/select.js";
+import { reconcileAll, stopRun } from "./reconcile.js";
 import type { RunRegistry } from "./registry.js";
 import { type RunSelector, selectRuns } from "./select.js";
 import { describeOrphan, type OrphanInfo } from "./status.js";
@@ -20,7 +21,7 @@ export async function removeOrphans(
 ): Promise<OrphanInfo[]> {
   const removed: OrphanInfo[] = [];
   for (const orphan of orphans) {
-    const backend = backendOf(orphan.kind);
+    const backend = backendOfHandle(orphan);
     await backend.stop(orphan, graceMs);
     await backend.remove(orphan);
     removed.push(describeOrphan(orphan));

@@ -21,6 +21,10 @@ export const START_PHASES = [
   "image",
   /** the sandbox created (for Docker: while staging runs) */
   "create",
+  /** a remote engine's volumes made and the workspace uploaded to them (while staging runs) */
+  "volumes",
+  /** the staged runtime, entrypoint and imports copied to a remote engine (src/shipping) */
+  "ship",
   /** the sandbox started, or the host processes spawned */
   "launch",
   /** launched → the runtime server answers and proves it is this run's */

@@ -3,10 +3,13 @@ import { persistLayout } from "../contract/layout.js";
 import { OpenworkError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
 import { done, notYet, pollUntil, WaitAbortedError, WaitTimeoutError } from "../retry/poll.js";
+import { LABEL_HOME, LABEL_MANAGED } from "../sandbox/backend.js";
+import { DockerBackend } from "../sandbox/docker/docker-backend.js";
 import { readCurrentRuntime } from "../staging/current-runtime.js";
 import { ApiCallError, RuntimeClient } from "./client.js";
 import { prepareRuntime } from "./prepare.js";
-import { type RunRecord, type RunSecrets, stagingRootOf } from "./record.js";
+import { backendOf } from "./reconcile.js";
+import { engineOf, type RunRecord, type RunSecrets, stagingRootOf } from "./record.js";
 import type { RunRegistry } from "./registry.js";
 import { recordVersions } from "./versions.js";
 
@@ -56,7 +59,8 @@ export async function upgradeRun(options: {
   timeoutMs?: number;
 }): Promise<UpgradeOperation> {
   const { record, secrets, log } = options;
-  const current = readCurrentRuntime(persistLayout(record.persistDir));
+  // (a shipped run's current-runtime file is in its volume; its record's runtime is the one in use)
+  const current = record.shipped ? undefined : readCurrentRuntime(persistLayout(record.persistDir));
   const staged = await prepareRuntime({
     manifest: options.manifest,
     stagingRoot: stagingRootOf(record),
@@ -66,6 +70,29 @@ export async function upgradeRun(options: {
     // The running runtime (and what the server last recorded as current) must survive gc.
     inUse: [record.runtimeId, current].filter((id): id is string => Boolean(id)),
   });
+  // A shipped run sees runtimes in its engine's runtimes volume: the new one goes there, as at its start.
+  if (record.shipped) {
+    const backend = backendOf(record);
+    if (!(backend instanceof DockerBackend) || !record.image)
+      throw new OpenworkError(
+        `run ${record.runId} is recorded as shipped but not as a Docker run with an image`,
+        {
+          code: "record_invalid",
+        },
+      );
+    const { shipRuntime } = await import("../shipping/index.js");
+    const sent = await shipRuntime({
+      docker: backend.docker,
+      engine: engineOf(record) ?? "",
+      image: record.image,
+      runtimesVolume: record.shipped.runtimesVolume,
+      runtimeDir: staged.dir,
+      runtimeId: staged.runtimeId,
+      labels: { [LABEL_MANAGED]: "1", [LABEL_HOME]: options.registry.homeId() },
+      log,
+    });
+    log.info({ runtimeId: staged.runtimeId, bytes: sent.shippedBytes }, "new runtime shipped to the engine");
+  }
   log.info({ runtimeId: staged.runtimeId }, "new runtime staged; asking the server to upgrade");
   const client = new RuntimeClient(record.url as string, {
     client: secrets.clientToken,

@@ -40,12 +40,30 @@ export interface LaunchSpec {
   limits?: SandboxLimits;
   /** host backend: where stdout/stderr go */
   logFile?: string;
+  /**
+   * The Docker backend on an engine that does not share this machine's files: named volumes stand
+   * in for `persistDir`, `runtimesDir` and the workspace (src/shipping fills them through the API);
+   * no path of this machine is bound, and `imports` and `mounts` must be empty.
+   */
+  storage?: ShippedStorage | undefined;
+}
+
+/** Where a shipped run's files live on its engine. */
+export interface ShippedStorage {
+  /** the workspace's state, read-write at /persist */
+  persistVolume: string;
+  /** this engine's staged runtimes (content-addressed), read-only at /runtimes */
+  runtimesVolume: string;
+  /** a volume seeded from a local directory, or a directory on the engine's host */
+  workspace: { type: "volume" | "bind"; source: string };
 }
 
 export interface SandboxHandle {
   kind: SandboxKind;
   /** container id/name, or the host process group's pid */
   id: string;
+  /** the Docker endpoint it lives on (absent: the one DOCKER_HOST or the docker context names) */
+  engine?: string | undefined;
   /** resolves with the exit code when the sandbox's main process ends (only in the launching process) */
   exited?: Promise<number>;
 }

@@ -1,3 +1,4 @@
+import { type DockerEndpoint, parseDockerHost } from "../docker/client.js";
 import { OpenworkError, UsageError } from "../errors/errors.js";
 import { AppleContainerBackend } from "./apple/index.js";
 import type { SandboxBackend, SandboxKind } from "./backend.js";
@@ -15,13 +16,13 @@ const factories = new Map<SandboxKind, Factory>([
   ["container", () => new AppleContainerBackend({ probeTimeoutMs: 5000 })],
 ]);
 
-/** One instance per kind and process: a backend may cache its client and its probe. */
-const instances = new Map<SandboxKind, SandboxBackend>();
+/** One instance per kind (and Docker endpoint) and process: a backend may cache its client and its probe. */
+const instances = new Map<string, SandboxBackend>();
 
 /** Backends register themselves here (the Apple one lives in its own module). */
 export function registerBackend(kind: SandboxKind, factory: Factory): void {
   factories.set(kind, factory);
-  instances.delete(kind);
+  for (const key of instances.keys()) if (key === kind || key.startsWith(`${kind}|`)) instances.delete(key);
 }
 
 /** The kinds this build can drive (for the orphan sweep). */
@@ -34,15 +35,26 @@ export function parseSandboxChoice(value: string): SandboxChoice {
   throw new UsageError(`--sandbox must be none, auto, docker or container, not "${value}"`);
 }
 
-export function backendFor(kind: SandboxKind): SandboxBackend {
-  const existing = instances.get(kind);
+/**
+ * The backend of a kind; for Docker, of one engine (`engine`: an endpoint as
+ * records keep it; absent: the one DOCKER_HOST or the docker context names).
+ */
+export function backendFor(kind: SandboxKind, engine?: string): SandboxBackend {
+  const key = kind === "docker" && engine ? `docker|${engine}` : kind;
+  const existing = instances.get(key);
   if (existing) return existing;
   const factory = factories.get(kind);
   if (!factory)
     throw new OpenworkError(`no backend is available for --sandbox ${kind}`, { code: "sandbox_unavailable" });
-  const backend = factory();
-  instances.set(kind, backend);
+  const backend =
+    kind === "docker" && engine ? new DockerBackend(undefined, parseDockerHost(engine, "engine")) : factory();
+  instances.set(key, backend);
   return backend;
+}
+
+/** The backend that drives a handle (its kind, on the engine it names). */
+export function backendOfHandle(handle: { kind: SandboxKind; engine?: string | undefined }): SandboxBackend {
+  return backendFor(handle.kind, handle.engine);
 }
 
 /**
@@ -53,7 +65,27 @@ export function backendFor(kind: SandboxKind): SandboxBackend {
 export async function selectBackend(
   choice: SandboxChoice,
   host: { platform: NodeJS.Platform; arch: string } = { platform: process.platform, arch: process.arch },
+  engine?: DockerEndpoint,
 ): Promise<SandboxBackend> {
+  if (engine) {
+    // A named engine is a Docker engine: `auto` may not pick anything else for it.
+    if (choice !== "docker" && choice !== "auto")
+      throw new UsageError(
+        `--docker-host names a Docker engine, and --sandbox ${choice} does not run on one`,
+        "drop --docker-host, or use --sandbox docker",
+      );
+    const backend = backendFor("docker", engine.host);
+    const probe = await backend.probe();
+    if (!probe.ok)
+      throw new OpenworkError(
+        `the Docker engine ${engine.host} (${engine.source}) does not answer: ${probe.reason}`,
+        {
+          code: "sandbox_unavailable",
+          hint: "check the endpoint (for ssh://, that `ssh HOST docker version` works), or start that engine",
+        },
+      );
+    return backend;
+  }
   if (choice !== "auto") {
     const backend = backendFor(choice);
     if (choice === "none") return backend;

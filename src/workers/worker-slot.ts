@@ -4,8 +4,8 @@ import { errorMessage, isOpenworkError, oneLine } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
 import { reconcileWorkspace, stopRun } from "../runs/reconcile.js";
 import type { RunRecord } from "../runs/record.js";
-import type { RunRegistry } from "../runs/registry.js";
-import { startRun } from "../runs/start.js";
+import { RunRegistry } from "../runs/registry.js";
+import { startRun, workspaceIdOf } from "../runs/start.js";
 import { describeRun } from "../runs/status.js";
 import type { WorkerSpec } from "./config.js";
 import { startOptionsFor } from "./options.js";
@@ -171,7 +171,10 @@ export class WorkerSlot {
   }
 
   private async liveRun(): Promise<RunRecord | undefined> {
-    const { live } = await reconcileWorkspace(this.context.registry, await this.workspace(), this.log);
+    const id = await workspaceIdOf(startOptionsFor(this.spec, this.context)).catch(async () =>
+      RunRegistry.workspaceId(await this.workspace()),
+    );
+    const { live } = await reconcileWorkspace(this.context.registry, id, this.log);
     return live.find((record) => record.state === "running") ?? live[0];
   }
 

@@ -1,12 +1,12 @@
 import assert from "node:assert/strict";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { fetchPackument } from "../../src/npm/registry.js";
 import { runCli } from "../helpers/cli.js";
 import { dockerOrSkip, sharedSandboxImage } from "../helpers/docker.js";
 import { closedLoop } from "../helpers/load.js";
+import { upgradeManifests } from "../helpers/manifests.js";
 import { sandboxWorkspace } from "../helpers/workspace.js";
 
 /**
@@ -17,43 +17,8 @@ import { sandboxWorkspace } from "../helpers/workspace.js";
 const home = mkdtempSync(path.join(os.tmpdir(), "openwork-e2e-upgrade-"));
 const env = { OPENWORK_LABELS: "openwork.test=1" };
 
-interface Manifest {
-  sidecars: Record<string, { targets: Record<string, Record<string, unknown>> }>;
-}
-
-async function manifests(): Promise<{ oldFile: string; newFile: string }> {
-  const dir = mkdtempSync(path.join(os.tmpdir(), "openwork-manifests-"));
-  const printed = await runCli(["--json", "sidecars", "manifest", "--target", "linux-x64"], { home, env });
-  assert.equal(printed.exitCode, 0, printed.stderr);
-  const current = JSON.parse(printed.stdout) as Manifest;
-  const packument = await fetchPackument("opencode-linux-x64");
-  const integrity = packument.versions["1.18.33"]?.dist.integrity;
-  assert.ok(integrity, "the registry has opencode-linux-x64@1.18.33");
-  const old = structuredClone(current);
-  const sidecar = old.sidecars.opencode;
-  assert.ok(sidecar);
-  sidecar.targets["linux-x64"] = {
-    version: "1.18.33",
-    file: "opencode",
-    sha256: null,
-    size: null,
-    source: {
-      type: "npm",
-      package: "opencode-linux-x64",
-      version: "1.18.33",
-      integrity,
-      path: "bin/opencode",
-    },
-  };
-  const oldFile = path.join(dir, "old.json");
-  const newFile = path.join(dir, "new.json");
-  writeFileSync(oldFile, JSON.stringify(old, null, 2));
-  writeFileSync(newFile, JSON.stringify(current, null, 2));
-  return { oldFile, newFile };
-}
-
 async function upgradeFlow(sandbox: "none" | "docker"): Promise<void> {
-  const { oldFile, newFile } = await manifests();
+  const { oldFile, newFile } = await upgradeManifests(home, env);
   const workspace =
     sandbox === "none"
       ? mkdtempSync(path.join(os.tmpdir(), "openwork-ws-upgrade-none-"))

@@ -173,7 +173,7 @@ test("reconcile: a retiring run is finished, and of two running runs of one work
     });
     await reg.write(rec);
   }
-  const { live } = await reconcileWorkspace(reg, "/ws/a", silentLogger());
+  const { live } = await reconcileWorkspace(reg, RunRegistry.workspaceId("/ws/a"), silentLogger());
   assert.deepEqual(
     live.map((item) => item.runId),
     [newest.runId],

@@ -21,6 +21,10 @@ interface StartFlags {
   manifest?: string;
   replace?: boolean;
   allowRemote?: boolean;
+  workspaceUpload?: string;
+  dockerHost?: string;
+  publishAddress?: string;
+  ship?: boolean;
   cpus?: string;
   memory?: string;
   pidsLimit?: string;
@@ -48,7 +52,27 @@ function collect(value: string, previous: string[]): string[] {
 
 function addStartOptions(command: Command): Command {
   command
-    .option("--workspace <dir>", "the workspace directory (default: the current directory)", process.cwd())
+    .option(
+      "--workspace <dir>",
+      "the workspace directory (default: the current directory); on a remote engine engine:/path names a directory of that engine's host",
+      process.cwd(),
+    )
+    .option(
+      "--workspace-upload <dir>",
+      "on a remote engine: copy this local directory (without what .gitignore names) into a volume there at the first start, and use that",
+    )
+    .option(
+      "--docker-host <endpoint>",
+      "the Docker engine to run on: unix://, tcp:// (TLS from DOCKER_CERT_PATH), ssh://user@host, or a docker context name (default: DOCKER_HOST, the current context)",
+    )
+    .option(
+      "--publish-address <ip>",
+      "publish the server on this address of the engine's host and reach it there (needed for an engine on another machine)",
+    )
+    .option(
+      "--ship",
+      "keep the runtime and its state in volumes on the engine, copied through the Engine API, even when it is local (always so for tcp:// and ssh://)",
+    )
     .addOption(
       new Option("--sandbox <kind>", "where to run: none (host processes), auto, docker, container")
         .choices(["none", "auto", "docker", "container"])
@@ -171,7 +195,12 @@ async function runStart(flags: StartFlags, command: Command, detach: boolean): P
     // What the user did not type is left undefined: a new run takes the default, a running one is not compared.
     const typed = (option: string) => command.getOptionValueSource(option) === "cli";
     const options = {
-      workspace: flags.workspace,
+      // --workspace-upload names the workspace by itself; --workspace's default (here) is then not one.
+      workspace: flags.workspaceUpload !== undefined && !typed("workspace") ? "" : flags.workspace,
+      workspaceUpload: flags.workspaceUpload,
+      dockerHost: flags.dockerHost,
+      publishAddress: flags.publishAddress,
+      ship: flags.ship,
       sandbox: typed("sandbox") ? parseSandboxChoice(flags.sandbox) : undefined,
       image: flags.image,
       mounts: flags.mount,

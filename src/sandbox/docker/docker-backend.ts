@@ -1,6 +1,6 @@
 import type Docker from "dockerode";
 import { SANDBOX_PATHS } from "../../contract/layout.js";
-import { createDockerClient, probeDocker } from "../../docker/client.js";
+import { createDockerClient, type DockerEndpoint, isLocalEngine, probeDocker } from "../../docker/client.js";
 import { errorMessage, OpenworkError } from "../../errors/errors.js";
 import { lineRelay } from "../../logging/logger.js";
 import { dockerMounts } from "../../mounts/docker-binds.js";
@@ -36,18 +36,29 @@ export const SANDBOX_TMPFS = { "/tmp": "rw,nosuid,nodev,mode=1777,size=512m" };
 export class DockerBackend implements SandboxBackend {
   readonly kind = "docker" as const;
   private client: Docker | undefined;
+  /** the engine this backend drives; undefined: the one DOCKER_HOST or the docker context names */
+  readonly endpoint: DockerEndpoint | undefined;
 
-  constructor(docker?: Docker) {
+  constructor(docker?: Docker, endpoint?: DockerEndpoint) {
     this.client = docker;
+    this.endpoint = endpoint;
   }
 
-  private get docker(): Docker {
-    this.client ??= createDockerClient();
+  /** The Engine API client (for what lives beside the sandbox on its engine: volumes, images, helpers). */
+  get docker(): Docker {
+    this.client ??= createDockerClient(this.endpoint);
     return this.client;
   }
 
+  /** Handles name the engine only when it is not the default one: old records and the default stay as they were. */
+  private get engineTag(): { engine?: string } {
+    return this.endpoint ? { engine: this.endpoint.host } : {};
+  }
+
   async probe(): Promise<BackendProbe> {
-    const probe = await probeDocker(3000);
+    // A remote engine (tcp, ssh) gets longer than a local socket: an ssh handshake alone can take seconds.
+    const remote = this.endpoint !== undefined && !isLocalEngine(this.endpoint.host);
+    const probe = await probeDocker(remote ? 15_000 : 3000, this.endpoint);
     if (!probe.ok) return { ok: false, reason: probe.reason };
     this.client ??= probe.docker;
     return { ok: true, version: probe.version };
@@ -89,38 +100,40 @@ export class DockerBackend implements SandboxBackend {
         HostConfig: {
           Init: true,
           // Mounts, not Binds: a Binds entry is colon-separated, so a path with a colon could not be said there.
-          Mounts: dockerMounts([
-            {
-              hostPath: spec.workspace,
-              containerPath: SANDBOX_PATHS.workspace,
-              readOnly: false,
-              spec: "workspace",
-            },
-            {
-              hostPath: spec.persistDir,
-              containerPath: SANDBOX_PATHS.persist,
-              readOnly: false,
-              spec: "persist",
-            },
-            // What the sandbox executes, read-only: it can change none of it, nor reach the store through it.
-            {
-              hostPath: spec.runtimesDir,
-              containerPath: SANDBOX_PATHS.runtimes,
-              readOnly: true,
-              spec: "runtimes",
-            },
-            ...(spec.imports
-              ? [
-                  {
-                    hostPath: spec.imports,
-                    containerPath: SANDBOX_PATHS.imports,
-                    readOnly: true,
-                    spec: "imports",
-                  },
-                ]
-              : []),
-            ...spec.mounts,
-          ]),
+          Mounts: spec.storage
+            ? shippedMounts(spec)
+            : dockerMounts([
+                {
+                  hostPath: spec.workspace,
+                  containerPath: SANDBOX_PATHS.workspace,
+                  readOnly: false,
+                  spec: "workspace",
+                },
+                {
+                  hostPath: spec.persistDir,
+                  containerPath: SANDBOX_PATHS.persist,
+                  readOnly: false,
+                  spec: "persist",
+                },
+                // What the sandbox executes, read-only: it can change none of it, nor reach the store through it.
+                {
+                  hostPath: spec.runtimesDir,
+                  containerPath: SANDBOX_PATHS.runtimes,
+                  readOnly: true,
+                  spec: "runtimes",
+                },
+                ...(spec.imports
+                  ? [
+                      {
+                        hostPath: spec.imports,
+                        containerPath: SANDBOX_PATHS.imports,
+                        readOnly: true,
+                        spec: "imports",
+                      },
+                    ]
+                  : []),
+                ...spec.mounts,
+              ]),
           PortBindings: bindings,
           NetworkMode: network,
           // The host as seen from the sandbox, by the name Docker Desktop gives it (a proxy on the host's
@@ -164,9 +177,9 @@ export class DockerBackend implements SandboxBackend {
           cause: error,
         });
       }
-      return { kind: "docker", id: container.id, exited };
+      return { kind: "docker", id: container.id, exited, ...this.engineTag };
     };
-    return { kind: "docker", id: container.id, start: started };
+    return { kind: "docker", id: container.id, start: started, ...this.engineTag };
   }
 
   async status(handle: SandboxHandle): Promise<SandboxStatus> {
@@ -228,6 +241,52 @@ export class DockerBackend implements SandboxBackend {
       if (options.signal?.aborted) abort();
       else options.signal?.addEventListener("abort", abort, { once: true });
     });
+  }
+
+  /**
+   * Run a command in a running sandbox, as its own user, and return its output (or pass each
+   * line to `onLine`); a non-zero exit is an error with that output. For what lives on an engine
+   * whose files we cannot reach otherwise (a shipped run's logs, its housekeeping). An abort ends
+   * the wait (the command is ended with the stream).
+   */
+  async exec(
+    handle: SandboxHandle,
+    command: string[],
+    options: { onLine?: (line: string) => void; signal?: AbortSignal | undefined } = {},
+  ): Promise<{ output: string }> {
+    const container = this.docker.getContainer(handle.id);
+    const exec = await container.exec({ Cmd: command, AttachStdout: true, AttachStderr: true });
+    const stream = (await exec.start({ hijack: true, stdin: false })) as NodeJS.ReadableStream & {
+      destroy(): void;
+    };
+    let output = "";
+    const collect = lineRelay((line) => {
+      if (options.onLine) options.onLine(line);
+      else output += `${line}\n`;
+    });
+    this.docker.modem.demuxStream(stream, collect, collect);
+    let aborted = false;
+    await new Promise<void>((resolve) => {
+      const abort = () => {
+        aborted = true;
+        stream.destroy();
+        resolve();
+      };
+      stream.on("end", resolve);
+      stream.on("close", resolve);
+      stream.on("error", () => resolve());
+      if (options.signal?.aborted) abort();
+      else options.signal?.addEventListener("abort", abort, { once: true });
+    });
+    collect.end();
+    if (aborted) return { output };
+    const info = await exec.inspect();
+    if (info.ExitCode !== 0 && info.ExitCode !== null)
+      throw new OpenworkError(
+        `${command.join(" ")} failed in the sandbox (code ${info.ExitCode}): ${output.trim()}`,
+        { code: "exec_failed" },
+      );
+    return { output };
   }
 
   async stop(handle: SandboxHandle, graceMs: number): Promise<void> {
@@ -303,13 +362,47 @@ export class DockerBackend implements SandboxBackend {
     return containers.map((info) => ({
       kind: "docker" as const,
       id: info.Id,
+      ...this.engineTag,
       labels: info.Labels,
       state: info.State === "running" ? "running" : "exited",
     }));
   }
 }
 
-function statusCode(error: unknown): number | undefined {
+/**
+ * A shipped run's mounts: volumes only (and a directory of the engine's own host for
+ * `--workspace engine:/path`); nothing of this machine.
+ */
+function shippedMounts(spec: LaunchSpec): Docker.MountSettings[] {
+  const storage = spec.storage;
+  if (!storage) return [];
+  if (spec.imports || spec.mounts.length > 0)
+    throw new OpenworkError(
+      "a shipped run binds no directory of this machine (imports and --mount included)",
+      {
+        code: "launch_failed",
+      },
+    );
+  // NoCopy: an empty volume would otherwise take the image's directory there (owner and mode
+  // included), undoing the ownership given to the sandbox's user when it was made.
+  const volume = (source: string, target: string, readOnly = false): Docker.MountSettings => ({
+    Type: "volume",
+    Source: source,
+    Target: target,
+    ReadOnly: readOnly,
+    // (the typings want every field; the engine takes NoCopy alone)
+    VolumeOptions: { NoCopy: true } as Docker.MountSettings["VolumeOptions"],
+  });
+  return [
+    storage.workspace.type === "volume"
+      ? volume(storage.workspace.source, SANDBOX_PATHS.workspace)
+      : { Type: "bind", Source: storage.workspace.source, Target: SANDBOX_PATHS.workspace },
+    volume(storage.persistVolume, SANDBOX_PATHS.persist),
+    volume(storage.runtimesVolume, SANDBOX_PATHS.runtimes, true),
+  ];
+}
+
+export function statusCode(error: unknown): number | undefined {
   return (error as { statusCode?: number }).statusCode;
 }
 

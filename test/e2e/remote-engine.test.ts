@@ -1,0 +1,242 @@
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { after, type TestContext, test } from "node:test";
+import Docker from "dockerode";
+import { runCli } from "../helpers/cli.js";
+import { dockerOrSkip, sharedSandboxImage } from "../helpers/docker.js";
+import { closedLoop } from "../helpers/load.js";
+import { upgradeManifests } from "../helpers/manifests.js";
+import { NODE1, swarmDown, swarmUpOrSkip } from "../helpers/swarm.js";
+
+/**
+ * A runtime on a second Docker engine that shares none of our paths as far as openwork knows
+ * (`--ship`): its own dockerd in its own network namespace, reached on its node address. The
+ * image, the runtime and the workspace go there through the Engine API only.
+ */
+const home = mkdtempSync(path.join(os.tmpdir(), "openwork-e2e-remote-"));
+const env = { OPENWORK_LABELS: "openwork.test=1" };
+const remote = new Docker({ socketPath: NODE1.engine.slice("unix://".length) });
+let ready: Promise<boolean> | undefined;
+let up = false;
+
+/** The sandbox image here and the second engine up, once for the file. */
+function engines(t: TestContext): Promise<boolean> {
+  ready ??= (async () => {
+    const docker = await dockerOrSkip(t);
+    if (!docker) return false;
+    await sharedSandboxImage(docker);
+    up = await swarmUpOrSkip(t);
+    return up;
+  })();
+  return ready;
+}
+
+after(async () => {
+  if (up) await runCli(["stop", "--all", "--orphans"], { home, env, timeoutMs: 120_000 });
+  await swarmDown();
+});
+
+interface StartDoc {
+  runId: string;
+  url: string;
+  engine: string;
+  shippedBytes: number;
+  versions: { opencode: string };
+  tokens: { client: string };
+}
+
+function project(): string {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "openwork-remote-ws-"));
+  writeFileSync(path.join(dir, "README.md"), "# a project\n");
+  writeFileSync(path.join(dir, ".gitignore"), "node_modules/\n*.log\n");
+  mkdirSync(path.join(dir, "node_modules", "left-out"), { recursive: true });
+  writeFileSync(path.join(dir, "node_modules", "left-out", "index.js"), "x");
+  writeFileSync(path.join(dir, "debug.log"), "noise");
+  mkdirSync(path.join(dir, "src"));
+  writeFileSync(path.join(dir, "src", "main.ts"), "export {};\n");
+  return dir;
+}
+
+async function sh(containerId: string, command: string): Promise<string> {
+  const exec = await remote.getContainer(containerId).exec({
+    Cmd: ["sh", "-c", command],
+    AttachStdout: true,
+    AttachStderr: true,
+  });
+  const stream = await exec.start({ hijack: true, stdin: false });
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  // Strip the 8-byte frame headers.
+  const raw = Buffer.concat(chunks);
+  let out = "";
+  for (let at = 0; at + 8 <= raw.length; ) {
+    const size = raw.readUInt32BE(at + 4);
+    out += raw.subarray(at + 8, at + 8 + size).toString("utf8");
+    at += 8 + size;
+  }
+  return out;
+}
+
+async function runContainer(runId: string): Promise<Docker.ContainerInspectInfo> {
+  const [found] = await remote.listContainers({ filters: { label: [`openwork.run=${runId}`] } });
+  assert.ok(found, `run ${runId} has a container on the second engine`);
+  return remote.getContainer(found.Id).inspect();
+}
+
+test("wrong remote requests are refused up front with one line and exit 2", async (t) => {
+  if (!(await engines(t))) return;
+  const cases: Array<[string[], RegExp]> = [
+    [["--docker-host", "tcp://10.77.0.11:2375", "--workspace", "engine:/srv"], /--publish-address/],
+    [["--docker-host", "gopher://x"], /unix:\/\/, npipe:\/\/, tcp:\/\/, ssh:\/\//],
+    [["--docker-host", NODE1.engine, "--ship", "--workspace", os.tmpdir()], /--workspace-upload DIR/],
+    [["--workspace-upload", os.tmpdir()], /does not share this machine's files/],
+    [["--docker-host", NODE1.engine, "--ship", "--workspace", "engine:relative"], /absolute path/],
+    [["--sandbox", "none", "--docker-host", NODE1.engine], /Docker sandbox/],
+    [
+      [
+        "--docker-host",
+        NODE1.engine,
+        "--ship",
+        "--workspace-upload",
+        os.tmpdir(),
+        "--mount",
+        `${os.tmpdir()}:x`,
+      ],
+      /--mount/,
+    ],
+  ];
+  for (const [args, message] of cases) {
+    const result = await runCli(["start", "--detach", ...args], { home, env });
+    assert.equal(result.exitCode, 2, `${args.join(" ")}: ${result.stderr}`);
+    assert.match(result.stderr, message, args.join(" "));
+    assert.equal(
+      result.stderr
+        .trim()
+        .split("\n")
+        .filter((line) => line.startsWith("openwork:")).length,
+      1,
+    );
+  }
+  assert.deepEqual(await remote.listContainers({ all: true }), [], "nothing was started on the engine");
+});
+
+test("a shipped runtime on a second engine: no host path, checked, stopped, restarted with 0 sidecar bytes, upgraded under load", async (t) => {
+  if (!(await engines(t))) return;
+  const { oldFile, newFile } = await upgradeManifests(home, env);
+  const dir = project();
+  const startArgs = [
+    "--json",
+    "start",
+    "--detach",
+    "--docker-host",
+    NODE1.engine,
+    "--ship",
+    "--publish-address",
+    NODE1.address,
+    "--workspace-upload",
+    dir,
+    "--manifest",
+    oldFile,
+  ];
+  // The engine starts without the sandbox image: it is streamed there from the main engine.
+  assert.equal((await remote.listImages()).length, 0);
+  const first = await runCli(startArgs, { home, env, timeoutMs: 300_000 });
+  assert.equal(first.exitCode, 0, first.stderr);
+  const doc = JSON.parse(first.stdout) as StartDoc;
+  assert.equal(doc.engine, NODE1.engine);
+  assert.equal(new URL(doc.url).hostname, NODE1.address, "the URL is formed from the published address");
+  assert.ok(doc.shippedBytes > 100e6, `the runtime was shipped (${doc.shippedBytes} bytes)`);
+  assert.match(first.stderr, /streamed to the engine/);
+  assert.equal(doc.versions.opencode, "1.18.33");
+
+  const info = await runContainer(doc.runId);
+  assert.deepEqual(
+    info.Mounts.map((mount) => mount.Type),
+    ["volume", "volume", "volume"],
+    `no bind mount of any host path: ${JSON.stringify(info.Mounts)}`,
+  );
+  assert.equal(info.HostConfig.Binds, null);
+  assert.deepEqual(
+    Object.values((info.HostConfig.PortBindings ?? {}) as Record<string, Array<{ HostIp: string }>>)
+      .flat()
+      .map((binding) => binding.HostIp),
+    [NODE1.address],
+    "published on the named address only",
+  );
+  const auth = { authorization: `Bearer ${doc.tokens.client}` };
+  const health = await fetch(`${doc.url}/opencode/global/health`, { headers: auth });
+  assert.equal(health.status, 200);
+  assert.equal(((await health.json()) as { healthy: boolean }).healthy, true);
+
+  // The upload left out what .gitignore names; the runtime's user owns the workspace and its state.
+  const listing = await sh(info.Id, "cd /workspace && find . -type f | sort && stat -c '%u %a' /persist");
+  assert.deepEqual(listing.trim().split("\n"), ["./.gitignore", "./README.md", "./src/main.ts", "1000 700"]);
+  await sh(info.Id, "echo made-by-the-agent > /workspace/NOTES.md");
+
+  const status = await runCli(["--json", "status", doc.runId], { home, env });
+  const statusDoc = JSON.parse(status.stdout) as { healthy: boolean; engine: string; state: string };
+  assert.equal(statusDoc.state, "running");
+  assert.equal(statusDoc.healthy, true);
+  assert.equal(statusDoc.engine, NODE1.engine);
+  const human = await runCli(["status", doc.runId], { home, env });
+  assert.match(human.stdout, new RegExp(`engine: +${NODE1.engine.replace(/[/.]/g, "\\$&")}`));
+  const engineLog = await runCli(["logs", doc.runId, "--component", "engine"], { home, env });
+  assert.equal(engineLog.exitCode, 0, engineLog.stderr);
+  assert.match(engineLog.stdout, /opencode server listening/);
+  const runtimeLog = await runCli(["logs", doc.runId, "--tail", "50"], { home, env });
+  assert.match(runtimeLog.stdout, /openwork-server listening/);
+  const check = await runCli(["check", doc.runId], { home, env, timeoutMs: 120_000 });
+  assert.equal(check.exitCode, 0, `${check.stdout}\n${check.stderr}`);
+
+  const stopped = await runCli(["stop", doc.runId], { home, env });
+  assert.equal(stopped.exitCode, 0, stopped.stderr);
+  assert.deepEqual(
+    await remote.listContainers({ all: true, filters: { label: ["openwork.managed=1"] } }),
+    [],
+  );
+  const volumes = (await remote.listVolumes()).Volumes.map((volume) => volume.Name);
+  assert.equal(volumes.length, 3, `the workspace's state, its files and the runtimes stay: ${volumes}`);
+
+  // Again: the engine has the runtime and the workspace; nothing is sent but the entrypoint's settings.
+  const second = await runCli(startArgs, { home, env, timeoutMs: 300_000 });
+  assert.equal(second.exitCode, 0, second.stderr);
+  const again = JSON.parse(second.stdout) as StartDoc;
+  assert.equal(again.shippedBytes, 0, "the second start on the same engine ships 0 sidecar bytes");
+  const info2 = await runContainer(again.runId);
+  assert.equal((await sh(info2.Id, "cat /workspace/NOTES.md")).trim(), "made-by-the-agent");
+
+  // A rolling upgrade: the new runtime is shipped the same way; no request fails meanwhile.
+  const loop = closedLoop(again.url, again.tokens.client, ["/system/health", "/opencode/global/health"], {
+    workers: 2,
+    intervalMs: 20,
+  });
+  const upgraded = await runCli(["--json", "runtime", "upgrade", again.runId, "--manifest", newFile], {
+    home,
+    env,
+    timeoutMs: 300_000,
+  });
+  const load = await loop.stop();
+  assert.equal(upgraded.exitCode, 0, `${upgraded.stdout}\n${upgraded.stderr}`);
+  assert.equal((JSON.parse(upgraded.stdout) as { state: string }).state, "succeeded");
+  assert.match(upgraded.stderr, /new runtime shipped to the engine/);
+  assert.equal(load.failed, 0, load.failures.slice(0, 5).join("\n"));
+  assert.ok(load.total > 20, `the loop ran throughout (${load.total} requests)`);
+  const after = JSON.parse((await runCli(["--json", "status", again.runId], { home, env })).stdout) as {
+    versions: { opencode: string };
+  };
+  assert.equal(after.versions.opencode, "1.18.34");
+
+  assert.equal((await runCli(["stop", again.runId], { home, env })).exitCode, 0);
+  const orphans = await runCli(["--json", "stop", "--orphans"], { home, env });
+  assert.equal(orphans.exitCode, 0, orphans.stderr);
+  assert.deepEqual(
+    await remote.listContainers({ all: true, filters: { label: ["openwork.managed=1"] } }),
+    [],
+  );
+  for (const volume of (await remote.listVolumes()).Volumes) {
+    assert.equal(volume.Labels?.["openwork.test"], "1", `${volume.Name} carries the test label`);
+    await remote.getVolume(volume.Name).remove();
+  }
+});
