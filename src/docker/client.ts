@@ -75,7 +75,11 @@ const ENDPOINT_SCHEMES = ["unix:", "npipe:", "tcp:", "ssh:", "http:", "https:"];
  * DOCKER_HOST takes it (unix://, npipe://, tcp:// with TLS material from
  * DOCKER_CERT_PATH, ssh://user@host), or the name of a docker context.
  */
-export function parseDockerHost(value: string, what = "--docker-host"): DockerEndpoint {
+export function parseDockerHost(
+  value: string,
+  what = "--docker-host",
+  env: NodeJS.ProcessEnv = process.env,
+): DockerEndpoint {
   const text = value.trim();
   if (text.includes("://")) {
     const scheme = `${text.slice(0, text.indexOf("://"))}:`;
@@ -99,7 +103,7 @@ export function parseDockerHost(value: string, what = "--docker-host"): DockerEn
       `${what} "${value}" is neither an endpoint URL nor a docker context name`,
       "e.g. --docker-host ssh://me@big-box, tcp://10.0.0.5:2376 or a name from `docker context ls`",
     );
-  return contextEndpoint(text);
+  return contextEndpoint(text, env);
 }
 
 /**

@@ -11,7 +11,7 @@ import {
   LABEL_RUN,
   type ListedSandbox,
 } from "../sandbox/backend.js";
-import { backendFor, backendOfHandle, registeredBackends } from "../sandbox/select.js";
+import { backendFor, registeredBackends } from "../sandbox/select.js";
 import { engineOf, isLive, type RunRecord } from "./record.js";
 import type { CorruptRecord, RunRegistry } from "./registry.js";
 

@@ -1,11 +1,14 @@
+import { isIP } from "node:net";
 import path from "node:path";
 import { z } from "zod";
 import { checkEnvName } from "../credentials/names.js";
+import { parseDockerHost } from "../docker/client.js";
 import { errorMessage } from "../errors/errors.js";
 import { isWindowsDrivePath, parseMountSpec } from "../mounts/spec.js";
 import { parsePort } from "../net/ports.js";
 import { parseCpus, parseMemory, parsePids } from "../sandbox/limits.js";
 import type { SandboxChoice } from "../sandbox/select.js";
+import { ENGINE_WORKSPACE_PREFIX, enginePath } from "../shipping/target.js";
 import { SOURCE_CHOICES, type SourceChoice } from "../sources/choices.js";
 import { DURATION_FORMS, parseDuration } from "./durations.js";
 
@@ -109,6 +112,44 @@ export const imageValue = leaf<string>((input) =>
     ? { value: input }
     : { expected: "an image reference (a non-empty string without spaces)" },
 );
+
+/** dockerHost: an endpoint URL or a docker context name, checked as `--docker-host` is (a context is read at start). */
+export const dockerHostValue = leaf<string>((input) => {
+  const expected = "a Docker endpoint (unix://, tcp://, ssh://…) or a docker context name";
+  if (typeof input !== "string" || input.trim() === "") return { expected };
+  if (!input.includes("://"))
+    return /^[A-Za-z0-9][A-Za-z0-9_.+-]*$/.test(input) ? { value: input } : { expected };
+  try {
+    parseDockerHost(input, "dockerHost");
+    return { value: input };
+  } catch (error) {
+    return { expected, why: errorMessage(error).replace(/^dockerHost \S+:? ?/, "") };
+  }
+});
+
+/** publishAddress: an IP address of the engine's host. */
+export const addressValue = leaf<string>((input) =>
+  typeof input === "string" && isIP(input) !== 0
+    ? { value: input }
+    : { expected: "an IP address of the engine's host (e.g. 10.0.0.5)" },
+);
+
+/** A worker's workspace: a local path (resolved like the others), or engine:/path kept as written. */
+export function workspaceValue(context: PathContext): z.ZodType<string> {
+  return leaf<string>((input) => {
+    if (typeof input === "string" && input.startsWith(ENGINE_WORKSPACE_PREFIX)) {
+      try {
+        enginePath(input);
+        return { value: input };
+      } catch (error) {
+        return { expected: "engine:/absolute/path", why: errorMessage(error) };
+      }
+    }
+    return typeof input === "string" && input.trim() !== ""
+      ? resolveUserPath(input, context)
+      : { expected: "the workspace directory (a non-empty string)" };
+  });
+}
 
 export const portValue = flagValue((text) => parsePort(text, "port"), true);
 export const cpusValue = flagValue(parseCpus, true);

@@ -17,9 +17,11 @@ import { positionAt } from "../files/text-position.js";
 import type { SandboxChoice } from "../sandbox/select.js";
 import type { SourceChoice } from "../sources/choices.js";
 import {
+  addressValue,
   booleanValue,
   cpusValue,
   describeValue,
+  dockerHostValue,
   durationValue,
   envEntryValue,
   factorValue,
@@ -38,6 +40,7 @@ import {
   portValue,
   sandboxValue,
   sourceValue,
+  workspaceValue,
 } from "./config-schema.js";
 import { formatDuration } from "./durations.js";
 import { WORKERS_CONFIG_ENV } from "./paths.js";
@@ -81,6 +84,14 @@ export interface WorkerStartOptions {
   serverBin?: string;
   allowExternal?: boolean;
   allowVersionMismatch?: boolean;
+  /** start's --docker-host: the engine to run on */
+  dockerHost?: string;
+  /** start's --publish-address */
+  publishAddress?: string;
+  /** start's --ship */
+  ship?: boolean;
+  /** the workspace is a local directory copied to the engine (start's --workspace-upload) */
+  uploadWorkspace?: boolean;
 }
 
 export interface RestartPolicy {
@@ -330,6 +341,10 @@ function settingFields(context: PathContext) {
     serverBin: pathValue(context, "a path to a runtime server bundle"),
     allowExternal: booleanValue,
     allowVersionMismatch: booleanValue,
+    dockerHost: dockerHostValue,
+    publishAddress: addressValue,
+    ship: booleanValue,
+    uploadWorkspace: booleanValue,
     restart: (walk: Walk, node: Node, at: string) => readObject(walk, node, at, restartFields),
   };
 }
@@ -339,7 +354,7 @@ type Settings = NonNullable<Values<ReturnType<typeof settingFields>>>;
 function workerFields(context: PathContext) {
   return {
     name: nameValue,
-    workspace: pathValue(context, "the workspace directory"),
+    workspace: workspaceValue(context),
     ...settingFields(context),
   };
 }
@@ -482,11 +497,14 @@ const SANDBOX_ONLY = {
   pidsLimit: "pidsLimit limits a sandbox",
   image: "image applies to a sandbox",
   mounts: "mounts need a sandbox",
+  publishAddress: "publishAddress applies to a Docker sandbox",
+  uploadWorkspace: "uploadWorkspace applies to a Docker engine",
 } as const;
 
 /** The rules that span keys, checked after defaults are merged (the same rules as `openwork start`). */
 function checkWorker(walk: Walk, node: Node, at: string, own: Settings, merged: Settings): void {
-  const sandbox = merged.sandbox ?? "none";
+  // As for `start`: naming an engine (or shipping) means Docker when no sandbox is said.
+  const sandbox = merged.sandbox ?? (merged.dockerHost !== undefined || merged.ship ? "docker" : "none");
   if (sandbox === "none") {
     const how = own.sandbox
       ? 'its sandbox is "none"'
@@ -495,7 +513,7 @@ function checkWorker(walk: Walk, node: Node, at: string, own: Settings, merged: 
         : 'its sandbox is "none" (the default)';
     for (const [key, rule] of Object.entries(SANDBOX_ONLY) as [keyof typeof SANDBOX_ONLY, string][]) {
       const value = merged[key];
-      if (value === undefined || (Array.isArray(value) && value.length === 0)) continue;
+      if (value === undefined || value === false || (Array.isArray(value) && value.length === 0)) continue;
       const fromDefaults = own[key] === undefined ? " (from defaults)" : "";
       report(
         walk,
@@ -607,6 +625,10 @@ function workerSpec(name: string, workspace: string, merged: Settings, line: num
     serverBin: merged.serverBin,
     allowExternal: merged.allowExternal,
     allowVersionMismatch: merged.allowVersionMismatch,
+    dockerHost: merged.dockerHost,
+    publishAddress: merged.publishAddress,
+    ship: merged.ship,
+    uploadWorkspace: merged.uploadWorkspace,
   };
   for (const [key, value] of Object.entries(optional)) {
     if (value !== undefined) Object.assign(start, { [key]: value });

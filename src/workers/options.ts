@@ -22,7 +22,12 @@ export function startOptionsFor(
 ): StartOptions {
   const start = worker.start;
   return {
-    workspace: worker.workspace,
+    // An uploaded workspace is named by --workspace-upload alone, as on the command line.
+    workspace: start.uploadWorkspace ? "" : worker.workspace,
+    ...(start.uploadWorkspace ? { workspaceUpload: worker.workspace } : {}),
+    ...(start.dockerHost === undefined ? {} : { dockerHost: start.dockerHost }),
+    ...(start.publishAddress === undefined ? {} : { publishAddress: start.publishAddress }),
+    ...(start.ship === undefined ? {} : { ship: start.ship }),
     sandbox: start.sandbox,
     image: start.image,
     mounts: start.mounts,

@@ -5,7 +5,13 @@ import { createServer } from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
-import { createDockerClient, resolveDockerEndpoint } from "../../src/docker/client.js";
+import {
+  createDockerClient,
+  isLocalEngine,
+  parseDockerHost,
+  resolveDockerEndpoint,
+} from "../../src/docker/client.js";
+import { UsageError } from "../../src/errors/errors.js";
 
 function dockerConfig(current: string | undefined, contexts: Record<string, string>): string {
   const dir = mkdtempSync(path.join(os.tmpdir(), "openwork-docker-config-"));
@@ -74,4 +80,43 @@ test("an ssh:// engine is reached through docker-modem's real ssh transport, loa
     );
     return true;
   });
+});
+
+test("--docker-host: an endpoint URL in each scheme, or a context by name; anything else refused as usage", () => {
+  for (const host of [
+    "unix:///tmp/sw1/docker.sock",
+    "tcp://10.0.0.5:2376",
+    "ssh://me@build-host",
+    "ssh://me@build-host:2222",
+    "npipe:////./pipe/docker_engine",
+    "https://engine.example:2376",
+  ])
+    assert.deepEqual(parseDockerHost(host), { source: "--docker-host", host });
+  const config = dockerConfig(undefined, { big: "tcp://10.0.0.9:2375" });
+  assert.deepEqual(parseDockerHost("big", "--docker-host", { DOCKER_CONFIG: config }), {
+    source: 'docker context "big"',
+    host: "tcp://10.0.0.9:2375",
+  });
+  assert.throws(
+    () => parseDockerHost("missing", "--docker-host", { DOCKER_CONFIG: config }),
+    /cannot be read/,
+  );
+  for (const [value, message] of [
+    ["gopher://x", /unix:\/\/, npipe:\/\/, tcp:\/\/, ssh:\/\//],
+    ["tcp://", /names no host|not an endpoint/],
+    ["unix://", /names no socket/],
+    ["not a name", /neither an endpoint URL nor a docker context name/],
+  ] as const)
+    assert.throws(
+      () => parseDockerHost(value),
+      (error: unknown) => error instanceof UsageError && message.test(error.message),
+      value,
+    );
+});
+
+test("only a socket of this machine counts as sharing its files", () => {
+  assert.equal(isLocalEngine("unix:///var/run/docker.sock"), true);
+  assert.equal(isLocalEngine("npipe:////./pipe/docker_engine"), true);
+  for (const host of ["tcp://127.0.0.1:2375", "ssh://me@localhost", "https://10.0.0.5:2376"])
+    assert.equal(isLocalEngine(host), false, host);
 });

@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { describe, it } from "node:test";
 import { ExitCode, OpenworkError } from "../../src/errors/errors.js";
+import { silentLogger } from "../../src/logging/logger.js";
 import {
   type ConfigProblem,
   loadWorkersConfig,
@@ -536,5 +537,47 @@ describe("parseDuration", () => {
     for (const value of [-1, "-1s", "5 minutes", "1d", "", "s", null, true, [5], {}, Number.NaN, Infinity]) {
       assert.equal(parseDuration(value), undefined, `parseDuration(${JSON.stringify(value)})`);
     }
+  });
+});
+
+describe("parseWorkersConfig: workers on other engines", () => {
+  it("dockerHost, publishAddress, ship and uploadWorkspace reach start as its flags would", async () => {
+    const { startOptionsFor } = await import("../../src/workers/options.js");
+    const config = parse(`{
+      "workers": [
+        { "name": "far", "workspace": "~/repo", "dockerHost": "tcp://10.0.0.5:2376",
+          "publishAddress": "10.0.0.5", "uploadWorkspace": true },
+        { "name": "there", "workspace": "engine:/srv/repo", "dockerHost": "big-box", "publishAddress": "10.0.0.6" },
+        { "name": "here", "workspace": "./w", "ship": true }
+      ]
+    }`);
+    const [far, there, here] = config.workers;
+    const context = { registry: {} as never, log: silentLogger() };
+    const farStart = startOptionsFor(far!, context);
+    assert.equal(farStart.workspace, "");
+    assert.equal(farStart.workspaceUpload, "/home/ada/repo");
+    assert.equal(farStart.dockerHost, "tcp://10.0.0.5:2376");
+    assert.equal(farStart.publishAddress, "10.0.0.5");
+    const thereStart = startOptionsFor(there!, context);
+    assert.equal(thereStart.workspace, "engine:/srv/repo", "an engine path is kept as written");
+    assert.equal(thereStart.dockerHost, "big-box");
+    assert.equal(thereStart.workspaceUpload, undefined);
+    assert.equal(startOptionsFor(here!, context).ship, true);
+  });
+
+  it("a bad endpoint, address or engine path is reported where it is; publishAddress needs Docker", () => {
+    const text = `{
+  "workers": [
+    { "name": "a", "workspace": "/w/a", "dockerHost": "gopher://x" },
+    { "name": "b", "workspace": "/w/b", "dockerHost": "tcp://10.0.0.5:2376", "publishAddress": "box.example" },
+    { "name": "c", "workspace": "engine:relative", "ship": true },
+    { "name": "d", "workspace": "/w/d", "publishAddress": "10.0.0.5" }
+  ]
+}`;
+    const { problems } = problemsOf(text);
+    assert.match(problemAt(problems, "workers[0].dockerHost").message, /Docker endpoint/);
+    assert.match(problemAt(problems, "workers[1].publishAddress").message, /IP address/);
+    assert.match(problemAt(problems, "workers[2].workspace").message, /engine:\/absolute\/path/);
+    assert.match(problemAt(problems, "workers[3].publishAddress").message, /Docker sandbox/);
   });
 });

@@ -1,0 +1,93 @@
+import assert from "node:assert/strict";
+import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { test } from "node:test";
+import { UsageError } from "../../src/errors/errors.js";
+import { shippedEntrypoint } from "../../src/shipping/runtime.js";
+import { enginePath, engineTarget, publishing } from "../../src/shipping/target.js";
+import { gitignoreFilter } from "../../src/shipping/upload.js";
+import { volumeNames } from "../../src/shipping/volumes.js";
+
+test(".gitignore files leave out what git would, each below its own directory; .git stays", () => {
+  const root = mkdtempSync(path.join(os.tmpdir(), "openwork-gitignore-"));
+  const make = (file: string) => {
+    mkdirSync(path.dirname(path.join(root, file)), { recursive: true });
+    writeFileSync(path.join(root, file), "x");
+  };
+  writeFileSync(path.join(root, ".gitignore"), "# comment\nnode_modules/\n*.log\n!keep.log\n/build\n");
+  mkdirSync(path.join(root, "pkg"), { recursive: true });
+  writeFileSync(path.join(root, "pkg", ".gitignore"), "generated.ts\n");
+  for (const file of [
+    "node_modules/a/index.js",
+    "debug.log",
+    "keep.log",
+    "build/out.js",
+    "src/build/kept.js",
+    "pkg/generated.ts",
+    "generated.ts",
+    ".git/HEAD",
+    "src/main.ts",
+  ])
+    make(file);
+  const skip = gitignoreFilter(root);
+  const verdict = (file: string) => skip(path.join(root, file));
+  assert.equal(verdict("node_modules"), true);
+  assert.equal(verdict("debug.log"), true);
+  assert.equal(verdict("keep.log"), false, "a negated pattern keeps the file");
+  assert.equal(verdict("build"), true, "an anchored pattern matches at its own directory");
+  assert.equal(verdict("src/build"), false, "…and nowhere below it");
+  assert.equal(verdict("pkg/generated.ts"), true, "a nested .gitignore applies below its directory");
+  assert.equal(verdict("generated.ts"), false, "…and not above it");
+  assert.equal(verdict(".git"), false);
+  assert.equal(verdict("src/main.ts"), false);
+});
+
+test("engine: workspaces are absolute, normalised paths of the engine's host", () => {
+  assert.equal(enginePath("engine:/srv/repo"), "/srv/repo");
+  assert.equal(enginePath("/home/me/repo"), undefined);
+  for (const bad of ["engine:srv", "engine:/srv/../etc", "engine:/", "engine:"])
+    assert.throws(() => enginePath(bad), UsageError, bad);
+});
+
+test("publishing: loopback by default, the named address when asked, refused for a remote engine without one", () => {
+  const local = engineTarget({ dockerHost: "unix:///var/run/docker.sock" });
+  assert.deepEqual(local, {
+    endpoint: { source: "--docker-host", host: "unix:///var/run/docker.sock" },
+    local: true,
+    ship: false,
+  });
+  assert.equal(engineTarget({ dockerHost: "unix:///var/run/docker.sock", ship: true }).ship, true);
+  const remote = engineTarget({ dockerHost: "tcp://10.0.0.5:2376" });
+  assert.equal(remote.ship, true, "a tcp engine always ships");
+  assert.deepEqual(publishing(local, {}), { hostIp: "127.0.0.1", urlHost: "127.0.0.1" });
+  assert.deepEqual(publishing(local, { allowRemote: true }), { hostIp: "0.0.0.0", urlHost: "127.0.0.1" });
+  assert.deepEqual(publishing(remote, { publishAddress: "10.0.0.5" }), {
+    hostIp: "10.0.0.5",
+    urlHost: "10.0.0.5",
+  });
+  assert.deepEqual(publishing(remote, { publishAddress: "fd00::5" }), {
+    hostIp: "fd00::5",
+    urlHost: "[fd00::5]",
+  });
+  const said = (pattern: RegExp) => (error: unknown) =>
+    error instanceof UsageError && pattern.test(`${error.message} ${error.hint ?? ""}`);
+  assert.throws(() => publishing(remote, {}), said(/not on this machine.*--publish-address/));
+  assert.throws(() => publishing(engineTarget({ dockerHost: "ssh://me@box" }), {}), said(/SSH tunnel/));
+  assert.throws(() => publishing(remote, { publishAddress: "box.example" }), /not an IP address/);
+  assert.throws(() => publishing(remote, { publishAddress: "10.0.0.5", allowRemote: true }), /give one/);
+  assert.throws(() => publishing(undefined, { publishAddress: "10.0.0.5" }), /Docker sandbox/);
+});
+
+test("shipped names: per home and workspace; entrypoints content-addressed beside their runtime", () => {
+  const names = volumeNames("home1", "ws1");
+  assert.deepEqual(names, {
+    runtimes: "openwork-home1-runtimes",
+    persist: "openwork-home1-persist-ws1",
+    workspace: "openwork-home1-workspace-ws1",
+  });
+  const a = shippedEntrypoint("rt1", "#!/bin/sh\necho a\n");
+  assert.match(a, /^\/runtimes\/rt1\/entrypoints\/[0-9a-f]{16}\.sh$/);
+  assert.equal(shippedEntrypoint("rt1", "#!/bin/sh\necho a\n"), a);
+  assert.notEqual(shippedEntrypoint("rt1", "#!/bin/sh\necho b\n"), a);
+});
