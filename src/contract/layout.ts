@@ -24,6 +24,8 @@ export const SANDBOX_PATHS = {
   workspace: "/workspace",
   /** the user's opencode config, logins and CA bundle for this start, read-only (src/credentials/import-dir.ts) */
   imports: "/import",
+  /** on Swarm, the same imports as the run's secrets (Swarm mounts secrets below /run/secrets) */
+  swarmImports: "/run/secrets/openwork-import",
   extraMounts: "/workspace/extra",
 } as const;
 

@@ -3,6 +3,7 @@ import path from "node:path";
 import { parse as parseJsonc } from "jsonc-parser";
 import { UsageError } from "../errors/errors.js";
 import { REDACTED, registerSecret } from "../logging/redact.js";
+import type { SandboxKind } from "../sandbox/backend.js";
 import { parseDotenv } from "./dotenv.js";
 import { type HostOpencode, readHostOpencode } from "./host-opencode.js";
 import { checkEnvName } from "./names.js";
@@ -84,7 +85,7 @@ export function describeSource(source: EnvSource): string {
  */
 export async function resolveCredentials(
   request: CredentialsRequest,
-  substrate: "none" | "docker" | "container",
+  substrate: SandboxKind,
   caller: NodeJS.ProcessEnv = process.env,
 ): Promise<CredentialsPlan> {
   const layers: Array<Array<{ name: string; value: string; source: EnvSource }>> = [];

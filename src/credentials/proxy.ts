@@ -1,3 +1,4 @@
+import type { SandboxKind } from "../sandbox/backend.js";
 /** The proxy variables a caller's environment may carry, both cases, as curl, git, Node and Bun read them. */
 export const PROXY_VARIABLES = [
   "HTTPS_PROXY",
@@ -16,7 +17,7 @@ const NO_PROXY_NAMES = new Set(["NO_PROXY", "no_proxy"]);
 export const GATEWAY_PLACEHOLDER = "openwork-host-gateway.invalid";
 
 /** How the sandbox reaches the host, per substrate: a name Docker resolves, or the VM's gateway. */
-export function hostAliasFor(substrate: "none" | "docker" | "container"): string | undefined {
+export function hostAliasFor(substrate: SandboxKind): string | undefined {
   if (substrate === "docker") return "host.docker.internal";
   if (substrate === "container") return GATEWAY_PLACEHOLDER;
   return undefined;

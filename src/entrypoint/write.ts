@@ -7,6 +7,7 @@ import {
   IMPORTED_FILE,
   LOG_FILES,
   PERSIST_DIRS,
+  SANDBOX_PATHS,
 } from "../contract/layout.js";
 import { writeFileAtomic } from "../files/atomic.js";
 import { isShellName, shellQuote } from "./quote.js";
@@ -38,6 +39,35 @@ export interface EntrypointConfig {
    * the entrypoint installs them, inside the sandbox, as the runtime's user.
    */
   importsInstalled?: boolean | undefined;
+}
+
+/** The ports inside every sandbox (its own network namespace): the server's is the one published. */
+export const SANDBOX_PORTS = { server: 8787, engine: 4096, routerHealth: 4097 } as const;
+
+/**
+ * A sandbox's entrypoint settings: the same for every run of one runtime, router choice and health
+ * deadline (so a baked image made by `openwork image bake` is the one a Swarm start would make).
+ */
+export function sandboxEntrypointConfig(options: {
+  runtimeId: string;
+  router: boolean;
+  healthDeadlineS: number;
+}): EntrypointConfig {
+  return {
+    persist: SANDBOX_PATHS.persist,
+    runtimes: SANDBOX_PATHS.runtimes,
+    runtimeId: options.runtimeId,
+    workspace: SANDBOX_PATHS.workspace,
+    // The server listens on all of the sandbox's interfaces; the port is published where the substrate says.
+    serverHost: "0.0.0.0",
+    serverPort: SANDBOX_PORTS.server,
+    enginePort: SANDBOX_PORTS.engine,
+    router: { enabled: options.router, healthPort: SANDBOX_PORTS.routerHealth },
+    healthDeadlineS: options.healthDeadlineS,
+    // Without a router the server boots while the engine does (and waits for it itself).
+    earlyServer: !options.router,
+    importsInstalled: false,
+  };
 }
 
 const MARKER = "# @@CONFIG@@";

@@ -208,12 +208,18 @@ export async function reconcileAll(
   if (options.orphans !== false) {
     const known = new Map(now.map((record) => [record.runId, record]));
     // Each substrate is asked at the same time: one that is slow to answer does not delay the others.
-    // Every engine a record names is swept too (a run on a remote engine leaves its sandboxes there).
-    const engines = new Set(now.flatMap((record) => (record.sandbox === "docker" ? [engineOf(record)] : [])));
-    engines.delete(defaultEngineHost());
+    // Every engine a record names is swept too (a run on a remote engine or a swarm leaves its sandboxes there).
+    const defaultHost = defaultEngineHost();
+    const named = new Map<string, SandboxBackend>();
+    for (const record of now) {
+      const engine = engineOf(record);
+      if ((record.sandbox !== "docker" && record.sandbox !== "swarm") || !engine) continue;
+      if (engine === defaultHost) continue;
+      named.set(`${record.sandbox}|${engine}`, backendFor(record.sandbox, engine));
+    }
     const backends: SandboxBackend[] = [
       ...registeredBackends().map((kind) => backendFor(kind)),
-      ...[...engines].flatMap((engine) => (engine ? [backendFor("docker", engine)] : [])),
+      ...named.values(),
     ];
     const found = await Promise.all(
       backends.map(async (backend) => {

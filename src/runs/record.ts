@@ -9,12 +9,16 @@ export const RunRecordSchema = z.object({
   runId: z.string().regex(/^[a-z0-9-]+$/),
   workspace: z.string(),
   workspaceId: z.string(),
-  sandbox: z.enum(["none", "docker", "container"]),
+  sandbox: z.enum(["none", "docker", "container", "swarm"]),
   state: z.enum(RUN_STATES),
   /** the process that is starting the run (to tell a live start from a crashed one) */
   owner: z.object({ pid: z.number().int(), startTime: z.string() }).optional(),
   handle: z
-    .object({ kind: z.enum(["none", "docker", "container"]), id: z.string(), engine: z.string().optional() })
+    .object({
+      kind: z.enum(["none", "docker", "container", "swarm"]),
+      id: z.string(),
+      engine: z.string().optional(),
+    })
     .optional(),
   /**
    * The Docker engine it lives on, as an endpoint URL, and what named it; absent in records of
@@ -28,10 +32,20 @@ export const RunRecordSchema = z.object({
   shipped: z
     .object({
       persistVolume: z.string(),
-      runtimesVolume: z.string(),
+      /** absent on Swarm, where the runtime is baked into the image */
+      runtimesVolume: z.string().optional(),
       workspace: z.object({ type: z.enum(["volume", "bind"]), source: z.string() }),
       /** the local directory a volume workspace was seeded from */
       uploadedFrom: z.string().optional(),
+    })
+    .optional(),
+  /** a Swarm run: the registry its image was pushed to, the image by digest, its placement, its node */
+  swarm: z
+    .object({
+      registry: z.string(),
+      image: z.string(),
+      constraints: z.array(z.string()),
+      node: z.string().optional(),
     })
     .optional(),
   /** the address its server is published on, when not 127.0.0.1 (start --publish-address) */

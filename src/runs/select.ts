@@ -2,6 +2,7 @@ import { realpath } from "node:fs/promises";
 import path from "node:path";
 import { ExitCode, OpenworkError, UsageError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
+import { ENGINE_WORKSPACE_PREFIX } from "../shipping/target.js";
 import { reconcileAll } from "./reconcile.js";
 import type { RunRecord, RunSecrets } from "./record.js";
 import type { CorruptRecord, RunRegistry } from "./registry.js";
@@ -56,6 +57,8 @@ export async function selectRuns(
 }
 
 async function realWorkspace(input: string): Promise<string> {
+  // A directory of an engine's host (engine:/path) is named as the run records it.
+  if (input.startsWith(ENGINE_WORKSPACE_PREFIX)) return input;
   try {
     return await realpath(path.resolve(input));
   } catch {

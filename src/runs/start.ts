@@ -19,10 +19,17 @@ import {
   resolveCredentials,
 } from "../credentials/plan.js";
 import { probeDocker } from "../docker/client.js";
-import { type EntrypointConfig, renderEntrypoint, writeEntrypoint } from "../entrypoint/write.js";
+import {
+  type EntrypointConfig,
+  renderEntrypoint,
+  SANDBOX_PORTS,
+  sandboxEntrypointConfig,
+  writeEntrypoint,
+} from "../entrypoint/write.js";
 import { errorMessage, OpenworkError, UsageError } from "../errors/errors.js";
 import { writeFileAtomic } from "../files/atomic.js";
-import { findSandboxImage, readImageInputs } from "../image/inputs.js";
+import { BAKED_NODE } from "../image/bake-names.js";
+import { ensureImage, plannedImage } from "../image/local.js";
 import { withLock } from "../locks/lock.js";
 import type { Logger } from "../logging/logger.js";
 import { registerSecret } from "../logging/redact.js";
@@ -43,7 +50,8 @@ import {
 import { DockerBackend } from "../sandbox/docker/docker-backend.js";
 import { defaultLimits, formatLimits, type SandboxLimits } from "../sandbox/limits.js";
 import { type SandboxChoice, selectBackend } from "../sandbox/select.js";
-import { formatUser, giveToSandboxUser, type SandboxUser, sandboxUser } from "../sandbox/user.js";
+import { SwarmBackend } from "../sandbox/swarm/swarm-backend.js";
+import { BAKED_USER, formatUser, giveToSandboxUser, type SandboxUser, sandboxUser } from "../sandbox/user.js";
 import {
   ENGINE_WORKSPACE_PREFIX,
   type EngineTarget,
@@ -96,6 +104,10 @@ export interface StartOptions {
   ship?: boolean | undefined;
   /** a shipped run's workspace: this local directory, copied into a volume at the first start */
   workspaceUpload?: string | undefined;
+  /** Swarm: the registry (HOST[:PORT]) the baked image is pushed to and nodes pull from */
+  imageRegistry?: string | undefined;
+  /** Swarm: placement constraints in Swarm's syntax (node.hostname==…, node.labels.x==…) */
+  constraints?: string[] | undefined;
   /** CPU, memory and process limits of a sandbox; what is not given takes defaultLimits() */
   limits?: Partial<SandboxLimits> | undefined;
   /** the runtime's environment, the user's opencode config and logins, proxies and CAs (default: all imported, no extra env) */
@@ -125,10 +137,6 @@ export interface StartResult {
   /** a shipped run: the sidecar bytes sent to its engine by this start (0: the engine had the runtime) */
   shippedBytes?: number;
 }
-
-const CONTAINER_SERVER_PORT = 8787;
-const CONTAINER_ENGINE_PORT = 4096;
-const CONTAINER_ROUTER_PORT = 4097;
 
 /**
  * openwork start: resolve → verify → stage → write entrypoint → launch → wait
@@ -231,13 +239,21 @@ export async function startRun(options: StartOptions): Promise<StartResult> {
 async function validateStart(options: StartOptions) {
   const named = options.dockerHost !== undefined || options.ship === true;
   const sandbox = options.sandbox ?? (named ? "docker" : "none");
-  if (named && sandbox !== "docker" && sandbox !== "auto")
+  if (sandbox === "swarm") checkSwarmOptions(options);
+  else if (options.imageRegistry !== undefined || (options.constraints?.length ?? 0) > 0)
+    throw new UsageError("--registry and --constraint apply to --sandbox swarm");
+  if (named && sandbox !== "docker" && sandbox !== "auto" && !(sandbox === "swarm" && options.ship !== true))
     throw new UsageError(
       `${options.dockerHost !== undefined ? "--docker-host" : "--ship"} applies to a Docker sandbox, not --sandbox ${sandbox}`,
       "use --sandbox docker",
     );
-  const target = sandbox === "docker" || named ? engineTarget(options) : undefined;
-  const place = await placeWorkspace(options, target);
+  const target =
+    sandbox === "swarm"
+      ? { ...engineTarget(options), ship: true }
+      : sandbox === "docker" || named
+        ? engineTarget(options)
+        : undefined;
+  const place = await placeWorkspace(options, target, sandbox === "swarm");
   const { workspace, workspaceId } = place;
   const mounts = place.shipped ? [] : validateRunMounts(sandbox, options.mounts, workspace);
   if (place.shipped && options.mounts.length > 0)
@@ -245,7 +261,7 @@ async function validateStart(options: StartOptions) {
       `--mount binds a directory of this machine, which the engine ${target?.endpoint.host} does not share`,
       "drop --mount (upload what the runtime needs with --workspace-upload, or use engine:/path)",
     );
-  publishing(target, options);
+  if (sandbox !== "swarm") publishing(target, options);
   if (Object.keys(definedOnly(options.limits)).length > 0 && sandbox === "none") {
     throw new UsageError(
       "--cpus, --memory and --pids-limit limit a sandbox, and --sandbox none runs host processes, which nothing limits",
@@ -261,8 +277,32 @@ async function validateStart(options: StartOptions) {
   const backend = await selectBackend(sandbox, undefined, options.dockerHost ? target?.endpoint : undefined);
   options.log.debug({ sandbox: backend.kind }, "sandbox selected");
   const credentials = await resolveCredentials(credentialsRequest(options.credentials), backend.kind);
-  const engine = backend.kind === "docker" ? target : undefined;
+  const engine = backend.kind === "docker" || backend.kind === "swarm" ? target : undefined;
   return { workspace, workspaceId, mounts, backend, credentials, engine, shipped: place.shipped };
+}
+
+/**
+ * What a Swarm start needs and refuses, before anything is asked of the cluster: a registry the
+ * nodes pull from; no --mount or --publish-address (a node's files and address are the node's);
+ * --allow-remote said out loud, since Swarm publishes on every interface of the node that runs it.
+ */
+function checkSwarmOptions(options: StartOptions): void {
+  if (options.imageRegistry === undefined)
+    throw new UsageError(
+      "--sandbox swarm needs --registry HOST[:PORT]: Swarm nodes pull the runtime's image from a registry",
+      "name one every node trusts, e.g. --registry 10.0.0.1:5000",
+    );
+  if (options.mounts.length > 0)
+    throw new UsageError("--mount binds a directory of this machine, which Swarm nodes do not have");
+  if (options.publishAddress !== undefined)
+    throw new UsageError(
+      "--publish-address does not apply to --sandbox swarm: the runtime is reached on the address of the node that runs it",
+    );
+  if (options.allowRemote !== true)
+    throw new UsageError(
+      "Swarm publishes a port on every interface of the node that runs the task (its API has no address for it)",
+      "pass --allow-remote to accept that (docs/swarm.md), and keep the nodes' networks private",
+    );
 }
 
 /** The workspace id a start with these options would run under (what its runs are found by). */
@@ -271,8 +311,13 @@ export async function workspaceIdOf(
 ): Promise<string> {
   const named = options.dockerHost !== undefined || options.ship === true;
   const sandbox = options.sandbox ?? (named ? "docker" : "none");
-  const target = sandbox === "docker" || named ? engineTarget(options) : undefined;
-  return (await placeWorkspace(options, target)).workspaceId;
+  const target =
+    sandbox === "swarm"
+      ? { ...engineTarget(options), ship: true }
+      : sandbox === "docker" || named
+        ? engineTarget(options)
+        : undefined;
+  return (await placeWorkspace(options, target, sandbox === "swarm")).workspaceId;
 }
 
 /**
@@ -284,8 +329,14 @@ export async function workspaceIdOf(
 async function placeWorkspace(
   options: Pick<StartOptions, "workspace" | "workspaceUpload">,
   target: EngineTarget | undefined,
+  swarm = false,
 ): Promise<{ workspace: string; workspaceId: string; shipped?: ShippedWorkspace }> {
   const onEngine = enginePath(options.workspace);
+  if (swarm && onEngine === undefined)
+    throw new UsageError(
+      "a Swarm runtime's workspace is a directory of the nodes' hosts: pass --workspace engine:/path",
+      "the same path on every node the service may land on (or constrain it with --constraint); --workspace-upload fills a volume of one engine, which a Swarm task may not run on",
+    );
   if (options.workspaceUpload !== undefined && options.workspace !== "")
     throw new UsageError("--workspace and --workspace-upload both name the workspace; give one");
   if (!target?.ship) {
@@ -384,10 +435,14 @@ async function launchNew(
   inUse: string[],
 ): Promise<Omit<StartResult, "retired" | "timings">> {
   const { registry, log, signal, timer } = options;
-  const { backend, workspace, workspaceId, mounts, credentials, engine, shipped } = place;
-  const names = shipped ? volumeNames(registry.homeId(), workspaceId) : undefined;
+  const { backend, workspace, workspaceId, mounts, credentials, engine } = place;
+  // Swarm: the runtime is baked into an image, the task placed by the cluster (src/runs/swarm-launch.ts).
+  const swarm = backend instanceof SwarmBackend ? backend : undefined;
+  const shipped = swarm ? undefined : place.shipped;
+  const names = place.shipped ? volumeNames(registry.homeId(), workspaceId) : undefined;
   // Tar, ignore rules and progress bars are loaded by the starts that ship, not by every start.
   const shipping = shipped ? await import("../shipping/index.js") : undefined;
+  const swarmLaunch = swarm ? await import("./swarm-launch.js") : undefined;
   const cleanup = new CleanupStack();
   const runId = RunRegistry.newRunId();
   const runDir = registry.runDir(runId);
@@ -396,17 +451,24 @@ async function launchNew(
   const sandboxed = backend.kind !== "none";
   const router = options.router === true;
   // Who the sandbox runs as (never root) and what it may use: decided before anything is made.
-  const user = shipped ? shippedUser(shipped) : sandboxed ? sandboxUser(workspace) : undefined;
+  const user = swarm
+    ? BAKED_USER
+    : shipped
+      ? shippedUser(shipped)
+      : sandboxed
+        ? sandboxUser(workspace)
+        : undefined;
   const limits = sandboxed ? { ...defaultLimits(), ...definedOnly(options.limits) } : undefined;
   const healthMs = options.healthTimeoutMs ?? 90_000;
   const owner = identityOf(process.pid);
   const ports = {
     server: options.port ?? (engine && !engine.local ? remotePort() : await freeLoopbackPort()),
-    engine: sandboxed ? CONTAINER_ENGINE_PORT : await freeLoopbackPort(),
-    routerHealth: sandboxed ? CONTAINER_ROUTER_PORT : await freeLoopbackPort(),
+    engine: sandboxed ? SANDBOX_PORTS.engine : await freeLoopbackPort(),
+    routerHealth: sandboxed ? SANDBOX_PORTS.routerHealth : await freeLoopbackPort(),
   };
-  const { hostIp, urlHost } = publishing(engine, options);
-  const url = `http://${urlHost}:${ports.server}`;
+  // On Swarm the address is the node's, known once the task is placed (below).
+  const { hostIp, urlHost } = swarm ? { hostIp: "0.0.0.0", urlHost: "" } : publishing(engine, options);
+  let url = swarm ? "" : `http://${urlHost}:${ports.server}`;
   let record: RunRecord = {
     version: 1,
     runId,
@@ -415,7 +477,7 @@ async function launchNew(
     sandbox: backend.kind,
     state: "starting",
     owner,
-    url,
+    ...(url ? { url } : {}),
     ports,
     persistDir,
     stagingRoot,
@@ -426,18 +488,21 @@ async function launchNew(
     ...(engine
       ? { engine: { host: engine.endpoint.host, source: engine.endpoint.source, local: engine.local } }
       : {}),
-    ...(shipped && names
+    ...(place.shipped && names
       ? {
           shipped: {
             persistVolume: names.persist,
-            runtimesVolume: names.runtimes,
+            ...(swarm ? {} : { runtimesVolume: names.runtimes }),
             workspace:
-              shipped.kind === "upload"
+              place.shipped.kind === "upload"
                 ? { type: "volume" as const, source: names.workspace }
-                : { type: "bind" as const, source: shipped.path },
-            ...(shipped.kind === "upload" ? { uploadedFrom: shipped.from } : {}),
+                : { type: "bind" as const, source: place.shipped.path },
+            ...(place.shipped.kind === "upload" ? { uploadedFrom: place.shipped.from } : {}),
           },
         }
+      : {}),
+    ...(swarm && options.imageRegistry
+      ? { swarm: { registry: options.imageRegistry, image: "", constraints: options.constraints ?? [] } }
       : {}),
     ...(options.publishAddress ? { publishAddress: options.publishAddress } : {}),
     ...(limits ? { limits } : {}),
@@ -483,21 +548,22 @@ async function launchNew(
     const runtimesDir = persistLayout(stagingRoot).runtimesDir;
     // The mount's source exists before the sandbox is created (staging fills it meanwhile).
     await mkdir(runtimesDir, { recursive: true });
-    const config: EntrypointConfig = {
-      persist: sandboxed ? SANDBOX_PATHS.persist : persistDir,
-      runtimes: sandboxed ? SANDBOX_PATHS.runtimes : runtimesDir,
-      runtimeId,
-      workspace: sandboxed ? SANDBOX_PATHS.workspace : workspace,
-      // In a sandbox the server listens on all of the sandbox's interfaces and the port is published on hostIp.
-      serverHost: sandboxed ? "0.0.0.0" : hostIp,
-      serverPort: sandboxed ? CONTAINER_SERVER_PORT : ports.server,
-      enginePort: ports.engine,
-      router: { enabled: router, healthPort: ports.routerHealth },
-      healthDeadlineS: Math.ceil(healthMs / 1000),
-      // Without a router the server boots while the engine does (and waits for it itself).
-      earlyServer: !router,
-      importsInstalled: !sandboxed,
-    };
+    const config: EntrypointConfig = sandboxed
+      ? sandboxEntrypointConfig({ runtimeId, router, healthDeadlineS: Math.ceil(healthMs / 1000) })
+      : {
+          persist: persistDir,
+          runtimes: runtimesDir,
+          runtimeId,
+          workspace,
+          serverHost: hostIp,
+          serverPort: ports.server,
+          enginePort: ports.engine,
+          router: { enabled: router, healthPort: ports.routerHealth },
+          healthDeadlineS: Math.ceil(healthMs / 1000),
+          earlyServer: !router,
+          // On the host this process installs the imports itself (below).
+          importsInstalled: true,
+        };
     // The user's config, logins and CA bundle, for the entrypoint to install (then removed, below).
     // Nothing to import: no directory, and the entrypoint starts no install step for it.
     const importDir = hasImports(credentials)
@@ -554,14 +620,18 @@ async function launchNew(
           : {}),
         ...(importDir && sandboxed
           ? {
-              OPENWORK_IMPORT: shipped ? `${SANDBOX_PATHS.persist}/${shippedImports}` : SANDBOX_PATHS.imports,
+              OPENWORK_IMPORT: swarm
+                ? SANDBOX_PATHS.swarmImports
+                : shipped
+                  ? `${SANDBOX_PATHS.persist}/${shippedImports}`
+                  : SANDBOX_PATHS.imports,
             }
           : {}),
         // The web UI's Host check (docs/web-ui.md): the address a browser uses is the published one.
         ...(sandboxed ? { OPENWORK_PUBLISHED_PORT: String(ports.server) } : {}),
         ...secretEnv(secrets),
       },
-      imports: sandboxed && !shipped ? importDir : undefined,
+      imports: sandboxed && !shipped && !swarm ? importDir : undefined,
       storage: record.shipped
         ? {
             persistVolume: record.shipped.persistVolume,
@@ -569,7 +639,7 @@ async function launchNew(
             workspace: record.shipped.workspace,
           }
         : undefined,
-      ports: sandboxed ? [{ container: CONTAINER_SERVER_PORT, host: ports.server, hostIp }] : [],
+      ports: sandboxed ? [{ container: SANDBOX_PORTS.server, host: ports.server, hostIp }] : [],
       labels,
       user: user ? formatUser(user) : undefined,
       limits,
@@ -586,14 +656,43 @@ async function launchNew(
     // checks) on one side; the image check and, where the substrate has that step, creating the
     // sandbox on the other. Both finish before anything is judged, so a failure never leaves
     // one of them running unseen.
+    if (swarm && swarmLaunch && user && options.imageRegistry) {
+      const baked = await timer.time("image", () =>
+        swarmLaunch.swarmImage({
+          resolved,
+          backend: swarm,
+          registry: options.imageRegistry as string,
+          config,
+          sandboxImage: options.image,
+          log,
+        }),
+      );
+      spec.image = baked.pinned;
+      record = {
+        ...record,
+        image: baked.pinned,
+        ...(record.swarm ? { swarm: { ...record.swarm, image: baked.pinned } } : {}),
+      };
+      cleanup.push("remove the run's secrets", () => swarm.removeSecrets(runId));
+      spec.swarm = {
+        constraints: options.constraints ?? [],
+        nodeBinary: BAKED_NODE,
+        secrets: importDir
+          ? await swarmLaunch.importSecrets({ backend: swarm, importDir, runId, labels })
+          : [],
+        uid: user.uid,
+        gid: user.gid,
+      };
+    }
     const [staging, sandbox] = await Promise.allSettled([
       timer.time("stage", async () => {
         if (options.faults?.failStaging)
           throw new OpenworkError("staging failed (fault injected by a test)", { code: "fault" });
-        return stageResolved(resolved, { stagingRoot, log, inUse });
+        // (Swarm's runtime was staged and baked into its image above.)
+        return swarm ? undefined : stageResolved(resolved, { stagingRoot, log, inUse });
       }),
       (async (): Promise<CreatedSandbox | undefined> => {
-        if (!sandboxed) return undefined;
+        if (!sandboxed || swarm) return undefined;
         spec.image = options.image ?? (await timer.time("image", () => ensureImage(backend.kind, log)));
         record = { ...record, image: spec.image };
         if (shipped && names && user && backend instanceof DockerBackend)
@@ -618,10 +717,10 @@ async function launchNew(
     if (sandbox.status === "rejected") throw sandbox.reason;
     const runtime = staging.value;
     checkSignal();
-    await writeEntrypoint(runtime.dir, config);
+    if (runtime) await writeEntrypoint(runtime.dir, config);
     checkSignal();
     let shippedBytes: number | undefined;
-    if (shipped && names && user && backend instanceof DockerBackend) {
+    if (runtime && shipped && names && user && backend instanceof DockerBackend) {
       const sent = await timer.time("ship", () =>
         (shipping as ShippingModule).shipRuntime({
           docker: backend.docker,
@@ -663,6 +762,19 @@ async function launchNew(
       ...record,
       handle: { kind: handle.kind, id: handle.id, ...(handle.engine ? { engine: handle.engine } : {}) },
     };
+    if (swarm && swarmLaunch) {
+      // The server is published on the node that runs the task: the URL is known once Swarm placed it.
+      const placed = await timer.time("place", () =>
+        swarmLaunch.waitForPlace(swarm, handle, { deadlineMs: healthMs + 60_000, signal }),
+      );
+      url = `http://${placed.address.includes(":") ? `[${placed.address}]` : placed.address}:${ports.server}`;
+      record = {
+        ...record,
+        url,
+        ...(record.swarm ? { swarm: { ...record.swarm, node: placed.node } } : {}),
+      };
+      log.info({ node: placed.node, url }, "the Swarm task runs");
+    }
     // Recorded while the runtime boots: nothing waits on this write.
     const handleRecorded = registry.write(record);
 
@@ -726,48 +838,6 @@ async function launchNew(
     await fail(errorMessage(error));
     throw error;
   }
-}
-
-/**
- * The sandbox image, built locally when missing (with progress in the log).
- * Apple's backend is driven here through an emulator that shares the Docker
- * engine's image store; see docs/apple-container.md for a real Apple host.
- */
-async function ensureImage(kind: SandboxBackend["kind"], log: Logger): Promise<string> {
-  const paths = openworkPaths();
-  log.info("checking the sandbox image");
-  const probe = await probeDocker(3000);
-  if (!probe.ok) {
-    // Only reachable for Apple's backend: the Docker backend was probed before.
-    throw new OpenworkError(
-      `--sandbox ${kind} needs the sandbox image, which openwork builds with a Docker engine, and none answers (${probe.reason})`,
-      {
-        code: "image_missing",
-        hint: "pass --image REF naming an image Apple's container has (e.g. built from images/sandbox with `container build`), or start a Docker engine once",
-      },
-    );
-  }
-  // The common case, an image with the current inputs, needs no building code (tar, the build) at all.
-  const inputs = await readImageInputs();
-  if (await findSandboxImage(probe.docker, inputs)) return inputs.tag;
-  const { ensureSandboxImage } = await import("../image/build.js");
-  const image = await ensureSandboxImage({
-    docker: probe.docker,
-    log,
-    workDir: paths.cache,
-    lockDir: paths.locks,
-    inputs,
-  });
-  if (!image.reused) log.info({ tag: image.tag }, "sandbox image ready");
-  return image.tag;
-}
-
-/** The sandbox image a start would use, and whether it would have to be built first. */
-async function plannedImage(): Promise<string> {
-  const inputs = await readImageInputs();
-  const probe = await probeDocker(3000);
-  const found = probe.ok ? await findSandboxImage(probe.docker, inputs) : undefined;
-  return found ? inputs.tag : `${inputs.tag} (to be built)`;
 }
 
 export async function resolveWorkspace(input: string): Promise<string> {

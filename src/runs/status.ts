@@ -19,7 +19,7 @@ export interface RunStatus {
   versions: RunRecord["versions"];
   healthy: boolean;
   reason: string | undefined;
-  local: { sandbox: string; id: string | undefined };
+  local: { sandbox: string; id: string | undefined; where?: string | undefined };
   runtime: { reachable: boolean; error?: string; summary?: RuntimeSummary };
   createdAt: string;
   startedAt: string | undefined;
@@ -73,22 +73,30 @@ export async function describeRun(registry: RunRegistry, record: RunRecord): Pro
     ...(record.shipped ? { shipped: record.shipped } : {}),
   };
   let local = "not running";
+  let where: string | undefined;
   if (record.handle && record.state !== "stopped") {
     local = await backendOf(record)
       .status(record.handle)
       .then(
-        (status) => (status.state === "exited" ? `exited (${describeExit(status)})` : status.state),
+        (status) => {
+          where = status.where;
+          return status.state === "exited"
+            ? `exited (${describeExit(status)})`
+            : status.where
+              ? `${status.state} on ${status.where}`
+              : status.state;
+        },
         (error: unknown) => `unknown (${errorMessage(error)})`,
       );
   }
-  const where = { sandbox: local, id: record.handle?.id };
+  const placed = { sandbox: local, id: record.handle?.id, ...(where ? { where } : {}) };
   if (record.state !== "running" || !record.url)
-    return { ...base, healthy: false, local: where, runtime: { reachable: false } };
+    return { ...base, healthy: false, local: placed, runtime: { reachable: false } };
   const secrets = await registry.readSecrets(record.runId);
   const client = new RuntimeClient(record.url, { client: secrets?.clientToken });
   const health = await client.healthy(2000);
   if (!health.ok)
-    return { ...base, healthy: false, local: where, runtime: { reachable: false, error: health.reason } };
+    return { ...base, healthy: false, local: placed, runtime: { reachable: false, error: health.reason } };
   try {
     const summary = await client.summary(3000);
     return {
@@ -102,14 +110,14 @@ export async function describeRun(registry: RunRegistry, record: RunRecord): Pro
         server: summary.server.version,
       },
       healthy: componentsHealthy(summary),
-      local: where,
+      local: placed,
       runtime: { reachable: true, summary },
     };
   } catch (error) {
     return {
       ...base,
       healthy: false,
-      local: where,
+      local: placed,
       runtime: { reachable: true, error: errorMessage(error) },
     };
   }

@@ -27,6 +27,8 @@ export const START_PHASES = [
   "ship",
   /** the sandbox started, or the host processes spawned */
   "launch",
+  /** Swarm: the service's task placed on a node and running (its address is the URL's) */
+  "place",
   /** launched → the runtime server answers and proves it is this run's */
   "serverHealthy",
   /** launched → the engine answers healthy (as the runtime server saw it) */

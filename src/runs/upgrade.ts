@@ -71,7 +71,14 @@ export async function upgradeRun(options: {
     inUse: [record.runtimeId, current].filter((id): id is string => Boolean(id)),
   });
   // A shipped run sees runtimes in its engine's runtimes volume: the new one goes there, as at its start.
-  if (record.shipped) {
+  if (record.sandbox === "swarm")
+    throw new OpenworkError(
+      `run ${record.runId} runs on Swarm: it is upgraded by a Swarm update (upgradeSwarmRun)`,
+      {
+        code: "upgrade_refused",
+      },
+    );
+  if (record.shipped?.runtimesVolume) {
     const backend = backendOf(record);
     if (!(backend instanceof DockerBackend) || !record.image)
       throw new OpenworkError(

@@ -10,7 +10,7 @@ import type { ValidatedMount } from "../mounts/types.js";
 import type { SandboxLimits } from "./limits.js";
 
 export type { ValidatedMount };
-export type SandboxKind = "none" | "docker" | "container";
+export type SandboxKind = "none" | "docker" | "container" | "swarm";
 
 export interface LaunchSpec {
   runId: string;
@@ -46,14 +46,28 @@ export interface LaunchSpec {
    * no path of this machine is bound, and `imports` and `mounts` must be empty.
    */
   storage?: ShippedStorage | undefined;
+  /** the Swarm backend's service settings (the runtime is baked into `image`) */
+  swarm?: SwarmLaunch | undefined;
+}
+
+/** What a Swarm service needs beyond a Docker container's settings. */
+export interface SwarmLaunch {
+  /** Swarm's own placement constraints (e.g. node.hostname==owsw2) */
+  constraints: string[];
+  /** the runtime's Node inside the image, which runs the health check */
+  nodeBinary: string;
+  /** the run's imports, as Swarm secrets mounted at their targets */
+  secrets: Array<{ id: string; name: string; target: string }>;
+  uid: number;
+  gid: number;
 }
 
 /** Where a shipped run's files live on its engine. */
 export interface ShippedStorage {
   /** the workspace's state, read-write at /persist */
   persistVolume: string;
-  /** this engine's staged runtimes (content-addressed), read-only at /runtimes */
-  runtimesVolume: string;
+  /** this engine's staged runtimes (content-addressed), read-only at /runtimes; none on Swarm (baked in) */
+  runtimesVolume?: string | undefined;
   /** a volume seeded from a local directory, or a directory on the engine's host */
   workspace: { type: "volume" | "bind"; source: string };
 }
@@ -81,6 +95,8 @@ export interface SandboxStatus {
   /** the kernel killed it for going over its memory limit */
   oomKilled?: boolean;
   startedAt?: string;
+  /** where it runs, when the substrate places it (a Swarm task's node) */
+  where?: string;
 }
 
 /** How a sandbox that is no longer running ended, in words: the exit code, and an OOM kill said as such. */

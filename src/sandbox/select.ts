@@ -4,6 +4,7 @@ import { AppleContainerBackend } from "./apple/index.js";
 import type { SandboxBackend, SandboxKind } from "./backend.js";
 import { DockerBackend } from "./docker/docker-backend.js";
 import { HostBackend } from "./host/host-backend.js";
+import { SwarmBackend } from "./swarm/swarm-backend.js";
 
 export type SandboxChoice = SandboxKind | "auto";
 
@@ -14,6 +15,7 @@ const factories = new Map<SandboxKind, Factory>([
   ["docker", () => new DockerBackend()],
   // A short probe: `auto` must not hang on a wedged service.
   ["container", () => new AppleContainerBackend({ probeTimeoutMs: 5000 })],
+  ["swarm", () => new SwarmBackend()],
 ]);
 
 /** One instance per kind (and Docker endpoint) and process: a backend may cache its client and its probe. */
@@ -31,8 +33,15 @@ export function registeredBackends(): SandboxKind[] {
 }
 
 export function parseSandboxChoice(value: string): SandboxChoice {
-  if (value === "none" || value === "docker" || value === "container" || value === "auto") return value;
-  throw new UsageError(`--sandbox must be none, auto, docker or container, not "${value}"`);
+  if (
+    value === "none" ||
+    value === "docker" ||
+    value === "container" ||
+    value === "swarm" ||
+    value === "auto"
+  )
+    return value;
+  throw new UsageError(`--sandbox must be none, auto, docker, container or swarm, not "${value}"`);
 }
 
 /**
@@ -40,14 +49,18 @@ export function parseSandboxChoice(value: string): SandboxChoice {
  * records keep it; absent: the one DOCKER_HOST or the docker context names).
  */
 export function backendFor(kind: SandboxKind, engine?: string): SandboxBackend {
-  const key = kind === "docker" && engine ? `docker|${engine}` : kind;
+  const onEngine = (kind === "docker" || kind === "swarm") && engine !== undefined;
+  const key = onEngine ? `${kind}|${engine}` : kind;
   const existing = instances.get(key);
   if (existing) return existing;
   const factory = factories.get(kind);
   if (!factory)
     throw new OpenworkError(`no backend is available for --sandbox ${kind}`, { code: "sandbox_unavailable" });
-  const backend =
-    kind === "docker" && engine ? new DockerBackend(undefined, parseDockerHost(engine, "engine")) : factory();
+  const backend = !onEngine
+    ? factory()
+    : kind === "docker"
+      ? new DockerBackend(undefined, parseDockerHost(engine, "engine"))
+      : new SwarmBackend(parseDockerHost(engine, "engine"));
   instances.set(key, backend);
   return backend;
 }
@@ -69,16 +82,16 @@ export async function selectBackend(
 ): Promise<SandboxBackend> {
   if (engine) {
     // A named engine is a Docker engine: `auto` may not pick anything else for it.
-    if (choice !== "docker" && choice !== "auto")
+    if (choice !== "docker" && choice !== "swarm" && choice !== "auto")
       throw new UsageError(
         `--docker-host names a Docker engine, and --sandbox ${choice} does not run on one`,
-        "drop --docker-host, or use --sandbox docker",
+        "drop --docker-host, or use --sandbox docker or swarm",
       );
-    const backend = backendFor("docker", engine.host);
+    const backend = backendFor(choice === "swarm" ? "swarm" : "docker", engine.host);
     const probe = await backend.probe();
     if (!probe.ok)
       throw new OpenworkError(
-        `the Docker engine ${engine.host} (${engine.source}) does not answer: ${probe.reason}`,
+        `--sandbox ${backend.kind} on ${engine.host} (${engine.source}) is not available: ${probe.reason}`,
         {
           code: "sandbox_unavailable",
           hint: "check the endpoint (for ssh://, that `ssh HOST docker version` works), or start that engine",
@@ -96,7 +109,9 @@ export async function selectBackend(
         hint:
           choice === "docker"
             ? "start Docker (or set DOCKER_HOST / the docker context), or choose another --sandbox"
-            : "install Apple's container CLI (0.3.0 or later) and run `container system start`, or choose another --sandbox",
+            : choice === "swarm"
+              ? "name a swarm manager with --docker-host (docker swarm init makes one)"
+              : "install Apple's container CLI (0.3.0 or later) and run `container system start`, or choose another --sandbox",
       });
     }
     return backend;

@@ -8,6 +8,9 @@ export interface SandboxUser {
   gid: number;
 }
 
+/** The user a baked runtime image runs as (Swarm): its /persist and /workspace are theirs, so a new volume is too. */
+export const BAKED_USER: SandboxUser = { uid: 1000, gid: 1000 };
+
 export function formatUser(user: SandboxUser): string {
   return `${user.uid}:${user.gid}`;
 }

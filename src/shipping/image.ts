@@ -1,6 +1,7 @@
 import type Docker from "dockerode";
 import { createProgress } from "../download/progress.js";
 import { errorMessage, OpenworkError } from "../errors/errors.js";
+import { splitImageRef } from "../image/registry-ref.js";
 import type { Logger } from "../logging/logger.js";
 import { counting } from "./runtime.js";
 
@@ -42,7 +43,7 @@ export async function imageToEngine(options: {
     .getImage(here.Id)
     .inspect()
     .catch(() => undefined);
-  const [repo, tag] = splitRef(ref);
+  const [repo, tag] = splitImageRef(ref);
   if (sameId) {
     await remote.getImage(here.Id).tag({ repo, tag });
     return { ref, how: "tagged", bytes: 0 };
@@ -84,12 +85,6 @@ export async function imageToEngine(options: {
     );
   log.info({ image: ref, bytes }, "sandbox image streamed to the engine");
   return { ref, how: "streamed", bytes };
-}
-
-function splitRef(ref: string): [string, string] {
-  const slash = ref.lastIndexOf("/");
-  const colon = ref.lastIndexOf(":");
-  return colon > slash ? [ref.slice(0, colon), ref.slice(colon + 1)] : [ref, "latest"];
 }
 
 async function readAll(stream: NodeJS.ReadableStream): Promise<string> {

@@ -8,7 +8,7 @@ import { runCli } from "../helpers/cli.js";
 import { dockerOrSkip, sharedSandboxImage } from "../helpers/docker.js";
 import { closedLoop } from "../helpers/load.js";
 import { upgradeManifests } from "../helpers/manifests.js";
-import { NODE1, swarmDown, swarmUpOrSkip } from "../helpers/swarm.js";
+import { NODE1, NODE2, SWARM_REGISTRY, swarmDown, swarmUpOrSkip } from "../helpers/swarm.js";
 
 /**
  * A runtime on a second Docker engine that shares none of our paths as far as openwork knows
@@ -27,7 +27,7 @@ function engines(t: TestContext): Promise<boolean> {
     const docker = await dockerOrSkip(t);
     if (!docker) return false;
     await sharedSandboxImage(docker);
-    up = await swarmUpOrSkip(t);
+    up = await swarmUpOrSkip(t, { registry: true });
     return up;
   })();
   return ready;
@@ -94,6 +94,49 @@ test("wrong remote requests are refused up front with one line and exit 2", asyn
     [["--workspace-upload", os.tmpdir()], /does not share this machine's files/],
     [["--docker-host", NODE1.engine, "--ship", "--workspace", "engine:relative"], /absolute path/],
     [["--sandbox", "none", "--docker-host", NODE1.engine], /Docker sandbox/],
+    [["--sandbox", "swarm", "--docker-host", NODE1.engine, "--workspace", "engine:/srv"], /--registry/],
+    [
+      [
+        "--sandbox",
+        "swarm",
+        "--docker-host",
+        NODE1.engine,
+        "--registry",
+        SWARM_REGISTRY,
+        "--workspace",
+        "engine:/srv",
+      ],
+      /every interface.*--allow-remote/s,
+    ],
+    [
+      [
+        "--sandbox",
+        "swarm",
+        "--docker-host",
+        NODE1.engine,
+        "--registry",
+        SWARM_REGISTRY,
+        "--allow-remote",
+        "--workspace-upload",
+        os.tmpdir(),
+      ],
+      /engine:\/path/,
+    ],
+    [["--sandbox", "docker", "--registry", SWARM_REGISTRY], /--sandbox swarm/],
+    [
+      [
+        "--sandbox",
+        "swarm",
+        "--docker-host",
+        NODE1.engine,
+        "--registry",
+        "http://x/y",
+        "--allow-remote",
+        "--workspace",
+        "engine:/srv",
+      ],
+      /HOST\[:PORT\]/,
+    ],
     [
       [
         "--docker-host",
@@ -239,4 +282,174 @@ test("a shipped runtime on a second engine: no host path, checked, stopped, rest
     assert.equal(volume.Labels?.["openwork.test"], "1", `${volume.Name} carries the test label`);
     await remote.getVolume(volume.Name).remove();
   }
+});
+
+/** What a Swarm agent does for a task's image: pull it by digest (these nodes' agents are told not to). */
+async function pullOnNodes(pinned: string): Promise<void> {
+  for (const node of [NODE1, NODE2]) {
+    const engine = new Docker({ socketPath: node.engine.slice("unix://".length) });
+    const stream = await engine.pull(pinned);
+    await new Promise((resolve, reject) =>
+      engine.modem.followProgress(stream, (error: Error | null) => (error ? reject(error) : resolve(null))),
+    );
+  }
+}
+
+function nodeEngine(hostname: string): Docker {
+  const node = hostname === NODE1.hostname ? NODE1 : NODE2;
+  return new Docker({ socketPath: node.engine.slice("unix://".length) });
+}
+
+async function taskContainer(runId: string, hostname: string): Promise<string | undefined> {
+  const [found] = await nodeEngine(hostname).listContainers({
+    filters: { label: [`openwork.run=${runId}`] },
+  });
+  return found?.Id;
+}
+
+test("Swarm: two runtimes on two nodes, a killed task restarted by Swarm, a rolling update, stop removes only ours", async (t) => {
+  if (!(await engines(t))) return;
+  const { oldFile, newFile } = await upgradeManifests(home, env);
+  // The swarm's agents here never pull (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 in swarm-2node.sh), so the
+  // images are baked and pushed first, then pulled by digest on each node as an agent would.
+  for (const manifest of [oldFile, newFile]) {
+    const baked = await runCli(
+      [
+        "--json",
+        "image",
+        "bake",
+        "--manifest",
+        manifest,
+        "--registry",
+        SWARM_REGISTRY,
+        "--docker-host",
+        NODE1.engine,
+      ],
+      { home, env, timeoutMs: 600_000 },
+    );
+    assert.equal(baked.exitCode, 0, baked.stderr);
+    const doc = JSON.parse(baked.stdout) as { tag: string; runtimeId: string; pushed: { pinned: string } };
+    assert.match(
+      doc.pushed.pinned,
+      new RegExp(`^${SWARM_REGISTRY.replace(/\./g, "\\.")}/openwork-runtime@sha256:[0-9a-f]{64}$`),
+    );
+    await pullOnNodes(doc.pushed.pinned);
+  }
+  // Something of someone else's on the cluster, which nothing of ours may touch.
+  const manager = remote;
+  const canary = await manager.createService({
+    Name: "not-openwork",
+    TaskTemplate: { ContainerSpec: { Image: "openwork-sandbox:latest", Command: ["sleep", "600"] } },
+    Mode: { Replicated: { Replicas: 0 } },
+  } as unknown as Docker.CreateServiceOptions);
+
+  const runs: Array<{ doc: StartDoc; node: typeof NODE1 }> = [];
+  for (const [node, manifest] of [
+    [NODE1, newFile],
+    [NODE2, oldFile],
+  ] as const) {
+    const dir = mkdtempSync(path.join(os.tmpdir(), `owsw-ws-${node.hostname}-`));
+    const { chownSync } = await import("node:fs");
+    chownSync(dir, 1000, 1000);
+    const started = await runCli(
+      [
+        "--json",
+        "start",
+        "--detach",
+        "--sandbox",
+        "swarm",
+        "--docker-host",
+        NODE1.engine,
+        "--registry",
+        SWARM_REGISTRY,
+        "--allow-remote",
+        "--constraint",
+        `node.hostname==${node.hostname}`,
+        "--workspace",
+        `engine:${dir}`,
+        "--manifest",
+        manifest,
+      ],
+      { home, env, timeoutMs: 600_000 },
+    );
+    assert.equal(started.exitCode, 0, started.stderr);
+    runs.push({ doc: JSON.parse(started.stdout) as StartDoc, node });
+  }
+  for (const { doc, node } of runs) {
+    assert.equal(new URL(doc.url).hostname, node.address, `published on ${node.hostname}'s address`);
+    const health = await fetch(`${doc.url}/opencode/global/health`, {
+      headers: { authorization: `Bearer ${doc.tokens.client}` },
+    });
+    assert.equal(health.status, 200, `${node.hostname} answers from the host`);
+    const status = JSON.parse((await runCli(["--json", "status", doc.runId], { home, env })).stdout) as {
+      healthy: boolean;
+      local: { where?: string };
+      sandbox: string;
+    };
+    assert.equal(status.sandbox, "swarm");
+    assert.equal(status.healthy, true);
+    assert.equal(status.local.where, node.hostname, "status names the node");
+  }
+  const [first, second] = runs as [(typeof runs)[0], (typeof runs)[0]];
+  assert.equal(second.doc.versions.opencode, "1.18.33");
+
+  // docker kill of a task's container: Swarm starts another task; the run comes back healthy.
+  const killed = await taskContainer(second.doc.runId, NODE2.hostname);
+  assert.ok(killed);
+  await nodeEngine(NODE2.hostname).getContainer(killed).kill();
+  let back = false;
+  for (let i = 0; i < 120 && !back; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const now = await taskContainer(second.doc.runId, NODE2.hostname);
+    const status = JSON.parse(
+      (await runCli(["--json", "status", second.doc.runId], { home, env })).stdout,
+    ) as {
+      healthy: boolean;
+      state: string;
+    };
+    assert.equal(status.state, "running", "the run stays running while Swarm restarts its task");
+    back = status.healthy && now !== undefined && now !== killed;
+  }
+  assert.ok(back, "Swarm restarted the killed task and the runtime answers again");
+
+  // A rolling Swarm update of the second runtime, under a steady request loop (failures are counted).
+  const loop = closedLoop(second.doc.url, second.doc.tokens.client, ["/system/health"], {
+    workers: 2,
+    intervalMs: 20,
+  });
+  const upgraded = await runCli(["--json", "runtime", "upgrade", second.doc.runId, "--manifest", newFile], {
+    home,
+    env,
+    timeoutMs: 600_000,
+  });
+  const load = await loop.stop();
+  assert.equal(upgraded.exitCode, 0, `${upgraded.stdout}\n${upgraded.stderr}`);
+  const result = JSON.parse(upgraded.stdout) as { state: string; durationMs: number; node: string };
+  assert.equal(result.state, "succeeded");
+  const after = JSON.parse((await runCli(["--json", "status", second.doc.runId], { home, env })).stdout) as {
+    versions: { opencode: string };
+    healthy: boolean;
+  };
+  assert.equal(after.versions.opencode, "1.18.34");
+  assert.equal(after.healthy, true);
+  process.stderr.write(
+    `swarm update: ${result.durationMs} ms, ${load.failed} of ${load.total} requests failed during it (stop-first)\n`,
+  );
+
+  // stop: the services and their secrets go, and nothing else.
+  for (const run of [first, second]) {
+    const stopped = await runCli(["stop", run.doc.runId], { home, env, timeoutMs: 120_000 });
+    assert.equal(stopped.exitCode, 0, stopped.stderr);
+  }
+  const ours = await manager.listServices({ filters: { label: ["openwork.managed=1"] } });
+  assert.deepEqual(ours, []);
+  assert.deepEqual(await manager.listSecrets({ filters: { label: ["openwork.managed=1"] } }), []);
+  for (const node of [NODE1, NODE2]) {
+    const running = await nodeEngine(node.hostname).listContainers({
+      filters: { label: ["openwork.managed=1"] },
+    });
+    assert.deepEqual(running, [], `nothing of ours runs on ${node.hostname}`);
+  }
+  assert.ok(await manager.getService(canary.id).inspect(), "another service is left alone");
+  await manager.getService(canary.id).remove();
 });

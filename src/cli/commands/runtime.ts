@@ -73,6 +73,28 @@ export function registerRuntime(program: Command): void {
             run,
             workspace: flags.workspace,
           });
+          if (record.sandbox === "swarm") {
+            if (components)
+              throw new UsageError(
+                "--components does not apply to a Swarm runtime: its image is replaced whole",
+              );
+            const { upgradeSwarmRun } = await import("../../runs/swarm-upgrade.js");
+            const result = await upgradeSwarmRun({
+              registry,
+              record,
+              secrets,
+              manifest: flags.manifest,
+              log: ctx.log,
+              signal: shutdown.signal,
+            });
+            ctx.output(result, () =>
+              result.state === "succeeded"
+                ? `Swarm update of ${result.runId} succeeded: runtime ${result.to.runtimeId} on ${result.node} in ${(result.durationMs / 1000).toFixed(1)} s`
+                : `Swarm rolled ${result.runId} back to its previous image: ${result.message ?? "the new task was not healthy"}`,
+            );
+            process.exitCode = result.state === "succeeded" ? ExitCode.ok : ExitCode.failure;
+            return;
+          }
           const operation = await upgradeRun({
             registry,
             record,

@@ -25,6 +25,8 @@ interface StartFlags {
   dockerHost?: string;
   publishAddress?: string;
   ship?: boolean;
+  registry?: string;
+  constraint: string[];
   cpus?: string;
   memory?: string;
   pidsLimit?: string;
@@ -70,12 +72,25 @@ function addStartOptions(command: Command): Command {
       "publish the server on this address of the engine's host and reach it there (needed for an engine on another machine)",
     )
     .option(
+      "--registry <host[:port]>",
+      "swarm: the registry the runtime's baked image is pushed to (through the manager) and nodes pull by digest",
+    )
+    .option(
+      "--constraint <expr>",
+      "swarm: a placement constraint in Swarm's syntax, e.g. node.hostname==node2 (repeatable)",
+      collect,
+      [],
+    )
+    .option(
       "--ship",
       "keep the runtime and its state in volumes on the engine, copied through the Engine API, even when it is local (always so for tcp:// and ssh://)",
     )
     .addOption(
-      new Option("--sandbox <kind>", "where to run: none (host processes), auto, docker, container")
-        .choices(["none", "auto", "docker", "container"])
+      new Option(
+        "--sandbox <kind>",
+        "where to run: none (host processes), auto, docker, container, swarm (a service on a swarm: --docker-host names a manager)",
+      )
+        .choices(["none", "auto", "docker", "container", "swarm"])
         .default("none"),
     )
     .option("--image <ref>", "sandbox image to use instead of the locally built openwork-sandbox image")
@@ -169,6 +184,7 @@ async function runStart(flags: StartFlags, command: Command, detach: boolean): P
   const ctx = await contextFrom(command);
   // What only some starts use (checks, the foreground, Apple's service) is loaded where it is used.
   const { parsePort } = await import("../../net/ports.js");
+  const { parseRegistry } = await import("../../image/registry-ref.js");
   const { RunRegistry } = await import("../../runs/registry.js");
   const { planStart, startRun } = await import("../../runs/start.js");
   const { parseSandboxChoice, registerBackend } = await import("../../sandbox/select.js");
@@ -201,6 +217,8 @@ async function runStart(flags: StartFlags, command: Command, detach: boolean): P
       dockerHost: flags.dockerHost,
       publishAddress: flags.publishAddress,
       ship: flags.ship,
+      imageRegistry: flags.registry === undefined ? undefined : parseRegistry(flags.registry),
+      constraints: flags.constraint,
       sandbox: typed("sandbox") ? parseSandboxChoice(flags.sandbox) : undefined,
       image: flags.image,
       mounts: flags.mount,

@@ -376,7 +376,7 @@ export class DockerBackend implements SandboxBackend {
 function shippedMounts(spec: LaunchSpec): Docker.MountSettings[] {
   const storage = spec.storage;
   if (!storage) return [];
-  if (spec.imports || spec.mounts.length > 0)
+  if (spec.imports || spec.mounts.length > 0 || !storage.runtimesVolume)
     throw new OpenworkError(
       "a shipped run binds no directory of this machine (imports and --mount included)",
       {
