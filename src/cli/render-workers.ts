@@ -23,8 +23,14 @@ export function renderStartResults(results: readonly WorkerStartResult[]): strin
 
 /** `workers status`: the fleet table, the supervisor line, then what is wrong with each broken worker. */
 export function renderFleet(status: FleetStatus): string {
+  // Runs elsewhere (Swarm nodes, remote engines): a NODE column, and the rows grouped by it.
+  const placed = status.workers.some((w) => w.node !== null);
+  const rows = placed
+    ? [...status.workers].sort((a, b) => (a.node ?? "").localeCompare(b.node ?? ""))
+    : status.workers;
   const table = renderTable(
     [
+      ...(placed ? ["NODE"] : []),
       "WORKER",
       "SANDBOX",
       "STATE",
@@ -37,7 +43,8 @@ export function renderFleet(status: FleetStatus): string {
       "VERSIONS",
       "URL",
     ],
-    status.workers.map((w) => [
+    rows.map((w) => [
+      ...(placed ? [w.node ?? "this machine"] : []),
       w.name,
       w.sandbox,
       w.held && w.state === "stopped" ? "stopped (held)" : w.state,

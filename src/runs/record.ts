@@ -107,6 +107,17 @@ export function stagingRootOf(record: RunRecord): string {
   return record.stagingRoot ?? record.persistDir;
 }
 
+/**
+ * Where a run lives when it is not this machine: a Swarm task's node (as last seen), or a remote
+ * engine's endpoint; null on this machine. `where` is a live answer (a backend's status) when known.
+ */
+export function placeOf(record: RunRecord, where?: string): string | null {
+  if (where) return where;
+  if (record.swarm?.node) return record.swarm.node;
+  if (record.engine && !record.engine.local) return record.engine.host;
+  return null;
+}
+
 /** The engine endpoint a record's sandbox is driven through (undefined: the default one). */
 export function engineOf(record: RunRecord): string | undefined {
   return record.engine?.host ?? record.handle?.engine;

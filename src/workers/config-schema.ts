@@ -4,6 +4,7 @@ import { z } from "zod";
 import { checkEnvName } from "../credentials/names.js";
 import { parseDockerHost } from "../docker/client.js";
 import { errorMessage } from "../errors/errors.js";
+import { parseRegistry } from "../image/registry-ref.js";
 import { isWindowsDrivePath, parseMountSpec } from "../mounts/spec.js";
 import { parsePort } from "../net/ports.js";
 import { parseCpus, parseMemory, parsePids } from "../sandbox/limits.js";
@@ -18,7 +19,7 @@ import { DURATION_FORMS, parseDuration } from "./durations.js";
  * each issue's path to the file position of the offending value.
  */
 
-export const SANDBOX_CHOICES: readonly SandboxChoice[] = ["none", "auto", "docker", "container"];
+export const SANDBOX_CHOICES: readonly SandboxChoice[] = ["none", "auto", "docker", "container", "swarm"];
 
 /** The worker name rule: it names log files, state and service units. */
 export const WORKER_NAME = /^[a-z0-9][a-z0-9_.-]{0,62}$/i;
@@ -126,6 +127,23 @@ export const dockerHostValue = leaf<string>((input) => {
     return { expected, why: errorMessage(error).replace(/^dockerHost \S+:? ?/, "") };
   }
 });
+
+/** registry: HOST[:PORT], as `--registry`. */
+export const registryValue = leaf<string>((input) => {
+  if (typeof input !== "string") return { expected: "a registry HOST[:PORT]" };
+  try {
+    return { value: parseRegistry(input) };
+  } catch {
+    return { expected: "a registry HOST[:PORT] (no scheme, no path)" };
+  }
+});
+
+/** A Swarm placement constraint, as `--constraint` takes it (Swarm checks the expression itself). */
+export const constraintValue = leaf<string>((input) =>
+  typeof input === "string" && /^[A-Za-z0-9_.-]+\s*(==|!=)\s*\S+$/.test(input.trim())
+    ? { value: input.trim() }
+    : { expected: "a Swarm constraint like node.hostname==node2 or node.labels.zone!=edge" },
+);
 
 /** publishAddress: an IP address of the engine's host. */
 export const addressValue = leaf<string>((input) =>

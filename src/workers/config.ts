@@ -19,6 +19,7 @@ import type { SourceChoice } from "../sources/choices.js";
 import {
   addressValue,
   booleanValue,
+  constraintValue,
   cpusValue,
   describeValue,
   dockerHostValue,
@@ -38,6 +39,7 @@ import {
   pathValue,
   pidsValue,
   portValue,
+  registryValue,
   sandboxValue,
   sourceValue,
   workspaceValue,
@@ -92,6 +94,12 @@ export interface WorkerStartOptions {
   ship?: boolean;
   /** the workspace is a local directory copied to the engine (start's --workspace-upload) */
   uploadWorkspace?: boolean;
+  /** start's --allow-remote */
+  allowRemote?: boolean;
+  /** start's --registry (Swarm) */
+  registry?: string;
+  /** start's --constraint… (Swarm) */
+  constraints?: string[];
 }
 
 export interface RestartPolicy {
@@ -345,6 +353,9 @@ function settingFields(context: PathContext) {
     publishAddress: addressValue,
     ship: booleanValue,
     uploadWorkspace: booleanValue,
+    allowRemote: booleanValue,
+    registry: registryValue,
+    constraints: listOf(constraintValue, "Swarm constraints like node.hostname==node2"),
     restart: (walk: Walk, node: Node, at: string) => readObject(walk, node, at, restartFields),
   };
 }
@@ -629,6 +640,9 @@ function workerSpec(name: string, workspace: string, merged: Settings, line: num
     publishAddress: merged.publishAddress,
     ship: merged.ship,
     uploadWorkspace: merged.uploadWorkspace,
+    allowRemote: merged.allowRemote,
+    registry: merged.registry,
+    constraints: merged.constraints,
   };
   for (const [key, value] of Object.entries(optional)) {
     if (value !== undefined) Object.assign(start, { [key]: value });

@@ -29,6 +29,8 @@ export const WorkerHeartbeatSchema = z.object({
   state: z.enum(WORKER_STATES),
   runId: z.string().nullable(),
   sandbox: z.string().nullable(),
+  /** where the run lives when not on this machine (a Swarm node, a remote engine) */
+  node: z.string().nullable().default(null),
   url: z.string().nullable(),
   /** every component healthy at the last look */
   healthy: z.boolean(),

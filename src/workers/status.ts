@@ -1,6 +1,6 @@
 import type { RuntimeSummary } from "../contract/api.js";
 import { ExitCode, type ExitCodeValue, errorMessage } from "../errors/errors.js";
-import type { RunRecord } from "../runs/record.js";
+import { placeOf, type RunRecord } from "../runs/record.js";
 import type { RunRegistry } from "../runs/registry.js";
 import type { WorkerSpec, WorkersConfig } from "./config.js";
 import { readHolds } from "./holds.js";
@@ -30,6 +30,8 @@ export interface WorkerStatus {
   /** held stopped by `workers stop NAME` */
   held: boolean;
   sandbox: string;
+  /** where the run lives when not on this machine (a Swarm node, a remote engine); null here */
+  node: string | null;
   /** the supervisor's state when one watches the fleet, else what the run itself says */
   state: WorkerState | "unhealthy";
   healthy: boolean;
@@ -111,6 +113,7 @@ export function fromHeartbeat(worker: WorkerSpec, heartbeat: WorkerHeartbeat, he
     enabled: worker.enabled,
     held,
     sandbox: heartbeat.sandbox ?? worker.start.sandbox ?? "none",
+    node: heartbeat.node,
     state: !worker.enabled
       ? "disabled"
       : heartbeat.state === "running" && !heartbeat.healthy
@@ -169,6 +172,7 @@ async function workerStatus(
     enabled: worker.enabled,
     held,
     sandbox: record?.sandbox ?? worker.start.sandbox ?? "none",
+    node: running ? placeOf(running) : null,
     state: stateOf(worker, record, run, heartbeat, held),
     healthy: run?.healthy === true,
     components,

@@ -3,7 +3,7 @@ import path from "node:path";
 import { errorMessage, isOpenworkError, oneLine } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
 import { reconcileWorkspace, stopRun } from "../runs/reconcile.js";
-import type { RunRecord } from "../runs/record.js";
+import { placeOf, type RunRecord } from "../runs/record.js";
 import { RunRegistry } from "../runs/registry.js";
 import { startRun, workspaceIdOf } from "../runs/start.js";
 import { describeRun } from "../runs/status.js";
@@ -40,6 +40,7 @@ export class WorkerSlot {
   private state: WorkerState = "starting";
   private runId: string | null = null;
   private sandbox: string | null = null;
+  private node: string | null = null;
   private url: string | null = null;
   private healthy = false;
   private versions: WorkerHeartbeat["versions"] = null;
@@ -114,6 +115,7 @@ export class WorkerSlot {
       state: this.spec.enabled ? this.state : "disabled",
       runId: this.runId,
       sandbox: this.sandbox ?? this.spec.start.sandbox ?? "none",
+      node: this.runId === null ? null : this.node,
       url: this.runId === null ? null : this.url,
       healthy: this.runId !== null && this.healthy,
       versions: this.versions,
@@ -243,6 +245,7 @@ export class WorkerSlot {
     const status = await describeRun(this.context.registry, record);
     this.runId = record.runId;
     this.sandbox = record.sandbox;
+    this.node = placeOf(record, status.local.where);
     this.url = record.url ?? null;
     this.healthy = status.healthy;
     this.versions = status.versions;

@@ -1,5 +1,5 @@
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { after, type TestContext, test } from "node:test";
@@ -216,7 +216,32 @@ test("a shipped runtime on a second engine: no host path, checked, stopped, rest
   // The upload left out what .gitignore names; the runtime's user owns the workspace and its state.
   const listing = await sh(info.Id, "cd /workspace && find . -type f | sort && stat -c '%u %a' /persist");
   assert.deepEqual(listing.trim().split("\n"), ["./.gitignore", "./README.md", "./src/main.ts", "1000 700"]);
-  await sh(info.Id, "echo made-by-the-agent > /workspace/NOTES.md");
+  await sh(info.Id, "echo made-by-the-agent > /workspace/NOTES.md && ln -s /etc /workspace/escape");
+
+  // openwork cp, both ways, through the Engine API; what comes out of the sandbox is kept inside the destination.
+  const out = mkdtempSync(path.join(os.tmpdir(), "openwork-cp-out-"));
+  const one = await runCli(["--json", "cp", `${doc.runId}:/workspace/NOTES.md`, path.join(out, "notes.md")], {
+    home,
+    env,
+  });
+  assert.equal(one.exitCode, 0, one.stderr);
+  assert.equal(readFileSync(path.join(out, "notes.md"), "utf8"), "made-by-the-agent\n");
+  const tree = await runCli(["--json", "cp", `${doc.runId.slice(0, 20)}:/workspace`, out], { home, env });
+  assert.equal(tree.exitCode, 0, tree.stderr);
+  const treeReport = JSON.parse(tree.stdout) as { files: number; skippedLinks: number };
+  assert.equal(readFileSync(path.join(out, "workspace", "src", "main.ts"), "utf8"), "export {};\n");
+  assert.equal(treeReport.skippedLinks, 1, "the sandbox's link to /etc is not recreated here");
+  assert.equal(existsSync(path.join(out, "workspace", "escape")), false);
+  const local = path.join(out, "added.ts");
+  writeFileSync(local, "export const added = 1;\n");
+  const into = await runCli(["cp", local, `${doc.runId}:/workspace/src`], { home, env });
+  assert.equal(into.exitCode, 0, into.stderr);
+  assert.equal(
+    (await sh(info.Id, "cat /workspace/src/added.ts && stat -c %u /workspace/src/added.ts")).trim(),
+    "export const added = 1;\n1000",
+  );
+  const outside = await runCli(["cp", `${doc.runId}:/persist/state`, out], { home, env });
+  assert.equal(outside.exitCode, 2, "only the workspace is copied");
 
   const status = await runCli(["--json", "status", doc.runId], { home, env });
   const statusDoc = JSON.parse(status.stdout) as { healthy: boolean; engine: string; state: string };
@@ -374,6 +399,9 @@ test("Swarm: two runtimes on two nodes, a killed task restarted by Swarm, a roll
     );
     assert.equal(started.exitCode, 0, started.stderr);
     runs.push({ doc: JSON.parse(started.stdout) as StartDoc, node });
+    process.stderr.write(
+      `swarm start on ${node.hostname}: ${JSON.stringify(JSON.parse(started.stdout).timings)}\n`,
+    );
   }
   for (const { doc, node } of runs) {
     assert.equal(new URL(doc.url).hostname, node.address, `published on ${node.hostname}'s address`);

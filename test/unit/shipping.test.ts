@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { test } from "node:test";
 import { UsageError } from "../../src/errors/errors.js";
+import { parseCopyEnd } from "../../src/runs/copy.js";
 import { shippedEntrypoint } from "../../src/shipping/runtime.js";
 import { enginePath, engineTarget, publishing } from "../../src/shipping/target.js";
 import { gitignoreFilter } from "../../src/shipping/upload.js";
@@ -90,4 +91,17 @@ test("shipped names: per home and workspace; entrypoints content-addressed besid
   assert.match(a, /^\/runtimes\/rt1\/entrypoints\/[0-9a-f]{16}\.sh$/);
   assert.equal(shippedEntrypoint("rt1", "#!/bin/sh\necho a\n"), a);
   assert.notEqual(shippedEntrypoint("rt1", "#!/bin/sh\necho b\n"), a);
+});
+
+test("openwork cp ends: RUN:/workspace/… in a run, anything else local; only the workspace is reachable", () => {
+  assert.deepEqual(parseCopyEnd("20261201-ab:/workspace/src/a.ts"), {
+    kind: "run",
+    run: "20261201-ab",
+    path: "/workspace/src/a.ts",
+  });
+  assert.deepEqual(parseCopyEnd("abc:/workspace"), { kind: "run", run: "abc", path: "/workspace" });
+  assert.deepEqual(parseCopyEnd("./out"), { kind: "local", path: path.resolve("./out") });
+  assert.deepEqual(parseCopyEnd("/tmp/a:b"), { kind: "local", path: "/tmp/a:b" });
+  for (const bad of ["abc:/persist/state", "abc:/workspace/../etc", "abc:relative"])
+    assert.throws(() => parseCopyEnd(bad), UsageError, bad);
 });

@@ -301,7 +301,7 @@ describe("parseWorkersConfig: problems", () => {
 
     const sandbox = problemAt(problems, "workers[3].sandbox");
     assert.deepEqual({ line: sandbox.line, column: sandbox.column }, where(text, '"podman"'));
-    assert.equal(sandbox.message, 'expected one of none, auto, docker, container, found "podman"');
+    assert.equal(sandbox.message, 'expected one of none, auto, docker, container, swarm, found "podman"');
 
     const port = problemAt(problems, "workers[3].port");
     assert.deepEqual({ line: port.line, column: port.column }, where(text, "8801", 2));
@@ -548,7 +548,9 @@ describe("parseWorkersConfig: workers on other engines", () => {
         { "name": "far", "workspace": "~/repo", "dockerHost": "tcp://10.0.0.5:2376",
           "publishAddress": "10.0.0.5", "uploadWorkspace": true },
         { "name": "there", "workspace": "engine:/srv/repo", "dockerHost": "big-box", "publishAddress": "10.0.0.6" },
-        { "name": "here", "workspace": "./w", "ship": true }
+        { "name": "here", "workspace": "./w", "ship": true },
+        { "name": "swarmed", "workspace": "engine:/srv/s", "sandbox": "swarm", "dockerHost": "unix:///m.sock",
+          "registry": "10.0.0.1:5000", "constraints": ["node.hostname==n2"], "allowRemote": true }
       ]
     }`);
     const [far, there, here] = config.workers;
@@ -563,6 +565,11 @@ describe("parseWorkersConfig: workers on other engines", () => {
     assert.equal(thereStart.dockerHost, "big-box");
     assert.equal(thereStart.workspaceUpload, undefined);
     assert.equal(startOptionsFor(here!, context).ship, true);
+    const swarmed = startOptionsFor(config.workers[3]!, context);
+    assert.equal(swarmed.sandbox, "swarm");
+    assert.equal(swarmed.imageRegistry, "10.0.0.1:5000");
+    assert.deepEqual(swarmed.constraints, ["node.hostname==n2"]);
+    assert.equal(swarmed.allowRemote, true);
   });
 
   it("a bad endpoint, address or engine path is reported where it is; publishAddress needs Docker", () => {
@@ -571,7 +578,8 @@ describe("parseWorkersConfig: workers on other engines", () => {
     { "name": "a", "workspace": "/w/a", "dockerHost": "gopher://x" },
     { "name": "b", "workspace": "/w/b", "dockerHost": "tcp://10.0.0.5:2376", "publishAddress": "box.example" },
     { "name": "c", "workspace": "engine:relative", "ship": true },
-    { "name": "d", "workspace": "/w/d", "publishAddress": "10.0.0.5" }
+    { "name": "d", "workspace": "/w/d", "publishAddress": "10.0.0.5" },
+    { "name": "e", "workspace": "engine:/w/e", "sandbox": "swarm", "registry": "http://r/x", "constraints": ["node.hostname"] }
   ]
 }`;
     const { problems } = problemsOf(text);
@@ -579,5 +587,7 @@ describe("parseWorkersConfig: workers on other engines", () => {
     assert.match(problemAt(problems, "workers[1].publishAddress").message, /IP address/);
     assert.match(problemAt(problems, "workers[2].workspace").message, /engine:\/absolute\/path/);
     assert.match(problemAt(problems, "workers[3].publishAddress").message, /Docker sandbox/);
+    assert.match(problemAt(problems, "workers[4].registry").message, /HOST\[:PORT\]/);
+    assert.match(problemAt(problems, "workers[4].constraints[0]").message, /Swarm constraint/);
   });
 });

@@ -13,6 +13,7 @@ function row(patch: Partial<WorkerStatus>): WorkerStatus {
     enabled: true,
     held: false,
     sandbox: "none",
+    node: null,
     state: "running",
     healthy: true,
     components: { opencode: "healthy" },
@@ -212,4 +213,34 @@ describe("dashboard routes", () => {
     while (!text.includes("event: fleet")) text += new TextDecoder().decode((await reader.read()).value);
     await reader.cancel();
   });
+});
+
+it("workers status: runs on other nodes get a NODE column, grouped by it", async () => {
+  const { renderFleet } = await import("../../src/cli/render-workers.js");
+  const text = renderFleet({
+    config: "/etc/openwork/workers.json",
+    supervisor: {
+      state: "not-running",
+      pid: null,
+      startedAt: null,
+      heartbeatAgeMs: null,
+      metricsUrl: null,
+      configError: null,
+    } as never,
+    workers: [
+      row({ name: "b", node: "owsw2", sandbox: "swarm" }),
+      row({ name: "a", node: null }),
+      row({ name: "c", node: "owsw1", sandbox: "swarm" }),
+    ],
+  });
+  const lines = text.split("\n");
+  assert.match(lines[0] ?? "", /^NODE +WORKER/);
+  assert.deepEqual(
+    lines.slice(1, 4).map((line) => line.split(/ {2,}/).slice(0, 2).join(" ")),
+    ["this machine a", "owsw1 c", "owsw2 b"],
+  );
+  assert.doesNotMatch(
+    renderFleet({ config: "x", supervisor: { state: "not-running" } as never, workers: [row({})] }),
+    /NODE/,
+  );
 });

@@ -42,6 +42,7 @@ function heartbeat(name: string, patch: Partial<WorkerHeartbeat>): WorkerHeartbe
     state: "running",
     runId: `run-${name}`,
     sandbox: "docker",
+    node: null,
     url: `http://127.0.0.1:9/${name}`,
     healthy: true,
     versions: { opencode: "1.18.34", router: null, server: "0.1.0" },

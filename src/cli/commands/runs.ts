@@ -25,6 +25,37 @@ function wholeNumber(value: string | undefined, flag: string): number | undefine
 }
 
 export function registerRuns(program: Command): void {
+  program
+    .command("cp")
+    .description(
+      "copy files between a run's workspace and this machine, through the Engine API (any engine, a remote one too):\n" +
+        "  openwork cp RUN:/workspace/PATH LOCAL   or   openwork cp LOCAL RUN:/workspace/PATH\n" +
+        "(RUN: a run id or a unique prefix; into an existing directory under the same name, as docker cp)",
+    )
+    .argument("<source>", "RUN:/workspace/PATH or a local path")
+    .argument("<destination>", "a local path or RUN:/workspace/PATH")
+    .action(async (source: string, destination: string, _flags: unknown, command: Command) => {
+      const ctx = await contextFrom(command);
+      const { RunRegistry } = await import("../../runs/registry.js");
+      const { copyFiles, parseCopyEnd } = await import("../../runs/copy.js");
+      const report = await copyFiles({
+        registry: new RunRegistry(),
+        log: ctx.log,
+        from: parseCopyEnd(source),
+        to: parseCopyEnd(destination),
+      });
+      ctx.output(report, () =>
+        [
+          `copied ${report.files} file(s), ${report.bytes} bytes ${report.direction === "from-run" ? "from" : "to"} run ${report.runId}`,
+          ...(report.skippedLinks > 0
+            ? [
+                `${report.skippedLinks} link(s) in the sandbox's copy were not recreated here (a link could point anywhere)`,
+              ]
+            : []),
+        ].join("\n"),
+      );
+    });
+
   selectorOptions(
     program
       .command("status")
