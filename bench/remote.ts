@@ -69,6 +69,9 @@ async function pullOn(nodes: Array<typeof NODE1>, pinned: string): Promise<void>
 
 /** The second engine as it was before anything of ours: no volumes, no images. */
 async function forget(): Promise<void> {
+  // (a Swarm task's ended container may linger a moment after its service is gone)
+  for (const container of await node1.listContainers({ all: true }))
+    await node1.getContainer(container.Id).remove({ force: true, v: true });
   for (const volume of (await node1.listVolumes()).Volumes ?? []) await node1.getVolume(volume.Name).remove();
   for (const image of await node1.listImages()) await node1.getImage(image.Id).remove({ force: true });
 }

@@ -87,6 +87,8 @@ export async function bakeRuntimeImage(options: {
   const { uid, gid } = BAKED_USER;
   const dockerfile = [
     "ARG BASE",
+    // A Dockerfile's own ${BASE}, not a template: the build argument names the sandbox image.
+    // biome-ignore lint/suspicious/noTemplateCurlyInString: Dockerfile syntax
     "FROM ${BASE}",
     `COPY runtime/ ${at}/`,
     // Checked once as built (what was copied is what was verified) and at every start (what runs is it).

@@ -3,7 +3,6 @@ import { existsSync } from "node:fs";
 import { mkdir, realpath, stat } from "node:fs/promises";
 import path from "node:path";
 import type Docker from "dockerode";
-import { openworkPaths } from "../config/paths.js";
 import { secretEnv } from "../contract/env.js";
 import { newHostToken } from "../contract/host-auth.js";
 import { persistLayout, SANDBOX_PATHS } from "../contract/layout.js";
@@ -237,7 +236,7 @@ export async function startRun(options: StartOptions): Promise<StartResult> {
 
 /** Everything a start checks before it locks or starts anything: what the user typed, resolved. */
 async function validateStart(options: StartOptions) {
-  const named = options.dockerHost !== undefined || options.ship === true;
+  const named = namesEngine(options);
   const sandbox = options.sandbox ?? (named ? "docker" : "none");
   if (sandbox === "swarm") checkSwarmOptions(options);
   else if (options.imageRegistry !== undefined || (options.constraints?.length ?? 0) > 0)
@@ -247,12 +246,7 @@ async function validateStart(options: StartOptions) {
       `${options.dockerHost !== undefined ? "--docker-host" : "--ship"} applies to a Docker sandbox, not --sandbox ${sandbox}`,
       "use --sandbox docker",
     );
-  const target =
-    sandbox === "swarm"
-      ? { ...engineTarget(options), ship: true }
-      : sandbox === "docker" || named
-        ? engineTarget(options)
-        : undefined;
+  const target = targetOf(options, sandbox);
   const place = await placeWorkspace(options, target, sandbox === "swarm");
   const { workspace, workspaceId } = place;
   const mounts = place.shipped ? [] : validateRunMounts(sandbox, options.mounts, workspace);
@@ -309,15 +303,22 @@ function checkSwarmOptions(options: StartOptions): void {
 export async function workspaceIdOf(
   options: Pick<StartOptions, "workspace" | "workspaceUpload" | "dockerHost" | "ship" | "sandbox">,
 ): Promise<string> {
-  const named = options.dockerHost !== undefined || options.ship === true;
-  const sandbox = options.sandbox ?? (named ? "docker" : "none");
-  const target =
-    sandbox === "swarm"
-      ? { ...engineTarget(options), ship: true }
-      : sandbox === "docker" || named
-        ? engineTarget(options)
-        : undefined;
-  return (await placeWorkspace(options, target, sandbox === "swarm")).workspaceId;
+  const sandbox = options.sandbox ?? (namesEngine(options) ? "docker" : "none");
+  return (await placeWorkspace(options, targetOf(options, sandbox), sandbox === "swarm")).workspaceId;
+}
+
+/** Naming an engine (or shipping) means Docker when no sandbox is said. */
+function namesEngine(options: Pick<StartOptions, "dockerHost" | "ship">): boolean {
+  return options.dockerHost !== undefined || options.ship === true;
+}
+
+/** The engine a start runs on, for the substrates that have one (a Swarm run's files always live there). */
+function targetOf(
+  options: Pick<StartOptions, "dockerHost" | "ship">,
+  sandbox: SandboxChoice,
+): EngineTarget | undefined {
+  if (sandbox === "swarm") return { ...engineTarget(options), ship: true };
+  return sandbox === "docker" || namesEngine(options) ? engineTarget(options) : undefined;
 }
 
 /**

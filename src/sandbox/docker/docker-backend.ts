@@ -1,6 +1,7 @@
 import type Docker from "dockerode";
 import { SANDBOX_PATHS } from "../../contract/layout.js";
-import { createDockerClient, type DockerEndpoint, isLocalEngine, probeDocker } from "../../docker/client.js";
+import type { DockerEndpoint } from "../../docker/client.js";
+import { EngineConnection } from "../../docker/connection.js";
 import { errorMessage, OpenworkError } from "../../errors/errors.js";
 import { lineRelay } from "../../logging/logger.js";
 import { dockerMounts } from "../../mounts/docker-binds.js";
@@ -35,33 +36,29 @@ export const SANDBOX_TMPFS = { "/tmp": "rw,nosuid,nodev,mode=1777,size=512m" };
  */
 export class DockerBackend implements SandboxBackend {
   readonly kind = "docker" as const;
-  private client: Docker | undefined;
-  /** the engine this backend drives; undefined: the one DOCKER_HOST or the docker context names */
-  readonly endpoint: DockerEndpoint | undefined;
+  private readonly engine: EngineConnection;
 
   constructor(docker?: Docker, endpoint?: DockerEndpoint) {
-    this.client = docker;
-    this.endpoint = endpoint;
+    this.engine = new EngineConnection(endpoint, docker);
+  }
+
+  /** the engine this backend drives; undefined: the one DOCKER_HOST or the docker context names */
+  get endpoint(): DockerEndpoint | undefined {
+    return this.engine.endpoint;
   }
 
   /** The Engine API client (for what lives beside the sandbox on its engine: volumes, images, helpers). */
   get docker(): Docker {
-    this.client ??= createDockerClient(this.endpoint);
-    return this.client;
+    return this.engine.docker;
   }
 
-  /** Handles name the engine only when it is not the default one: old records and the default stay as they were. */
   private get engineTag(): { engine?: string } {
-    return this.endpoint ? { engine: this.endpoint.host } : {};
+    return this.engine.tag;
   }
 
   async probe(): Promise<BackendProbe> {
-    // A remote engine (tcp, ssh) gets longer than a local socket: an ssh handshake alone can take seconds.
-    const remote = this.endpoint !== undefined && !isLocalEngine(this.endpoint.host);
-    const probe = await probeDocker(remote ? 15_000 : 3000, this.endpoint);
-    if (!probe.ok) return { ok: false, reason: probe.reason };
-    this.client ??= probe.docker;
-    return { ok: true, version: probe.version };
+    const probe = await this.engine.probe();
+    return probe.ok ? { ok: true, version: probe.version } : { ok: false, reason: probe.reason };
   }
 
   async launch(spec: LaunchSpec): Promise<SandboxHandle> {

@@ -1,6 +1,7 @@
 import type Docker from "dockerode";
 import { SANDBOX_PATHS } from "../../contract/layout.js";
-import { createDockerClient, type DockerEndpoint, probeDocker } from "../../docker/client.js";
+import type { DockerEndpoint } from "../../docker/client.js";
+import { EngineConnection } from "../../docker/connection.js";
 import { errorMessage, OpenworkError } from "../../errors/errors.js";
 import { lineRelay } from "../../logging/logger.js";
 import {
@@ -50,26 +51,27 @@ const ENDED = new Set(["shutdown", "complete", "failed", "rejected", "orphaned",
  */
 export class SwarmBackend implements SandboxBackend {
   readonly kind = "swarm" as const;
-  private client: Docker | undefined;
-  readonly endpoint: DockerEndpoint | undefined;
+  private readonly engine: EngineConnection;
 
   constructor(endpoint?: DockerEndpoint) {
-    this.endpoint = endpoint;
+    this.engine = new EngineConnection(endpoint);
+  }
+
+  get endpoint(): DockerEndpoint | undefined {
+    return this.engine.endpoint;
   }
 
   get docker(): Docker {
-    this.client ??= createDockerClient(this.endpoint);
-    return this.client;
+    return this.engine.docker;
   }
 
   private get engineTag(): { engine?: string } {
-    return this.endpoint ? { engine: this.endpoint.host } : {};
+    return this.engine.tag;
   }
 
   async probe(): Promise<BackendProbe> {
-    const probe = await probeDocker(15_000, this.endpoint);
+    const probe = await this.engine.probe();
     if (!probe.ok) return { ok: false, reason: probe.reason };
-    this.client ??= probe.docker;
     const info = (await probe.docker.info()) as {
       Swarm?: { LocalNodeState?: string; ControlAvailable?: boolean };
     };
