@@ -77,7 +77,7 @@ export function renderStatus(
   if (one?.shipped) {
     const ws = one.shipped.workspace;
     extra.push(
-      `  workspace:       ${ws.type === "volume" ? `volume ${ws.source}${one.shipped.uploadedFrom ? ` (uploaded from ${one.shipped.uploadedFrom})` : ""}` : `engine:${ws.source}`}`,
+      `  workspace:       ${ws.type === "volume" ? `volume ${ws.source}${one.shipped.uploadedFrom ? ` (uploaded from ${one.shipped.uploadedFrom})` : one.shipped.clonedFrom ? ` (cloned from ${one.shipped.clonedFrom})` : ""}` : `engine:${ws.source}`}`,
       `  state:           volume ${one.shipped.persistVolume}; runtimes in ${one.shipped.runtimesVolume}`,
     );
   }

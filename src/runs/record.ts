@@ -37,6 +37,8 @@ export const RunRecordSchema = z.object({
       workspace: z.object({ type: z.enum(["volume", "bind"]), source: z.string() }),
       /** the local directory a volume workspace was seeded from */
       uploadedFrom: z.string().optional(),
+      /** the repository a volume workspace was cloned from (credentials masked) */
+      clonedFrom: z.string().optional(),
     })
     .optional(),
   /** a Swarm run: the registry its image was pushed to, the image by digest, its placement, its node */

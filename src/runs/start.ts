@@ -56,6 +56,7 @@ import {
   type EngineTarget,
   enginePath,
   engineTarget,
+  parseGitWorkspace,
   publishing,
   type ShippedWorkspace,
 } from "../shipping/target.js";
@@ -103,6 +104,8 @@ export interface StartOptions {
   ship?: boolean | undefined;
   /** a shipped run's workspace: this local directory, copied into a volume at the first start */
   workspaceUpload?: string | undefined;
+  /** a shipped run's workspace: this repository (URL[#REF]), cloned into a volume at the first start */
+  workspaceGit?: string | undefined;
   /** Swarm: the registry (HOST[:PORT]) the baked image is pushed to and nodes pull from */
   imageRegistry?: string | undefined;
   /** Swarm: placement constraints in Swarm's syntax (node.hostname==…, node.labels.x==…) */
@@ -301,7 +304,10 @@ function checkSwarmOptions(options: StartOptions): void {
 
 /** The workspace id a start with these options would run under (what its runs are found by). */
 export async function workspaceIdOf(
-  options: Pick<StartOptions, "workspace" | "workspaceUpload" | "dockerHost" | "ship" | "sandbox">,
+  options: Pick<
+    StartOptions,
+    "workspace" | "workspaceUpload" | "workspaceGit" | "dockerHost" | "ship" | "sandbox"
+  >,
 ): Promise<string> {
   const sandbox = options.sandbox ?? (namesEngine(options) ? "docker" : "none");
   return (await placeWorkspace(options, targetOf(options, sandbox), sandbox === "swarm")).workspaceId;
@@ -328,7 +334,7 @@ function targetOf(
  * (`--workspace engine:/path`); each is a workspace of that engine alone.
  */
 async function placeWorkspace(
-  options: Pick<StartOptions, "workspace" | "workspaceUpload">,
+  options: Pick<StartOptions, "workspace" | "workspaceUpload" | "workspaceGit">,
   target: EngineTarget | undefined,
   swarm = false,
 ): Promise<{ workspace: string; workspaceId: string; shipped?: ShippedWorkspace }> {
@@ -338,18 +344,33 @@ async function placeWorkspace(
       "a Swarm runtime's workspace is a directory of the nodes' hosts: pass --workspace engine:/path",
       "the same path on every node the service may land on (or constrain it with --constraint); --workspace-upload fills a volume of one engine, which a Swarm task may not run on",
     );
-  if (options.workspaceUpload !== undefined && options.workspace !== "")
-    throw new UsageError("--workspace and --workspace-upload both name the workspace; give one");
+  const named = [
+    options.workspace !== "" ? "--workspace" : undefined,
+    options.workspaceUpload !== undefined ? "--workspace-upload" : undefined,
+    options.workspaceGit !== undefined ? "--workspace-git" : undefined,
+  ].filter(Boolean);
+  if (named.length > 1) throw new UsageError(`${named.join(" and ")} each name the workspace; give one`);
   if (!target?.ship) {
-    if (options.workspaceUpload !== undefined || onEngine !== undefined)
+    if (options.workspaceUpload !== undefined || options.workspaceGit !== undefined || onEngine !== undefined)
       throw new UsageError(
-        `${onEngine ? "--workspace engine:" : "--workspace-upload"} is for an engine that does not share this machine's files`,
+        `${onEngine ? "--workspace engine:" : options.workspaceGit !== undefined ? "--workspace-git" : "--workspace-upload"} is for an engine that does not share this machine's files`,
         "name one with --docker-host (tcp:// or ssh://), or pass --ship",
       );
     const workspace = await resolveWorkspace(options.workspace);
     return { workspace, workspaceId: RunRegistry.workspaceId(workspace) };
   }
   const engine = target.endpoint.host;
+  if (options.workspaceGit !== undefined) {
+    if (swarm)
+      throw new UsageError("--workspace-git fills a volume of one engine, which a Swarm task may not run on");
+    const git = parseGitWorkspace(options.workspaceGit);
+    const shown = maskUrl(options.workspaceGit);
+    return {
+      workspace: shown,
+      workspaceId: RunRegistry.workspaceId(`${engine}\0git\0${options.workspaceGit}`),
+      shipped: { kind: "git", ...git },
+    };
+  }
   if (options.workspaceUpload !== undefined) {
     const from = await resolveWorkspace(options.workspaceUpload);
     return {
@@ -495,10 +516,11 @@ async function launchNew(
             persistVolume: names.persist,
             ...(swarm ? {} : { runtimesVolume: names.runtimes }),
             workspace:
-              place.shipped.kind === "upload"
-                ? { type: "volume" as const, source: names.workspace }
-                : { type: "bind" as const, source: place.shipped.path },
+              place.shipped.kind === "engine"
+                ? { type: "bind" as const, source: place.shipped.path }
+                : { type: "volume" as const, source: names.workspace },
             ...(place.shipped.kind === "upload" ? { uploadedFrom: place.shipped.from } : {}),
+            ...(place.shipped.kind === "git" ? { clonedFrom: maskUrl(place.shipped.url) } : {}),
           },
         }
       : {}),
@@ -1082,8 +1104,41 @@ async function prepareEngine(options: {
     owner: user,
     mode: "0755",
   });
+  // Seeded once: the volume is the engine's copy from then on (a marker here says the seeding finished).
   const marker = path.join(options.persistDir, "uploaded.json");
   if (existsSync(marker)) return;
+  if (shipped.kind === "git") {
+    const { runHelper } = options.shipping;
+    log.info({ repository: maskUrl(shipped.url) }, "cloning the workspace on the engine");
+    await runHelper(docker, {
+      image,
+      labels: extra,
+      mounts: [
+        {
+          Type: "volume",
+          Source: names.workspace,
+          Target: SANDBOX_PATHS.workspace,
+          // Not the image's /workspace copied in: the volume stays the empty directory git clones into.
+          VolumeOptions: { NoCopy: true } as Docker.MountSettings["VolumeOptions"],
+        },
+      ],
+      user: formatUser(user),
+      network: true,
+      // The URL (which may carry a token) only in the environment of a container removed right after.
+      env: { OPENWORK_GIT_URL: shipped.url, ...(shipped.ref ? { OPENWORK_GIT_REF: shipped.ref } : {}) },
+      command: [
+        "sh",
+        "-c",
+        `git clone --quiet ${shipped.ref ? '--branch "$OPENWORK_GIT_REF" ' : ""}-- "$OPENWORK_GIT_URL" ${SANDBOX_PATHS.workspace}`,
+      ],
+    });
+    await writeFileAtomic(
+      marker,
+      `${JSON.stringify({ volume: names.workspace, cloned: maskUrl(shipped.url), at: new Date().toISOString() })}\n`,
+    );
+    log.info({ repository: maskUrl(shipped.url) }, "workspace cloned on the engine");
+    return;
+  }
   const sent = await uploadDirectory({
     docker,
     image,

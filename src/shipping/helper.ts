@@ -35,33 +35,42 @@ export async function withArchiveHelper<T>(
 }
 
 /**
- * Run one short command as root in a throwaway container (no network, no
- * capability beyond chown/fowner/dac_override) and return its output; a
- * non-zero exit is an error carrying that output. For what the archive API
- * cannot do: give a new volume's root to the sandbox's user, read an owner.
+ * Run one short command in a throwaway container and return its output; a
+ * non-zero exit is an error carrying that output. As root with only
+ * chown/fowner/dac capabilities and no network, for what the archive API
+ * cannot do (give a new volume's root to the sandbox's user); or as the
+ * sandbox's user, with no capability, and a network when `network` says so
+ * (a `git clone` of the workspace). Secrets go in `env`, never the command.
  */
-export async function runRootHelper(
+export async function runHelper(
   docker: Docker,
   options: {
     image: string;
     mounts: Docker.MountSettings[];
     labels: Record<string, string>;
     command: string[];
+    /** "uid:gid"; default root, with the few capabilities that chown a volume */
+    user?: string;
+    network?: boolean;
+    env?: Record<string, string>;
   },
 ): Promise<string> {
+  const root = options.user === undefined;
   const container = await docker.createContainer({
     Image: options.image,
     Cmd: options.command,
-    User: "0:0",
+    User: options.user ?? "0:0",
+    Env: Object.entries({ HOME: "/tmp", ...options.env }).map(([key, value]) => `${key}=${value}`),
     Labels: { ...options.labels, [LABEL_MANAGED]: "1", "openwork.helper": "1" },
-    NetworkDisabled: true,
+    NetworkDisabled: options.network !== true,
     HostConfig: {
       Mounts: options.mounts,
-      NetworkMode: "none",
+      NetworkMode: options.network ? "bridge" : "none",
       CapDrop: ["ALL"],
-      CapAdd: ["CHOWN", "FOWNER", "DAC_OVERRIDE", "DAC_READ_SEARCH"],
+      CapAdd: root ? ["CHOWN", "FOWNER", "DAC_OVERRIDE", "DAC_READ_SEARCH"] : [],
       SecurityOpt: ["no-new-privileges"],
       ReadonlyRootfs: true,
+      Tmpfs: { "/tmp": "rw,nosuid,nodev,size=64m" },
     },
   });
   try {

@@ -18,7 +18,30 @@ export interface EngineTarget {
 }
 
 /** A shipped run's workspace: a local directory copied into a volume, or a directory of the engine's host. */
-export type ShippedWorkspace = { kind: "upload"; from: string } | { kind: "engine"; path: string };
+export type ShippedWorkspace =
+  | { kind: "upload"; from: string }
+  | { kind: "engine"; path: string }
+  | { kind: "git"; url: string; ref?: string | undefined };
+
+/**
+ * `--workspace-git URL[#REF]`: a repository cloned into the workspace's volume at the first start.
+ * https://, http://, git://, ssh:// or scp-like user@host:path; #REF names a branch or tag.
+ */
+export function parseGitWorkspace(value: string): { url: string; ref?: string } {
+  const hash = value.indexOf("#");
+  const url = hash >= 0 ? value.slice(0, hash) : value;
+  const ref = hash >= 0 ? value.slice(hash + 1) : undefined;
+  const scheme = /^(https?|git|ssh):\/\/[^/\s]+\/\S+$/.test(url);
+  const scpLike = /^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+$/.test(url);
+  if (!scheme && !scpLike)
+    throw new UsageError(
+      `--workspace-git ${value} is not a git URL`,
+      "e.g. https://host/org/repo.git, git://host/repo.git, ssh://git@host/repo.git or git@host:org/repo.git, with #branch to pick one",
+    );
+  if (ref !== undefined && !/^[A-Za-z0-9._/-]+$/.test(ref))
+    throw new UsageError(`--workspace-git: "${ref}" is not a branch or tag name`);
+  return ref === undefined ? { url } : { url, ref };
+}
 
 export const ENGINE_WORKSPACE_PREFIX = "engine:";
 

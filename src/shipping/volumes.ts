@@ -2,7 +2,7 @@ import type Docker from "dockerode";
 import { errorMessage, OpenworkError } from "../errors/errors.js";
 import { LABEL_HOME, LABEL_MANAGED } from "../sandbox/backend.js";
 import type { SandboxUser } from "../sandbox/user.js";
-import { runRootHelper } from "./helper.js";
+import { runHelper } from "./helper.js";
 
 /** What kind of data a volume of ours holds (label openwork.volume). */
 export type VolumeRole = "persist" | "runtimes" | "workspace";
@@ -69,7 +69,7 @@ export async function ensureVolume(
   if (options.owner) {
     const { uid, gid } = options.owner;
     try {
-      await runRootHelper(docker, {
+      await runHelper(docker, {
         image: options.image,
         labels: options.labels,
         mounts: [{ Type: "volume", Source: name, Target: "/v" }],

@@ -4,6 +4,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, type TestContext, test } from "node:test";
 import Docker from "dockerode";
+import { execa } from "execa";
 import { runCli } from "../helpers/cli.js";
 import { dockerOrSkip, sharedSandboxImage } from "../helpers/docker.js";
 import { closedLoop } from "../helpers/load.js";
@@ -480,4 +481,79 @@ test("Swarm: two runtimes on two nodes, a killed task restarted by Swarm, a roll
   }
   assert.ok(await manager.getService(canary.id).inspect(), "another service is left alone");
   await manager.getService(canary.id).remove();
+});
+
+test("a workspace cloned from a git URL on the second engine, at the first start only", async (t) => {
+  if (!(await engines(t))) return;
+  const base = mkdtempSync(path.join(os.tmpdir(), "openwork-git-"));
+  const work = path.join(base, "work");
+  const git = (cwd: string, ...argv: string[]) =>
+    execa("git", ["-c", "user.name=t", "-c", "user.email=t@example.invalid", ...argv], { cwd });
+  await execa("git", ["init", "--quiet", "--bare", "-b", "main", path.join(base, "repo.git")]);
+  await execa("git", ["init", "--quiet", "-b", "main", work]);
+  writeFileSync(path.join(work, "hello.txt"), "from git\n");
+  await git(work, "add", ".");
+  await git(work, "commit", "--quiet", "-m", "first");
+  await git(work, "push", "--quiet", path.join(base, "repo.git"), "main");
+  // A real git server on the host's leg of the nodes' network.
+  const port = 9418 + Math.floor(Math.random() * 500);
+  const daemon = execa(
+    "git",
+    [
+      "daemon",
+      "--export-all",
+      "--reuseaddr",
+      `--base-path=${base}`,
+      `--listen=10.77.0.1`,
+      `--port=${port}`,
+      base,
+    ],
+    { reject: false },
+  );
+  try {
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    const args = [
+      "--json",
+      "start",
+      "--detach",
+      "--docker-host",
+      NODE1.engine,
+      "--ship",
+      "--publish-address",
+      NODE1.address,
+      "--workspace-git",
+      `git://10.77.0.1:${port}/repo.git#main`,
+    ];
+    const started = await runCli(args, { home, env, timeoutMs: 300_000 });
+    assert.equal(started.exitCode, 0, started.stderr);
+    const doc = JSON.parse(started.stdout) as StartDoc & { workspace: string };
+    assert.equal(doc.workspace, `git://10.77.0.1:${port}/repo.git#main`);
+    const info = await runContainer(doc.runId);
+    assert.equal(
+      (
+        await sh(info.Id, "cd /workspace && git log --format=%s && cat hello.txt && stat -c %u hello.txt")
+      ).trim(),
+      "first\nfrom git\n1000",
+    );
+    await sh(info.Id, "echo work > /workspace/wip.txt");
+    assert.equal((await runCli(["stop", doc.runId], { home, env })).exitCode, 0);
+    // Again: the engine's copy is the workspace now; nothing is cloned over it.
+    const again = await runCli(args, { home, env, timeoutMs: 300_000 });
+    assert.equal(again.exitCode, 0, again.stderr);
+    const second = JSON.parse(again.stdout) as StartDoc;
+    assert.doesNotMatch(again.stderr, /cloning the workspace/);
+    assert.equal((await sh((await runContainer(second.runId)).Id, "cat /workspace/wip.txt")).trim(), "work");
+    assert.equal((await runCli(["stop", second.runId], { home, env })).exitCode, 0);
+    const bad = await runCli(
+      ["start", "--docker-host", NODE1.engine, "--ship", "--workspace-git", "not a url"],
+      {
+        home,
+        env,
+      },
+    );
+    assert.equal(bad.exitCode, 2, bad.stderr);
+    assert.match(bad.stderr, /not a git URL/);
+  } finally {
+    daemon.kill();
+  }
 });

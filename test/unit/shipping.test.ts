@@ -6,7 +6,7 @@ import { test } from "node:test";
 import { UsageError } from "../../src/errors/errors.js";
 import { parseCopyEnd } from "../../src/runs/copy.js";
 import { shippedEntrypoint } from "../../src/shipping/runtime.js";
-import { enginePath, engineTarget, publishing } from "../../src/shipping/target.js";
+import { enginePath, engineTarget, parseGitWorkspace, publishing } from "../../src/shipping/target.js";
 import { gitignoreFilter } from "../../src/shipping/upload.js";
 import { volumeNames } from "../../src/shipping/volumes.js";
 
@@ -104,4 +104,29 @@ test("openwork cp ends: RUN:/workspace/… in a run, anything else local; only t
   assert.deepEqual(parseCopyEnd("/tmp/a:b"), { kind: "local", path: "/tmp/a:b" });
   for (const bad of ["abc:/persist/state", "abc:/workspace/../etc", "abc:relative"])
     assert.throws(() => parseCopyEnd(bad), UsageError, bad);
+});
+
+test("--workspace-git: git URLs with an optional #branch; anything else refused as usage", () => {
+  assert.deepEqual(parseGitWorkspace("https://example.org/org/repo.git"), {
+    url: "https://example.org/org/repo.git",
+  });
+  assert.deepEqual(parseGitWorkspace("git://10.0.0.1:9418/repo.git#main"), {
+    url: "git://10.0.0.1:9418/repo.git",
+    ref: "main",
+  });
+  assert.deepEqual(parseGitWorkspace("git@example.org:org/repo.git#release/1.2"), {
+    url: "git@example.org:org/repo.git",
+    ref: "release/1.2",
+  });
+  assert.deepEqual(parseGitWorkspace("ssh://git@example.org/repo.git"), {
+    url: "ssh://git@example.org/repo.git",
+  });
+  for (const bad of [
+    "not a url",
+    "/local/path",
+    "file:///etc",
+    "https://example.org/r.git#bad ref;rm",
+    "ftp://x/y",
+  ])
+    assert.throws(() => parseGitWorkspace(bad), UsageError, bad);
 });

@@ -22,6 +22,7 @@ interface StartFlags {
   replace?: boolean;
   allowRemote?: boolean;
   workspaceUpload?: string;
+  workspaceGit?: string;
   dockerHost?: string;
   publishAddress?: string;
   ship?: boolean;
@@ -62,6 +63,10 @@ function addStartOptions(command: Command): Command {
     .option(
       "--workspace-upload <dir>",
       "on a remote engine: copy this local directory (without what .gitignore names) into a volume there at the first start, and use that",
+    )
+    .option(
+      "--workspace-git <url[#ref]>",
+      "on a remote engine: clone this repository into a volume there at the first start (https, git, ssh or user@host:path; #branch)",
     )
     .option(
       "--docker-host <endpoint>",
@@ -212,8 +217,12 @@ async function runStart(flags: StartFlags, command: Command, detach: boolean): P
     const typed = (option: string) => command.getOptionValueSource(option) === "cli";
     const options = {
       // --workspace-upload names the workspace by itself; --workspace's default (here) is then not one.
-      workspace: flags.workspaceUpload !== undefined && !typed("workspace") ? "" : flags.workspace,
+      workspace:
+        (flags.workspaceUpload !== undefined || flags.workspaceGit !== undefined) && !typed("workspace")
+          ? ""
+          : flags.workspace,
       workspaceUpload: flags.workspaceUpload,
+      workspaceGit: flags.workspaceGit,
       dockerHost: flags.dockerHost,
       publishAddress: flags.publishAddress,
       ship: flags.ship,
