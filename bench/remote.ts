@@ -16,7 +16,7 @@ import Docker from "dockerode";
 import { execa } from "execa";
 import { CLI } from "../test/helpers/cli.js";
 import { sharedSandboxImage } from "../test/helpers/docker.js";
-import { NODE1, NODE2, SWARM_REGISTRY, SWARM_SCRIPT } from "../test/helpers/swarm.js";
+import { NODE1, pullOnNodes, SWARM_REGISTRY, SWARM_SCRIPT, swarmStartArgs } from "../test/helpers/swarm.js";
 import { sandboxWorkspace } from "../test/helpers/workspace.js";
 
 const args = process.argv.slice(2);
@@ -53,20 +53,6 @@ async function startStop(argv: string[]): Promise<{ ms: number; shippedBytes?: n
   return { ms: started.ms, shippedBytes: started.doc.shippedBytes as number | undefined };
 }
 
-/** What a Swarm agent does for a task's image (these nodes' agents never pull): pull it by digest. */
-async function pullOn(nodes: Array<typeof NODE1>, pinned: string): Promise<void> {
-  for (const node of nodes) {
-    const engine = new Docker({ socketPath: node.engine.slice("unix://".length) });
-    await new Promise((resolve, reject) =>
-      engine.pull(pinned, (error: Error | null, stream: NodeJS.ReadableStream) =>
-        error
-          ? reject(error)
-          : engine.modem.followProgress(stream, (e: Error | null) => (e ? reject(e) : resolve(null))),
-      ),
-    );
-  }
-}
-
 /** The second engine as it was before anything of ours: no volumes, no images. */
 async function forget(): Promise<void> {
   // (a Swarm task's ended container may linger a moment after its service is gone)
@@ -91,7 +77,7 @@ const main = async () => {
     // The Swarm's image: baked, pushed, and on both nodes (these nodes' agents never pull).
     const baked = await cli(["image", "bake", "--registry", SWARM_REGISTRY, "--docker-host", NODE1.engine]);
     const pinned = (baked.doc.pushed as { pinned: string }).pinned;
-    await pullOn([NODE1, NODE2], pinned);
+    await pullOnNodes(pinned);
     const results = {
       local: [] as number[],
       cold: [] as number[],
@@ -105,21 +91,7 @@ const main = async () => {
       );
       const ws = mkdtempSync(path.join(os.tmpdir(), "bench-swarm-"));
       chownSync(ws, 1000, 1000);
-      results.swarm.push(
-        (
-          await startStop([
-            "--sandbox",
-            "swarm",
-            "--docker-host",
-            NODE1.engine,
-            "--registry",
-            SWARM_REGISTRY,
-            "--allow-remote",
-            "--workspace",
-            `engine:${ws}`,
-          ])
-        ).ms,
-      );
+      results.swarm.push((await startStop(swarmStartArgs(ws))).ms);
       await forget();
       const dir = mkdtempSync(path.join(os.tmpdir(), "bench-upload-"));
       writeFileSync(path.join(dir, "README.md"), "bench\n");
@@ -139,7 +111,7 @@ const main = async () => {
       if (warm.shippedBytes !== 0) throw new Error(`a warm start shipped ${warm.shippedBytes} bytes`);
       results.warm.push(warm.ms);
       // The cluster as in production: the image on the nodes (the shipped rounds above emptied node 1).
-      await pullOn([NODE1], pinned);
+      await pullOnNodes(pinned, [NODE1]);
       process.stderr.write(
         `round ${round}: local ${results.local.at(-1)?.toFixed(0)} ms, cold ${results.cold.at(-1)?.toFixed(0)} ms, warm ${results.warm.at(-1)?.toFixed(0)} ms, swarm ${results.swarm.at(-1)?.toFixed(0)} ms\n`,
       );

@@ -9,7 +9,15 @@ import { runCli } from "../helpers/cli.js";
 import { dockerOrSkip, sharedSandboxImage } from "../helpers/docker.js";
 import { closedLoop } from "../helpers/load.js";
 import { upgradeManifests } from "../helpers/manifests.js";
-import { NODE1, NODE2, SWARM_REGISTRY, swarmDown, swarmUpOrSkip } from "../helpers/swarm.js";
+import {
+  NODE1,
+  NODE2,
+  pullOnNodes,
+  SWARM_REGISTRY,
+  swarmDown,
+  swarmStartArgs,
+  swarmUpOrSkip,
+} from "../helpers/swarm.js";
 
 /**
  * A runtime on a second Docker engine that shares none of our paths as far as openwork knows
@@ -310,17 +318,6 @@ test("a shipped runtime on a second engine: no host path, checked, stopped, rest
   }
 });
 
-/** What a Swarm agent does for a task's image: pull it by digest (these nodes' agents are told not to). */
-async function pullOnNodes(pinned: string): Promise<void> {
-  for (const node of [NODE1, NODE2]) {
-    const engine = new Docker({ socketPath: node.engine.slice("unix://".length) });
-    const stream = await engine.pull(pinned);
-    await new Promise((resolve, reject) =>
-      engine.modem.followProgress(stream, (error: Error | null) => (error ? reject(error) : resolve(null))),
-    );
-  }
-}
-
 function nodeEngine(hostname: string): Docker {
   const node = hostname === NODE1.hostname ? NODE1 : NODE2;
   return new Docker({ socketPath: node.engine.slice("unix://".length) });
@@ -382,17 +379,9 @@ test("Swarm: two runtimes on two nodes, a killed task restarted by Swarm, a roll
         "--json",
         "start",
         "--detach",
-        "--sandbox",
-        "swarm",
-        "--docker-host",
-        NODE1.engine,
-        "--registry",
-        SWARM_REGISTRY,
-        "--allow-remote",
+        ...swarmStartArgs(dir),
         "--constraint",
         `node.hostname==${node.hostname}`,
-        "--workspace",
-        `engine:${dir}`,
         "--manifest",
         manifest,
       ],

@@ -1,6 +1,7 @@
 import { existsSync } from "node:fs";
 import path from "node:path";
 import type { TestContext } from "node:test";
+import Docker from "dockerode";
 import { execa } from "execa";
 import { packageRoot } from "../../src/config/package-root.js";
 
@@ -47,4 +48,33 @@ export async function swarmUpOrSkip(
 export async function swarmDown(): Promise<void> {
   if (!existsSync(SWARM_SCRIPT)) return;
   await execa("bash", [SWARM_SCRIPT, "down"], { reject: false, timeout: 120_000 });
+}
+
+/** `openwork start` arguments for a Swarm runtime on these engines, its workspace a directory of the nodes' host. */
+export function swarmStartArgs(workspaceDir: string): string[] {
+  return [
+    "--sandbox",
+    "swarm",
+    "--docker-host",
+    NODE1.engine,
+    "--registry",
+    SWARM_REGISTRY,
+    "--allow-remote",
+    "--workspace",
+    `engine:${workspaceDir}`,
+  ];
+}
+
+/** What a Swarm agent does for a task's image, which these nodes' agents never do (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1): pull it by digest. */
+export async function pullOnNodes(
+  pinned: string,
+  nodes: Array<typeof NODE1> = [NODE1, NODE2],
+): Promise<void> {
+  for (const node of nodes) {
+    const engine = new Docker({ socketPath: node.engine.slice("unix://".length) });
+    const stream = await engine.pull(pinned);
+    await new Promise((resolve, reject) =>
+      engine.modem.followProgress(stream, (error: Error | null) => (error ? reject(error) : resolve(null))),
+    );
+  }
 }
