@@ -60,6 +60,7 @@ function ownerAlive(record: RunRecord): boolean {
 
 /** Stop and remove a run's sandbox: by its handle, and by its run label (a launch may have been cut off before the handle was recorded). */
 export async function teardown(record: RunRecord, graceMs = STOP_GRACE_MS): Promise<void> {
+  if (record.tunnel) (await import("../shipping/tunnel.js")).closeTunnel(record.tunnel);
   const backend = backendOf(record);
   const seen = new Set<string>();
   if (record.handle) {
@@ -113,7 +114,7 @@ export async function reconcileRecord(
       return await mark({ state: "failed", reason: "recorded as running without a sandbox handle" });
     }
     const status = await backendOf(record).status(record.handle);
-    if (status.state === "running") return record;
+    if (status.state === "running") return record.tunnel ? await keepTunnel(record, mark, log) : record;
     return await mark({
       state: "failed",
       reason:
@@ -124,6 +125,27 @@ export async function reconcileRecord(
     });
   } catch (error) {
     log.warn({ runId: record.runId }, `could not check the run: ${errorMessage(error)}`);
+    return record;
+  }
+}
+
+/**
+ * A running run's SSH tunnel (an ssh:// engine) is reopened when it died — a
+ * dropped connection, a reboot here — on the same local port, so its URL holds.
+ */
+async function keepTunnel(
+  record: RunRecord,
+  mark: (patch: Partial<RunRecord>) => Promise<RunRecord>,
+  log: Logger,
+): Promise<RunRecord> {
+  const { openTunnel, tunnelAlive } = await import("../shipping/tunnel.js");
+  const tunnel = record.tunnel;
+  if (!tunnel || tunnelAlive(tunnel)) return record;
+  log.info({ runId: record.runId, via: tunnel.target }, "the run's SSH tunnel had ended; reopening it");
+  try {
+    return await mark({ tunnel: await openTunnel(tunnel) });
+  } catch (error) {
+    log.warn({ runId: record.runId }, `could not reopen the SSH tunnel: ${errorMessage(error)}`);
     return record;
   }
 }

@@ -50,6 +50,17 @@ export const RunRecordSchema = z.object({
       node: z.string().optional(),
     })
     .optional(),
+  /** an ssh:// engine's run: the SSH tunnel its URL goes through (a background ssh, reopened when it died) */
+  tunnel: z
+    .object({
+      pid: z.number().int(),
+      startTime: z.string(),
+      target: z.string(),
+      localPort: z.number().int(),
+      remotePort: z.number().int(),
+      logFile: z.string(),
+    })
+    .optional(),
   /** the address its server is published on, when not 127.0.0.1 (start --publish-address) */
   publishAddress: z.string().optional(),
   image: z.string().optional(),

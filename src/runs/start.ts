@@ -489,8 +489,11 @@ async function launchNew(
     routerHealth: sandboxed ? SANDBOX_PORTS.routerHealth : await freeLoopbackPort(),
   };
   // On Swarm the address is the node's, known once the task is placed (below).
-  const { hostIp, urlHost } = swarm ? { hostIp: "0.0.0.0", urlHost: "" } : publishing(engine, options);
-  let url = swarm ? "" : `http://${urlHost}:${ports.server}`;
+  const published = swarm ? { hostIp: "0.0.0.0", urlHost: "" } : publishing(engine, options);
+  const { hostIp, urlHost } = published;
+  // An ssh:// engine: published on its loopback, reached through an SSH tunnel from a local port.
+  const tunnelPort = "tunnel" in published ? await freeLoopbackPort() : undefined;
+  let url = swarm ? "" : `http://${urlHost}:${tunnelPort ?? ports.server}`;
   let record: RunRecord = {
     version: 1,
     runId,
@@ -651,7 +654,7 @@ async function launchNew(
             }
           : {}),
         // The web UI's Host check (docs/web-ui.md): the address a browser uses is the published one.
-        ...(sandboxed ? { OPENWORK_PUBLISHED_PORT: String(ports.server) } : {}),
+        ...(sandboxed ? { OPENWORK_PUBLISHED_PORT: String(tunnelPort ?? ports.server) } : {}),
         ...secretEnv(secrets),
       },
       imports: sandboxed && !shipped && !swarm ? importDir : undefined,
@@ -797,6 +800,20 @@ async function launchNew(
         ...(record.swarm ? { swarm: { ...record.swarm, node: placed.node } } : {}),
       };
       log.info({ node: placed.node, url }, "the Swarm task runs");
+    }
+    if (tunnelPort !== undefined && engine) {
+      const { openTunnel, closeTunnel } = await import("../shipping/tunnel.js");
+      const tunnel = await timer.time("tunnel", () =>
+        openTunnel({
+          target: engine.endpoint.host,
+          localPort: tunnelPort,
+          remotePort: ports.server,
+          logFile: path.join(runDir, "tunnel.log"),
+        }),
+      );
+      cleanup.push("close the SSH tunnel", async () => closeTunnel(tunnel));
+      record = { ...record, tunnel };
+      log.info({ url, via: engine.endpoint.host }, "SSH tunnel open");
     }
     // Recorded while the runtime boots: nothing waits on this write.
     const handleRecorded = registry.write(record);

@@ -29,6 +29,8 @@ export const START_PHASES = [
   "launch",
   /** Swarm: the service's task placed on a node and running (its address is the URL's) */
   "place",
+  /** an ssh:// engine: the SSH tunnel to the published port open */
+  "tunnel",
   /** launched → the runtime server answers and proves it is this run's */
   "serverHealthy",
   /** launched → the engine answers healthy (as the runtime server saw it) */

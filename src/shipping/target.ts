@@ -72,14 +72,16 @@ export function enginePath(workspace: string): string | undefined {
 
 /**
  * The address a sandbox's server is published on and the URL it is reached
- * by: 127.0.0.1 unless asked; an engine elsewhere needs `--publish-address`
- * (an address of that engine's host that this machine reaches), because its
- * loopback is not ours and all interfaces are never chosen for the user.
+ * by: 127.0.0.1 unless asked; an ssh:// engine's 127.0.0.1, reached through
+ * an SSH tunnel (`tunnel`: the URL is then a local port forwarded there); any
+ * other engine elsewhere needs `--publish-address` (an address of that
+ * engine's host that this machine reaches), because its loopback is not ours
+ * and all interfaces are never chosen for the user.
  */
 export function publishing(
   target: EngineTarget | undefined,
   options: { publishAddress?: string | undefined; allowRemote?: boolean | undefined },
-): { hostIp: string; urlHost: string } {
+): { hostIp: string; urlHost: string; tunnel?: true } {
   const address = options.publishAddress;
   if (address !== undefined) {
     if (isIP(address) === 0)
@@ -92,12 +94,12 @@ export function publishing(
     if (!target) throw new UsageError("--publish-address applies to a Docker sandbox (--sandbox docker)");
     return { hostIp: address, urlHost: isIP(address) === 6 ? `[${address}]` : address };
   }
+  if (target && !target.local && target.endpoint.host.startsWith("ssh://") && !options.allowRemote)
+    return { hostIp: "127.0.0.1", urlHost: "127.0.0.1", tunnel: true };
   if (target && !target.local)
     throw new UsageError(
       `the engine ${target.endpoint.host} is not on this machine, so its 127.0.0.1 is not this machine's: the runtime must be published on an address you name`,
-      target.endpoint.host.startsWith("ssh://")
-        ? "pass --publish-address with an address of that host this machine reaches (an SSH tunnel for ssh:// engines is not built yet)"
-        : "pass --publish-address with an address of that host this machine reaches",
+      "pass --publish-address with an address of that host this machine reaches (an ssh:// engine is reached through an SSH tunnel instead)",
     );
   return { hostIp: options.allowRemote ? "0.0.0.0" : "127.0.0.1", urlHost: "127.0.0.1" };
 }

@@ -5,10 +5,12 @@ import path from "node:path";
 import { after, type TestContext, test } from "node:test";
 import Docker from "dockerode";
 import { execa } from "execa";
+import { pidState } from "../../src/processes/inspect.js";
 import { runCli } from "../helpers/cli.js";
 import { dockerOrSkip, sharedSandboxImage } from "../helpers/docker.js";
 import { closedLoop } from "../helpers/load.js";
 import { upgradeManifests } from "../helpers/manifests.js";
+import { sshdOnNode1OrSkip } from "../helpers/sshd.js";
 import {
   NODE1,
   NODE2,
@@ -544,5 +546,63 @@ test("a workspace cloned from a git URL on the second engine, at the first start
     assert.match(bad.stderr, /not a git URL/);
   } finally {
     daemon.kill();
+  }
+});
+
+test("an ssh:// engine: published on its loopback, reached through an SSH tunnel that is reopened when it dies and closed by stop", async (t) => {
+  if (!(await engines(t))) return;
+  const ssh = await sshdOnNode1OrSkip(t);
+  if (!ssh) return;
+  try {
+    const sshEnv = { ...env, ...ssh.env };
+    const started = await runCli(
+      ["--json", "start", "--detach", "--docker-host", ssh.endpoint, "--workspace-upload", project()],
+      { home, env: sshEnv, timeoutMs: 600_000 },
+    );
+    assert.equal(started.exitCode, 0, started.stderr);
+    const doc = JSON.parse(started.stdout) as StartDoc;
+    assert.equal(doc.engine, ssh.endpoint);
+    assert.equal(new URL(doc.url).hostname, "127.0.0.1", "the URL is this machine's end of the tunnel");
+    const info = await runContainer(doc.runId);
+    assert.deepEqual(
+      Object.values((info.HostConfig.PortBindings ?? {}) as Record<string, Array<{ HostIp: string }>>)
+        .flat()
+        .map((binding) => binding.HostIp),
+      ["127.0.0.1"],
+      "published on the engine host's loopback only",
+    );
+    const auth = { authorization: `Bearer ${doc.tokens.client}` };
+    assert.equal((await fetch(`${doc.url}/opencode/global/health`, { headers: auth })).status, 200);
+    const tunnelOf = () =>
+      (
+        JSON.parse(readFileSync(path.join(home, "runs", doc.runId, "run.json"), "utf8")) as {
+          tunnel: { pid: number };
+        }
+      ).tunnel;
+    const first = tunnelOf();
+    process.kill(first.pid, "SIGKILL");
+    // Any later command finds the tunnel dead and reopens it on the same port: the URL holds.
+    const status = JSON.parse(
+      (await runCli(["--json", "status", doc.runId], { home, env: sshEnv })).stdout,
+    ) as {
+      healthy: boolean;
+      url: string;
+    };
+    assert.equal(status.healthy, true, "healthy again through a reopened tunnel");
+    assert.equal(status.url, doc.url);
+    const second = tunnelOf();
+    assert.notEqual(second.pid, first.pid);
+    assert.equal((await fetch(`${doc.url}/opencode/global/health`, { headers: auth })).status, 200);
+    const stopped = await runCli(["stop", doc.runId], { home, env: sshEnv, timeoutMs: 120_000 });
+    assert.equal(stopped.exitCode, 0, stopped.stderr);
+    let gone = false;
+    for (let i = 0; i < 50 && !gone; i++) {
+      // (an unreaped zombie counts as gone: it forwards nothing)
+      gone = pidState(second.pid) !== "alive";
+      if (!gone) await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    assert.ok(gone, "stop closes the tunnel");
+  } finally {
+    ssh.stop();
   }
 });

@@ -74,7 +74,11 @@ test("publishing: loopback by default, the named address when asked, refused for
   const said = (pattern: RegExp) => (error: unknown) =>
     error instanceof UsageError && pattern.test(`${error.message} ${error.hint ?? ""}`);
   assert.throws(() => publishing(remote, {}), said(/not on this machine.*--publish-address/));
-  assert.throws(() => publishing(engineTarget({ dockerHost: "ssh://me@box" }), {}), said(/SSH tunnel/));
+  assert.deepEqual(publishing(engineTarget({ dockerHost: "ssh://me@box" }), {}), {
+    hostIp: "127.0.0.1",
+    urlHost: "127.0.0.1",
+    tunnel: true,
+  });
   assert.throws(() => publishing(remote, { publishAddress: "box.example" }), /not an IP address/);
   assert.throws(() => publishing(remote, { publishAddress: "10.0.0.5", allowRemote: true }), /give one/);
   assert.throws(() => publishing(undefined, { publishAddress: "10.0.0.5" }), /Docker sandbox/);

@@ -74,7 +74,7 @@ function addStartOptions(command: Command): Command {
     )
     .option(
       "--publish-address <ip>",
-      "publish the server on this address of the engine's host and reach it there (needed for an engine on another machine)",
+      "publish the server on this address of the engine's host and reach it there (needed for a tcp:// engine; an ssh:// one is reached through an SSH tunnel otherwise)",
     )
     .option(
       "--registry <host[:port]>",
