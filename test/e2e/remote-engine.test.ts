@@ -337,6 +337,7 @@ test("Swarm: two runtimes on two nodes, a killed task restarted by Swarm, a roll
   const { oldFile, newFile } = await upgradeManifests(home, env);
   // The swarm's agents here never pull (DOCKER_SERVICE_PREFER_OFFLINE_IMAGE=1 in swarm-2node.sh), so the
   // images are baked and pushed first, then pulled by digest on each node as an agent would.
+  const pinnedImages: string[] = [];
   for (const manifest of [oldFile, newFile]) {
     const baked = await runCli(
       [
@@ -359,6 +360,7 @@ test("Swarm: two runtimes on two nodes, a killed task restarted by Swarm, a roll
       new RegExp(`^${SWARM_REGISTRY.replace(/\./g, "\\.")}/openwork-runtime@sha256:[0-9a-f]{64}$`),
     );
     await pullOnNodes(doc.pushed.pinned);
+    pinnedImages.push(doc.pushed.pinned);
   }
   // Something of someone else's on the cluster, which nothing of ours may touch.
   const manager = remote;
@@ -472,6 +474,43 @@ test("Swarm: two runtimes on two nodes, a killed task restarted by Swarm, a roll
   }
   assert.ok(await manager.getService(canary.id).inspect(), "another service is left alone");
   await manager.getService(canary.id).remove();
+
+  // A plain (shipped) Docker start on an engine that lacks the image named by a registry reference: the
+  // engine pulls it from that registry itself (the image baked above is a sandbox image with a runtime in it).
+  const image = pinnedImages[1] as string;
+  const node2 = nodeEngine(NODE2.hostname);
+  for (const found of await node2.listContainers({ all: true }))
+    await node2.getContainer(found.Id).remove({ force: true });
+  await node2.getImage(image).remove({ force: true });
+  const pulled = await runCli(
+    [
+      "--json",
+      "start",
+      "--detach",
+      "--docker-host",
+      NODE2.engine,
+      "--ship",
+      "--publish-address",
+      NODE2.address,
+      "--workspace-upload",
+      project(),
+      "--image",
+      image,
+    ],
+    { home, env, timeoutMs: 300_000 },
+  );
+  assert.equal(pulled.exitCode, 0, pulled.stderr);
+  assert.match(pulled.stderr, /pulls the sandbox image from its registry/);
+  const pulledDoc = JSON.parse(pulled.stdout) as StartDoc;
+  assert.equal(
+    (
+      await fetch(`${pulledDoc.url}/opencode/global/health`, {
+        headers: { authorization: `Bearer ${pulledDoc.tokens.client}` },
+      })
+    ).status,
+    200,
+  );
+  assert.equal((await runCli(["stop", pulledDoc.runId], { home, env })).exitCode, 0);
 });
 
 test("a workspace cloned from a git URL on the second engine, at the first start only", async (t) => {

@@ -5,6 +5,7 @@ import path from "node:path";
 import { test } from "node:test";
 import { UsageError } from "../../src/errors/errors.js";
 import { parseCopyEnd } from "../../src/runs/copy.js";
+import { namesRegistry } from "../../src/shipping/image.js";
 import { shippedEntrypoint } from "../../src/shipping/runtime.js";
 import { enginePath, engineTarget, parseGitWorkspace, publishing } from "../../src/shipping/target.js";
 import { gitignoreFilter } from "../../src/shipping/upload.js";
@@ -133,4 +134,11 @@ test("--workspace-git: git URLs with an optional #branch; anything else refused 
     "ftp://x/y",
   ])
     assert.throws(() => parseGitWorkspace(bad), UsageError, bad);
+});
+
+test("an image reference names a registry when its first component is a host", () => {
+  for (const ref of ["10.0.0.1:5000/openwork-sandbox@sha256:abc", "registry.example/x/y:1", "localhost/a"])
+    assert.equal(namesRegistry(ref), true, ref);
+  for (const ref of ["openwork-sandbox:latest", "library/debian:12", "me/image"])
+    assert.equal(namesRegistry(ref), false, ref);
 });
