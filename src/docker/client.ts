@@ -238,6 +238,11 @@ export async function probeDocker(timeoutMs = 3000, given?: DockerEndpoint): Pro
   }
 }
 
+/** The HTTP status the Engine API answered a failed call with (dockerode puts it on the error). */
+export function statusCode(error: unknown): number | undefined {
+  return (error as { statusCode?: number }).statusCode;
+}
+
 export async function withTimeout<T>(promise: Promise<T>, ms: number, message: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
   try {

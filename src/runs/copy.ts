@@ -4,6 +4,7 @@ import path from "node:path";
 import { pipeline } from "node:stream/promises";
 import tarFs from "tar-fs";
 import { SANDBOX_PATHS } from "../contract/layout.js";
+import { statusCode } from "../docker/client.js";
 import { errorMessage, OpenworkError, UsageError } from "../errors/errors.js";
 import type { Logger } from "../logging/logger.js";
 import { DockerBackend } from "../sandbox/docker/docker-backend.js";
@@ -102,7 +103,7 @@ async function fromRun(
   try {
     archive = (await container.getArchive({ path: inside })) as NodeJS.ReadableStream;
   } catch (error) {
-    const code = (error as { statusCode?: number }).statusCode;
+    const code = statusCode(error);
     throw new OpenworkError(
       code === 404
         ? `${runId}:${inside} does not exist`

@@ -473,13 +473,7 @@ async function launchNew(
   const sandboxed = backend.kind !== "none";
   const router = options.router === true;
   // Who the sandbox runs as (never root) and what it may use: decided before anything is made.
-  const user = swarm
-    ? BAKED_USER
-    : shipped
-      ? shippedUser(shipped)
-      : sandboxed
-        ? sandboxUser(workspace)
-        : undefined;
+  const user = swarm ? BAKED_USER : shipped ? shippedUser() : sandboxed ? sandboxUser(workspace) : undefined;
   const limits = sandboxed ? { ...defaultLimits(), ...definedOnly(options.limits) } : undefined;
   const healthMs = options.healthTimeoutMs ?? 90_000;
   const owner = identityOf(process.pid);
@@ -1065,7 +1059,7 @@ function remotePort(): number {
  * Who a shipped run's processes are: the caller (as at home), or when the caller is root, uid 1000
  * — a shipped workspace is the engine's copy, so no local owner to follow (DESIGN.md §4a: never root).
  */
-function shippedUser(_shipped: ShippedWorkspace): SandboxUser {
+function shippedUser(): SandboxUser {
   const uid = process.getuid?.();
   const gid = process.getgid?.();
   return uid === undefined || gid === undefined || uid === 0 ? { uid: 1000, gid: 1000 } : { uid, gid };

@@ -1,4 +1,5 @@
 import type Docker from "dockerode";
+import { statusCode } from "../docker/client.js";
 import { errorMessage, OpenworkError } from "../errors/errors.js";
 import { LABEL_MANAGED } from "../sandbox/backend.js";
 
@@ -109,7 +110,7 @@ export async function pathExists(helper: Docker.Container, path: string): Promis
     await helper.infoArchive({ path });
     return true;
   } catch (error) {
-    if ((error as { statusCode?: number }).statusCode === 404) return false;
+    if (statusCode(error) === 404) return false;
     throw error;
   }
 }

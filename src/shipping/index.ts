@@ -3,4 +3,4 @@ export { pathExists, runHelper, withArchiveHelper } from "./helper.js";
 export { imageToEngine } from "./image.js";
 export { shippedEntrypoint, shipRuntime } from "./runtime.js";
 export { gitignoreFilter, uploadDirectory } from "./upload.js";
-export { ensureVolume, removeVolume, volumeNames } from "./volumes.js";
+export { ensureVolume, volumeNames } from "./volumes.js";

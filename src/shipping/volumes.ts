@@ -1,4 +1,5 @@
 import type Docker from "dockerode";
+import { statusCode } from "../docker/client.js";
 import { errorMessage, OpenworkError } from "../errors/errors.js";
 import { LABEL_HOME, LABEL_MANAGED } from "../sandbox/backend.js";
 import type { SandboxUser } from "../sandbox/user.js";
@@ -43,7 +44,7 @@ export async function ensureVolume(
     .getVolume(name)
     .inspect()
     .catch((error: unknown) => {
-      if ((error as { statusCode?: number }).statusCode === 404) return undefined;
+      if (statusCode(error) === 404) return undefined;
       throw error;
     });
   if (existing) {
@@ -84,17 +85,4 @@ export async function ensureVolume(
     }
   }
   return { created: true };
-}
-
-/** Remove a volume of ours (idempotent; one in use is left, and said). */
-export async function removeVolume(docker: Docker, name: string): Promise<"removed" | "absent" | "in use"> {
-  try {
-    await docker.getVolume(name).remove();
-    return "removed";
-  } catch (error) {
-    const code = (error as { statusCode?: number }).statusCode;
-    if (code === 404) return "absent";
-    if (code === 409) return "in use";
-    throw error;
-  }
 }

@@ -1,6 +1,6 @@
 import type Docker from "dockerode";
 import { SANDBOX_PATHS } from "../../contract/layout.js";
-import type { DockerEndpoint } from "../../docker/client.js";
+import { type DockerEndpoint, statusCode } from "../../docker/client.js";
 import { EngineConnection } from "../../docker/connection.js";
 import { errorMessage, OpenworkError } from "../../errors/errors.js";
 import { lineRelay } from "../../logging/logger.js";
@@ -397,10 +397,6 @@ function shippedMounts(spec: LaunchSpec): Docker.MountSettings[] {
     volume(storage.persistVolume, SANDBOX_PATHS.persist),
     volume(storage.runtimesVolume, SANDBOX_PATHS.runtimes, true),
   ];
-}
-
-export function statusCode(error: unknown): number | undefined {
-  return (error as { statusCode?: number }).statusCode;
 }
 
 /** Split a non-TTY log buffer (8-byte frame headers: stream, 0, 0, 0, size) into stdout and stderr. */

@@ -1,6 +1,6 @@
 import type Docker from "dockerode";
 import { SANDBOX_PATHS } from "../../contract/layout.js";
-import type { DockerEndpoint } from "../../docker/client.js";
+import { type DockerEndpoint, statusCode } from "../../docker/client.js";
 import { EngineConnection } from "../../docker/connection.js";
 import { errorMessage, OpenworkError } from "../../errors/errors.js";
 import { lineRelay } from "../../logging/logger.js";
@@ -247,7 +247,7 @@ export class SwarmBackend implements SandboxBackend {
         ...(place ? { where: place.node } : {}),
       };
     } catch (error) {
-      if ((error as { statusCode?: number }).statusCode === 404) return { state: "missing" };
+      if (statusCode(error) === 404) return { state: "missing" };
       throw error;
     }
   }
@@ -317,7 +317,7 @@ export class SwarmBackend implements SandboxBackend {
       }
       await service.remove();
     } catch (error) {
-      if ((error as { statusCode?: number }).statusCode !== 404) throw error;
+      if (statusCode(error) !== 404) throw error;
     }
     if (runId) await this.removeSecrets(runId);
   }
