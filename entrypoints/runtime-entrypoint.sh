@@ -48,7 +48,9 @@ export HOME XDG_CONFIG_HOME XDG_DATA_HOME XDG_STATE_HOME XDG_CACHE_HOME PATH
 export OPENWORK_PERSIST OPENWORK_RUNTIMES OPENWORK_RUNTIME_ID OPENWORK_WORKSPACE OPENWORK_SERVER_HOST OPENWORK_SERVER_PORT
 export OPENWORK_ENGINE_PORT OPENWORK_ENGINE_LOG OPENWORK_ROUTER_ENABLED OPENWORK_ROUTER_HEALTH_PORT
 export OPENCODE_SERVER_USERNAME="${OPENCODE_SERVER_USERNAME:-opencode}"
-mkdir -p "$XDG_CONFIG_HOME" "$XDG_DATA_HOME" "$XDG_STATE_HOME" "$XDG_CACHE_HOME" "$LOG_DIR" "$OPENWORK_PERSIST/$PERSIST_STATE" || exit 1
+# Each program run here is a fork on the way to the engine's start (a few ms each): as few as can be.
+RUN_DIR=$OPENWORK_PERSIST/$PERSIST_STATE/entrypoint/$$
+mkdir -p "$XDG_CONFIG_HOME" "$XDG_DATA_HOME" "$XDG_STATE_HOME" "$XDG_CACHE_HOME" "$LOG_DIR" "$RUN_DIR" || exit 1
 # Never start in the workspace: files there must not influence how sidecars start.
 cd "$HOME" || exit 1
 
@@ -96,15 +98,14 @@ unset value
 # that exits at once, so its keeper (the subshell that waits for it and records its exit code) is
 # re-parented to init (tini in a container, the system's init on a host) and reaped there. The
 # server adopts a component without ever holding it as a dead child (a zombie).
-RUN_DIR=$OPENWORK_PERSIST/$PERSIST_STATE/entrypoint/$$
-mkdir -p "$RUN_DIR" || exit 1
-find "$OPENWORK_PERSIST/$PERSIST_STATE/entrypoint" -mindepth 1 -maxdepth 1 -type d -mtime +1 -exec rm -rf {} + 2>/dev/null
+# (RUN_DIR, made above, holds their pid pipes and exit codes; older starts' are swept once the engine runs.)
 
 # start_detached NAME LOG COMMAND...: sets STARTED_PID; the exit code lands in $RUN_DIR/NAME.exit.
 start_detached() {
   name=$1 file=$2
   shift 2
-  rm -f "$RUN_DIR/$name.pid" "$RUN_DIR/$name.exit"
+  # (Left by an earlier shell with this pid only: tested first, as rm is a fork.)
+  if [ -e "$RUN_DIR/$name.pid" ] || [ -e "$RUN_DIR/$name.exit" ]; then rm -f "$RUN_DIR/$name.pid" "$RUN_DIR/$name.exit"; fi
   # A log is appended to, never through a link: one planted here would make this start write a file elsewhere.
   if [ -L "$file" ] || { [ -e "$file" ] && [ ! -f "$file" ]; }; then
     log "$file is not a regular file (a link?); replacing it"
@@ -167,17 +168,24 @@ wait_healthy() {
   exit 1
 }
 
+# Without a router, nothing else waits for the engine: the server starts at once, boots while the engine
+# does, and waits for the engine's health itself (failing the start as below if it never comes).
+SERVER_EARLY=0
+if [ "$OPENWORK_SERVER_EARLY" = 1 ] && [ "$OPENWORK_ROUTER_ENABLED" = 0 ]; then SERVER_EARLY=1; fi
+
 log "starting the engine on 127.0.0.1:$OPENWORK_ENGINE_PORT (runtime $OPENWORK_RUNTIME_ID)"
-offset=$(log_size "$OPENWORK_ENGINE_LOG")
+# The log's size, for showing only this start's output if the wait here fails (the server keeps its own).
+offset=0
+if [ "$SERVER_EARLY" = 0 ]; then offset=$(log_size "$OPENWORK_ENGINE_LOG"); fi
 start_detached engine "$OPENWORK_ENGINE_LOG" "$RUNTIME_DIR/opencode" serve --hostname 127.0.0.1 --port "$OPENWORK_ENGINE_PORT" || {
   log "could not start the engine"
   exit 1
 }
 ENGINE_PID=$STARTED_PID
+# Earlier starts' run directories (a day old), swept beside the engine's boot, detached like a component.
+( (find "$OPENWORK_PERSIST/$PERSIST_STATE/entrypoint" -mindepth 1 -maxdepth 1 -type d -mtime +1 -exec rm -rf {} + 2>/dev/null) & )
 
-# Without a router, nothing else waits for the engine: the server starts now, boots while the engine
-# does, and waits for the engine's health itself (failing the start as below if it never comes).
-if [ "$OPENWORK_SERVER_EARLY" = 1 ] && [ "$OPENWORK_ROUTER_ENABLED" = 0 ]; then
+if [ "$SERVER_EARLY" = 1 ]; then
   OPENWORK_ENGINE_PID=$ENGINE_PID
   OPENWORK_ENGINE_BOOTING=1
   OPENWORK_ENGINE_EXIT_FILE=$RUN_DIR/engine.exit

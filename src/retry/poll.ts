@@ -103,6 +103,12 @@ export interface PollOptions {
   signal?: AbortSignal | undefined;
   clock?: Clock | undefined;
   random?: (() => number) | undefined;
+  /**
+   * Events that make the next attempt worth making now (see Wakeup): a pause
+   * ends at the next one, and from the first on, attempts come every
+   * `wake.minGapMs` instead of at `pace`, which is then only the fallback.
+   */
+  wake?: Wakeup | undefined;
   /** called after each unsuccessful attempt that another will follow */
   onNotYet?:
     | ((info: { reason: string; elapsedMs: number; attempt: number; nextDelayMs: number }) => void)
@@ -149,8 +155,10 @@ export async function pollUntil<T>(
   const started = clock.now();
   const deadline = options.deadlineMs === undefined ? Number.POSITIVE_INFINITY : started + options.deadlineMs;
   let lastReason: string | undefined;
+  const wake = options.wake;
   for (let n = 1; ; n++) {
     if (options.signal?.aborted) throw new WaitAbortedError(options.what);
+    const seen = wake?.count ?? 0;
     const result = await attempt({ attempt: n, remainingMs: deadline - clock.now(), lastReason });
     if (result.done) return result.value;
     lastReason = result.reason;
@@ -166,9 +174,59 @@ export async function pollUntil<T>(
         "deadline",
       );
     // The last pause ends at the deadline, so that one attempt is made right there.
-    const delay = Math.min(delayOf(options.pace, n - 1, random), deadline - now);
+    const paced = wake && wake.count > 0 ? wake.minGapMs : delayOf(options.pace, n - 1, random);
+    const delay = Math.min(paced, deadline - now);
     options.onNotYet?.({ reason: result.reason, elapsedMs: now - started, attempt: n, nextDelayMs: delay });
-    await clock.sleep(delay, options.signal);
+    if (wake && wake.count === seen) {
+      // Until the next event (or the paced delay): an event that came during the attempt counts.
+      const pause = new AbortController();
+      const onAbort = () => pause.abort();
+      options.signal?.addEventListener("abort", onAbort, { once: true });
+      const stop = wake.onNext(() => pause.abort());
+      try {
+        await clock.sleep(delay, pause.signal);
+      } finally {
+        stop();
+        options.signal?.removeEventListener("abort", onAbort);
+      }
+      // Woken: still no sooner than minGapMs after the attempt.
+      const rest = Math.min(wake.minGapMs - (clock.now() - now), deadline - clock.now());
+      if (rest > 0 && !options.signal?.aborted) await clock.sleep(rest, options.signal);
+    } else {
+      await clock.sleep(wake ? Math.min(wake.minGapMs, delay) : delay, options.signal);
+    }
+  }
+}
+
+/**
+ * Something that happens when a polled condition may have changed — a
+ * component's log grew, say — so a poll can wait for it instead of asking
+ * at a short fixed interval. Events only bring an attempt forward: nothing is
+ * concluded from them, and attempts stay at least `minGapMs` apart however
+ * often they fire.
+ */
+export class Wakeup {
+  #count = 0;
+  readonly #listeners = new Set<() => void>();
+
+  constructor(readonly minGapMs: number) {}
+
+  /** how many events have fired */
+  get count(): number {
+    return this.#count;
+  }
+
+  fire(): void {
+    this.#count++;
+    const listeners = [...this.#listeners];
+    this.#listeners.clear();
+    for (const listener of listeners) listener();
+  }
+
+  /** Call `listener` once, at the next event; the returned function unsubscribes. */
+  onNext(listener: () => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
   }
 }
 

@@ -21,6 +21,7 @@ import {
 } from "../contract/api.js";
 import { HOST_SIGNATURE_HEADER, hostKeyOf, signHostRequest } from "../contract/host-auth.js";
 import { errorMessage, OpenworkError } from "../errors/errors.js";
+import { httpRequest } from "../net/http.js";
 
 /**
  * The server answered with an error envelope. `apiCode` is one of the
@@ -235,17 +236,14 @@ export class RuntimeClient {
         `${url.pathname}${url.search}`,
       );
     if (body !== undefined) headers["content-type"] = "application/json";
-    // Loaded on the first call: a command that asks no runtime anything never pays for the HTTP client.
-    const { request } = await import("undici");
-    const response = await request(url, {
-      method: method as "GET" | "POST",
+    // node:http, not undici: loading undici would cost every command that asks a runtime anything ~130 ms of
+    // CPU, and `start` pays it beside the booting engine (src/net/http.ts).
+    return httpRequest(url, {
+      method,
       headers,
       body: body === undefined ? undefined : JSON.stringify(body),
-      headersTimeout: timeoutMs,
-      bodyTimeout: timeoutMs,
-      signal: AbortSignal.timeout(timeoutMs + 500),
+      timeoutMs,
     });
-    return { status: response.statusCode, text: await response.body.text() };
   }
 }
 

@@ -1,5 +1,5 @@
 import type { ServeEnv } from "../contract/env.js";
-import { describeGetError, httpGet, isTimeoutError } from "./http-get.js";
+import { describeGetError, httpGet, isTimeoutError } from "../net/http.js";
 import type { ComponentDefinition, HealthProbe } from "./supervisor.js";
 
 /** The engine's basic-auth header: generated per run, added server-side, never sent to a client. */

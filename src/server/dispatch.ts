@@ -1,8 +1,9 @@
-import http from "node:http";
+import type http from "node:http";
 import type { Duplex } from "node:stream";
 import type { Logger } from "pino";
 import type { EndpointSpec } from "../contract/api.js";
 import { errorMessage, isOpenworkError } from "../errors/errors.js";
+import { nodeHttp } from "../net/http.js";
 import { isAuthenticated, markAuthenticated } from "./connections.js";
 import { HttpError, requestIdOf, sendError } from "./http.js";
 import { allows, type TokenStore } from "./tokens.js";
@@ -130,7 +131,7 @@ export function createDispatcher(options: {
       const body = JSON.stringify({ ok: false, error: { code, message, requestId } });
       const headers = extra.map((line) => `${line}\r\n`).join("");
       socket.end(
-        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\ncontent-type: application/json\r\nx-request-id: ${requestId}\r\n${headers}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
+        `HTTP/1.1 ${status} ${nodeHttp.STATUS_CODES[status]}\r\ncontent-type: application/json\r\nx-request-id: ${requestId}\r\n${headers}content-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`,
       );
     };
     const url = parseTarget(req.url);

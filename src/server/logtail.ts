@@ -1,11 +1,13 @@
 import {
   closeSync,
   constants,
+  type FSWatcher,
   fstatSync,
   ftruncateSync,
   openSync,
   readSync,
   rmSync,
+  watch,
   writeSync,
 } from "node:fs";
 import { openNoFollow } from "../files/inside.js";
@@ -136,4 +138,24 @@ export class LogTail {
     this.lines.push(redactText(line.length > 2000 ? `${line.slice(0, 2000)}…` : line));
     if (this.lines.length > this.maxLines) this.lines.splice(0, this.lines.length - this.maxLines);
   }
+}
+
+/**
+ * Calls `onChange` whenever `file` is written to (inotify and the like), and
+ * once more if watching it fails later, so that whoever relies on it falls
+ * back to asking. Undefined when the file cannot be watched at all. Only ever
+ * a hint: nothing is read through it (the file may be the agent's link).
+ */
+export function watchWrites(file: string, onChange: () => void): { close(): void } | undefined {
+  let watcher: FSWatcher;
+  try {
+    watcher = watch(file, { persistent: false }, () => onChange());
+  } catch {
+    return undefined;
+  }
+  watcher.on("error", () => {
+    watcher.close();
+    onChange();
+  });
+  return { close: () => watcher.close() };
 }

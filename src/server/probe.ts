@@ -1,7 +1,7 @@
 import { UsageError } from "../errors/errors.js";
+import { describeGetError, httpGet, isTimeoutError } from "../net/http.js";
 import { pidState } from "../processes/inspect.js";
 import { done, nextAttemptTimeout, notYet, pollUntil, WaitTimeoutError } from "../retry/poll.js";
-import { describeGetError, httpGet, isTimeoutError } from "./http-get.js";
 
 export interface ProbeArgs {
   url: URL;

@@ -1,5 +1,6 @@
-import http from "node:http";
+import type http from "node:http";
 import type { Duplex } from "node:stream";
+import { nodeHttp } from "../net/http.js";
 import { within } from "../retry/poll.js";
 import { isSessionCookie, withoutCookie } from "./web-sessions.js";
 
@@ -95,7 +96,7 @@ export function proxyRequest(
       upstream.streams.delete(res);
     };
     res.once("close", done);
-    const outgoing = http.request({
+    const outgoing = nodeHttp.request({
       host: "127.0.0.1",
       port: upstream.port,
       method: req.method,
@@ -214,7 +215,7 @@ export function proxyUpgrade(
   headers.host = `127.0.0.1:${upstream.port}`;
   headers.authorization = upstream.authorization;
   headers["x-request-id"] = options.requestId;
-  const outgoing = http.request({
+  const outgoing = nodeHttp.request({
     host: "127.0.0.1",
     port: upstream.port,
     method: req.method,

@@ -1,11 +1,12 @@
 import { readFile } from "node:fs/promises";
-import http from "node:http";
+import type http from "node:http";
 import type { Logger } from "pino";
 import { parseServeEnv, type ServeEnv } from "../contract/env.js";
 import type { HandoffInput, NextGeneration } from "../contract/handoff.js";
 import { errorMessage, OpenworkError, StartFailedError } from "../errors/errors.js";
 import { createLogger } from "../logging/logger.js";
 import { redactText, registerSecret } from "../logging/redact.js";
+import { nodeHttp } from "../net/http.js";
 import { applyTimeouts, capUnauthenticated } from "./connections.js";
 import { Generation } from "./generation.js";
 import { rotateOwnOutput } from "./own-output.js";
@@ -65,7 +66,7 @@ export async function serveMain(): Promise<number> {
   // a stray rejection is logged, not allowed to take the engine and router down with it.
   process.on("unhandledRejection", (reason) => log.error({ err: reason }, "unhandled rejection"));
   // Timeouts are enforced by a periodic check: every second, not Node's default 30 s.
-  const server = http.createServer({ connectionsCheckingInterval: 1000 });
+  const server = nodeHttp.createServer({ connectionsCheckingInterval: 1000 });
   applyTimeouts(server);
   capUnauthenticated(server);
   rotateOwnOutput(env.OPENWORK_LOG_MAX_BYTES, log);

@@ -9,6 +9,7 @@ import {
   notYet,
   pollUntil,
   WaitTimeoutError,
+  type Wakeup,
 } from "../retry/poll.js";
 import { LogTail } from "./logtail.js";
 import { countComponent, countRestart, observeProbe } from "./metrics.js";
@@ -172,6 +173,8 @@ export class Supervised {
     deadlineMs = this.policy.startDeadlineMs,
     /** between probes; a start that someone waits on (the runtime's first) asks more often */
     intervalMs = 100,
+    /** events that bring the next probe forward (see pollUntil): `intervalMs` is then the fallback */
+    wake?: Wakeup,
   ): Promise<HealthProbe> {
     let attemptMs: number | undefined;
     let timedOut = false;
@@ -193,7 +196,7 @@ export class Supervised {
           timedOut = probe.timedOut === true;
           return probe.ok ? done(probe) : notYet(probe.detail);
         },
-        { what: `${this.name} to be healthy`, pace: { intervalMs }, deadlineMs },
+        { what: `${this.name} to be healthy`, pace: { intervalMs }, deadlineMs, wake },
       );
       // What the process says about itself is its version, whether or not it matches the pin.
       if (healthy.version !== undefined) this.#version = healthy.version;

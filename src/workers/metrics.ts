@@ -1,6 +1,7 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { IncomingMessage, Server, ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Counter, Gauge, Registry } from "prom-client";
+import { nodeHttp } from "../net/http.js";
 import { heartbeatAgeMs, WORKER_STATES, type WorkerHeartbeat } from "./state.js";
 
 /**
@@ -112,7 +113,7 @@ export class FleetMetrics {
     port: number,
     other?: (request: IncomingMessage, response: ServerResponse) => boolean,
   ): Promise<{ url: string; origin: string; close: () => Promise<void> }> {
-    const server: Server = createServer((request, response) => {
+    const server: Server = nodeHttp.createServer((request, response) => {
       const url = new URL(request.url ?? "/", "http://localhost");
       if (url.pathname !== "/metrics" && other?.(request, response)) return;
       if (request.method !== "GET" || url.pathname !== "/metrics") {

@@ -9,6 +9,7 @@ import {
   repeatUntilAborted,
   WaitAbortedError,
   WaitTimeoutError,
+  Wakeup,
 } from "../../src/retry/poll.js";
 
 /** A clock the test moves by hand: every sleep advances it at once, and is recorded. */
@@ -107,4 +108,68 @@ test("attempt budget, backoff pace, errors that end the wait at once, and the ab
     { pace: { intervalMs: 10 }, signal: stop.signal, clock },
   );
   assert.equal(steps, 5, "a follow loop ends quietly on its signal");
+});
+
+/** A fake clock whose sleeps an event can cut short: `during(n)` runs inside the n-th sleep (1-based). */
+function wakeableClock(during: (sleep: number) => void, wokenAfterMs = 5): Clock & { sleeps: number[] } {
+  let now = 1_000_000;
+  const sleeps: number[] = [];
+  return {
+    sleeps,
+    now: () => now,
+    sleep: async (ms, signal) => {
+      sleeps.push(ms);
+      during(sleeps.length);
+      now += signal?.aborted ? wokenAfterMs : ms;
+    },
+  };
+}
+
+test("a Wakeup brings the next attempt forward; from its first event on, attempts come every minGapMs", async () => {
+  const wake = new Wakeup(25);
+  const clock = wakeableClock((sleep) => {
+    if (sleep === 3) wake.fire(); // the third pause is cut short 5 ms in
+  });
+  let calls = 0;
+  const value = await pollUntil(() => (++calls < 6 ? notYet("refused") : done("healthy")), {
+    what: "the engine to be healthy",
+    pace: { intervalMs: 500 },
+    wake,
+    clock,
+  });
+  assert.equal(value, "healthy");
+  assert.deepEqual(
+    clock.sleeps,
+    [500, 500, 500, 20, 25, 25],
+    "the slow fallback until the event; then the rest of the minimum gap; then the gap",
+  );
+});
+
+test("a Wakeup event that fires during an attempt counts: no full pause after it", async () => {
+  const wake = new Wakeup(25);
+  const clock = wakeableClock(() => undefined);
+  let calls = 0;
+  await pollUntil(
+    () => {
+      calls++;
+      if (calls === 2) wake.fire();
+      return calls < 4 ? notYet("refused") : done(true);
+    },
+    { what: "x", pace: { intervalMs: 500 }, wake, clock },
+  );
+  assert.deepEqual(clock.sleeps, [500, 25, 25]);
+});
+
+test("a Wakeup that fires constantly never makes attempts closer than minGapMs", async () => {
+  const wake = new Wakeup(25);
+  // Every pause is cut 1 ms in: what is left of the gap is still waited.
+  const clock = wakeableClock(() => wake.fire(), 1);
+  let calls = 0;
+  await pollUntil(() => (++calls < 4 ? notYet("refused") : done(true)), {
+    what: "x",
+    pace: { intervalMs: 500 },
+    wake,
+    clock,
+  });
+  assert.deepEqual(clock.sleeps, [500, 24, 25, 24, 25, 24]);
 });

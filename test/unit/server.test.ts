@@ -1,5 +1,13 @@
 import assert from "node:assert/strict";
-import { mkdirSync, mkdtempSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
+import {
+  appendFileSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
@@ -13,7 +21,7 @@ import { createLogger } from "../../src/logging/logger.js";
 import { forgetSecrets, registerSecret } from "../../src/logging/redact.js";
 import { pidState } from "../../src/processes/inspect.js";
 import { nextAttemptTimeout } from "../../src/retry/poll.js";
-import { LogTail } from "../../src/server/logtail.js";
+import { LogTail, watchWrites } from "../../src/server/logtail.js";
 import { parseProbeArgs, probeOnce, probeUntil } from "../../src/server/probe.js";
 import { spawnComponent, terminate } from "../../src/server/proc.js";
 import {
@@ -622,4 +630,35 @@ test("a log of any size is printed as a stream, not read into memory whole", asy
   const report = JSON.parse(String(result.stdout)) as { lines: number; maxRssMb: number };
   assert.equal(report.lines, 64 * 2048);
   assert.ok(report.maxRssMb < 120, `peak memory ${report.maxRssMb} MiB for a 128 MiB log`);
+});
+
+test("watchWrites calls back when the file is written to; a file that is not there cannot be watched", async () => {
+  const dir = mkdtempSync(path.join(os.tmpdir(), "ow-watch-"));
+  const file = path.join(dir, "engine.log");
+  writeFileSync(file, "");
+  assert.equal(
+    watchWrites(path.join(dir, "missing.log"), () => undefined),
+    undefined,
+  );
+  let calls = 0;
+  let written: () => void = () => undefined;
+  const seen = new Promise<void>((resolve) => {
+    written = resolve;
+  });
+  const watcher = watchWrites(file, () => {
+    calls++;
+    written();
+  });
+  assert.ok(watcher, "an existing file is watched");
+  appendFileSync(file, "opencode server listening on http://127.0.0.1:4096\n");
+  // (The watch itself does not hold the event loop open: this timer does, until the write is seen.)
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<string>((resolve) => {
+    timer = setTimeout(() => resolve("timeout"), 5000);
+  });
+  const outcome = await Promise.race([seen.then(() => "seen"), timeout]);
+  clearTimeout(timer);
+  watcher?.close();
+  assert.equal(outcome, "seen", "the write was seen");
+  assert.ok(calls >= 1);
 });
