@@ -1,3 +1,4 @@
+import "./scratch.js";
 import { mkdtempSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";

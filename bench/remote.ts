@@ -1,3 +1,4 @@
+import "./scratch.js";
 /**
  * Remote engines benchmark (not a test): start → healthy of a runtime on a
  * second Docker engine with its files shipped through the Engine API — cold

@@ -1,3 +1,4 @@
+import "./scratch.js";
 /**
  * Rolling upgrade vs stop-then-start, side by side in one run, under the same
  * steady request loop (/system/health and /opencode/global/health).

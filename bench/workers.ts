@@ -1,3 +1,4 @@
+import "./scratch.js";
 /**
  * Workers benchmark (not a test): the time `openwork workers start` takes to
  * bring up 8 Docker workers over the time it takes for 1, measured in the same

@@ -3,7 +3,7 @@
 // leave containers, volumes, networks or images behind.
 //   node scripts/test.mjs [unit|integration|e2e ...]   (default: all tiers)
 import { spawnSync } from "node:child_process";
-import { readdirSync, statSync } from "node:fs";
+import { mkdtempSync, readdirSync, statSync } from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { fileURLToPath } from "node:url";
@@ -36,6 +36,12 @@ if (files.length === 0) {
 
 const { sweepTestObjects } = await import(path.join(root, "dist", "test", "helpers", "sweep.js"));
 await sweepTestObjects("before the run");
+// Every temporary file and directory the tests (and the runtimes and CLIs they start) make goes
+// under one directory of this run, removed at its end: a test that does not clean up after
+// itself, or one killed midway, cannot fill the disk over many runs. What the files share
+// across runs (the sandbox image's build cache and its lock) stays where it was.
+const systemTmp = os.tmpdir();
+const runTmp = mkdtempSync(path.join(systemTmp, "openwork-test-run-"));
 const started = Date.now();
 // Files that assert a time bound an issue sets (the engine healthy again within 5 s of a
 // kill -9) run first and alone, before the shared image is built: on two cores, another
@@ -55,7 +61,9 @@ const runFiles = (list, concurrency) =>
       env: {
         ...process.env,
         OPENWORK_TEST_RUN: "1",
-        OPENWORK_ENV_STORE: path.join(os.tmpdir(), "openwork-test-no-env-store"),
+        OPENWORK_ENV_STORE: path.join(runTmp, "openwork-test-no-env-store"),
+        TMPDIR: runTmp,
+        OPENWORK_TEST_SHARED_DIR: path.join(systemTmp, "openwork-test-shared"),
       },
     },
   ).status ?? 1;
@@ -69,6 +77,9 @@ if (selected.some((tier) => tier !== "unit")) await prepareSharedImage();
 if (together.length > 0) statuses.push(runFiles(together, process.env.OPENWORK_TEST_CONCURRENCY ?? 2));
 const status = statuses.find((code) => code !== 0) ?? 0;
 const swept = await sweepTestObjects("after the run");
+// (After the sweep: a container may have had a directory of it mounted. Never across a mount a test left.)
+const removed = spawnSync("rm", ["-rf", "--one-file-system", runTmp], { stdio: "inherit" });
+if (removed.status !== 0) console.error(`could not remove all of ${runTmp} (see above)`);
 console.error(
   `test files: ${files.length}; wall time ${((Date.now() - started) / 1000).toFixed(1)} s; leftovers swept: ${swept}; ${status === 0 ? "all passed" : "FAILED (see the summaries above)"}`,
 );

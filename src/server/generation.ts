@@ -7,7 +7,7 @@ import { Wakeup } from "../retry/poll.js";
 import { writeCurrentRuntime } from "../staging/current-runtime.js";
 import { engineAuthorization, engineDefinition, routerDefinition } from "./components.js";
 import { createDispatcher } from "./dispatch.js";
-import { watchWrites } from "./logtail.js";
+import { watchWrites, writtenSince } from "./logtail.js";
 import { adopt, reapStaleChildren, useChildLedger } from "./proc.js";
 import { createUpstream } from "./proxy.js";
 import { Readiness } from "./readiness.js";
@@ -149,6 +149,9 @@ export class Generation {
       // every 500 ms before (or every 25 ms throughout when its log cannot be watched).
       const wake = new Wakeup(25);
       const watcher = watchWrites(engine.definition.logFile, () => wake.fire());
+      // Written before it was watched (an engine quicker than this server's boot; coarse mtimes, hence
+      // the margin): the fast pace from the start. A previous run's last lines only cost that too.
+      if (watcher && writtenSince(engine.definition.logFile, performance.timeOrigin - 2000)) wake.fire();
       const waited = engine.waitHealthy(undefined, watcher ? 500 : 25, watcher ? wake : undefined);
       void waited.finally(() => watcher?.close()).catch(() => undefined);
       generation.booted = waited.then(ready, (error: unknown) => {

@@ -7,6 +7,7 @@ import {
   openSync,
   readSync,
   rmSync,
+  statSync,
   watch,
   writeSync,
 } from "node:fs";
@@ -158,4 +159,13 @@ export function watchWrites(file: string, onChange: () => void): { close(): void
     onChange();
   });
   return { close: () => watcher.close() };
+}
+
+/** Whether `file` was modified at or after `epochMs` (false when it cannot be read). A hint, like the above. */
+export function writtenSince(file: string, epochMs: number): boolean {
+  try {
+    return statSync(file).mtimeMs >= epochMs;
+  } catch {
+    return false;
+  }
 }

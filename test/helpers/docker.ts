@@ -21,7 +21,8 @@ export async function dockerOrSkip(t: TestContext): Promise<Docker | undefined> 
 }
 
 /** Shared across test files (each runs in its own process): one lock, so the image is built once. */
-export const SHARED_TEST_DIR = path.join(os.tmpdir(), "openwork-test-shared");
+export const SHARED_TEST_DIR =
+  process.env.OPENWORK_TEST_SHARED_DIR ?? path.join(os.tmpdir(), "openwork-test-shared");
 
 let image: Promise<ImageResult> | undefined;
 

@@ -110,3 +110,44 @@ test("the CLI words each 409 of an upgrade after its code", async () => {
   assert.doesNotMatch(unhealthy.message, /another upgrade/);
   assert.match(unhealthy.hint ?? "", /openwork status/);
 });
+
+test("one bounded exchange over node:http: the body and its length go out; too large, too slow and refused are errors", async () => {
+  const { httpRequest, httpGet, isTimeoutError } = await import("../../src/net/http.js");
+  const bodies: string[] = [];
+  const lengths: Array<string | undefined> = [];
+  const local = http.createServer((req, res) => {
+    let body = "";
+    req.on("data", (chunk: Buffer) => {
+      body += chunk.toString("utf8");
+    });
+    req.on("end", () => {
+      bodies.push(body);
+      lengths.push(req.headers["content-length"]);
+      if (req.url === "/slow") return; // never answers
+      res.writeHead(200);
+      res.end(req.url === "/big" ? "x".repeat(100_000) : `got ${body.length}`);
+    });
+  });
+  await new Promise<void>((resolve) => local.listen(0, "127.0.0.1", resolve));
+  const base = `http://127.0.0.1:${(local.address() as AddressInfo).port}`;
+  try {
+    const posted = await httpRequest(`${base}/echo`, { method: "POST", body: '{"é":1}', timeoutMs: 3000 });
+    assert.deepEqual(posted, { status: 200, text: "got 7" });
+    assert.equal(lengths.at(-1), "8", "content-length counts bytes, not characters");
+
+    await assert.rejects(
+      httpRequest(`${base}/big`, { timeoutMs: 3000, maxBytes: 1000 }),
+      /larger than 1000 bytes/,
+    );
+    const cut = await httpGet(`${base}/big`, {}, 3000);
+    assert.equal(cut.text.length, 64 * 1024, "a probe keeps the first 64 KiB and is not an error");
+
+    const slow = await httpRequest(`${base}/slow`, { timeoutMs: 200 }).catch((error: unknown) => error);
+    assert.ok(isTimeoutError(slow), "no answer in time is a timeout");
+  } finally {
+    local.closeAllConnections();
+    await new Promise((resolve) => local.close(resolve));
+  }
+  const refused = await httpRequest(base, { timeoutMs: 1000 }).catch((error: unknown) => error);
+  assert.equal((refused as { code?: string }).code, "ECONNREFUSED");
+});

@@ -21,7 +21,7 @@ import { createLogger } from "../../src/logging/logger.js";
 import { forgetSecrets, registerSecret } from "../../src/logging/redact.js";
 import { pidState } from "../../src/processes/inspect.js";
 import { nextAttemptTimeout } from "../../src/retry/poll.js";
-import { LogTail, watchWrites } from "../../src/server/logtail.js";
+import { LogTail, watchWrites, writtenSince } from "../../src/server/logtail.js";
 import { parseProbeArgs, probeOnce, probeUntil } from "../../src/server/probe.js";
 import { spawnComponent, terminate } from "../../src/server/proc.js";
 import {
@@ -661,4 +661,7 @@ test("watchWrites calls back when the file is written to; a file that is not the
   watcher?.close();
   assert.equal(outcome, "seen", "the write was seen");
   assert.ok(calls >= 1);
+  assert.equal(writtenSince(file, Date.now() - 60_000), true, "written within the last minute");
+  assert.equal(writtenSince(file, Date.now() + 60_000), false);
+  assert.equal(writtenSince(path.join(dir, "missing.log"), 0), false);
 });
