@@ -3,10 +3,9 @@
 import module from "node:module";
 import path from "node:path";
 import { installSignalHandlers } from "../src/cli/signals.js";
-import { openworkPaths } from "../src/config/paths.js";
 
 installSignalHandlers();
-useCompileCache();
+await useCompileCache();
 const { main } = await import("../src/cli/main.js");
 const code = await main(process.argv);
 // The command is done: exit now rather than when the event loop drains, which a
@@ -27,9 +26,11 @@ process.stderr.write("", flushed);
  * cache directory, never a shared temporary one another user could write
  * into. Node 20 has no such cache; NODE_DISABLE_COMPILE_CACHE turns it off.
  */
-function useCompileCache(): void {
+async function useCompileCache(): Promise<void> {
   const enable = (module as { enableCompileCache?: (directory?: string) => unknown }).enableCompileCache;
   if (!enable) return;
+  // (Where our cache directory is: loaded only where it is used.)
+  const { openworkPaths } = await import("../src/config/paths.js");
   try {
     enable(path.join(openworkPaths().cache, "node-compile"));
   } catch {
