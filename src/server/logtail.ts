@@ -161,10 +161,15 @@ export function watchWrites(file: string, onChange: () => void): { close(): void
   return { close: () => watcher.close() };
 }
 
-/** Whether `file` was modified at or after `epochMs` (false when it cannot be read). A hint, like the above. */
+/**
+ * Whether something was written to `file` at or after `epochMs` (false when it
+ * cannot be stat'ed). A file created since then but still empty was not: its
+ * creation alone moves its mtime. A hint, like the above.
+ */
 export function writtenSince(file: string, epochMs: number): boolean {
   try {
-    return statSync(file).mtimeMs >= epochMs;
+    const stats = statSync(file);
+    return stats.size > 0 && stats.mtimeMs >= epochMs;
   } catch {
     return false;
   }
