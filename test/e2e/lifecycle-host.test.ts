@@ -78,6 +78,17 @@ test("detach, then status, logs, check and stop from new processes; stop twice; 
   const ms = (phase: string) => doc.timings[phase] ?? Number.NaN;
   assert.ok(ms("serverHealthy") < ms("engineHealthy"), JSON.stringify(doc.timings));
   assert.ok(ms("ready") - ms("engineHealthy") < 1000, JSON.stringify(doc.timings));
+  // The booting engine is probed when its log grows (and every 500 ms before): a handful of probes,
+  // not one every 25 ms for its whole boot (~120 at ~3 s), on the cores it boots on.
+  const metrics = await fetch(`${doc.url}/system/metrics`, {
+    headers: { "x-openwork-host-token": doc.tokens.host },
+  });
+  assert.equal(metrics.status, 200);
+  const failed =
+    /^openwork_server_health_probe_duration_seconds_count\{component="opencode",outcome="fail"\} (\d+)$/m.exec(
+      await metrics.text(),
+    );
+  assert.ok(Number(failed?.[1] ?? 0) <= 20, `failed probes of the booting engine: ${failed?.[1]}`);
   assert.ok(ms("total") >= ms("cliReady") + ms("ready"), "the total covers the process");
 
   const again = await start(ws);

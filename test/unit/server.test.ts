@@ -666,5 +666,9 @@ test("watchWrites calls back when the file is written to; a file that is not the
   assert.equal(writtenSince(path.join(dir, "missing.log"), 0), false);
   const created = path.join(dir, "new.log");
   writeFileSync(created, "");
-  assert.equal(writtenSince(created, Date.now() - 60_000), false, "created just now, but nothing written to it");
+  assert.equal(
+    writtenSince(created, Date.now() - 60_000),
+    false,
+    "created just now, but nothing written to it",
+  );
 });
