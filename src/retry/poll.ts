@@ -193,7 +193,8 @@ export async function pollUntil<T>(
       const rest = Math.min(wake.minGapMs - (clock.now() - now), deadline - clock.now());
       if (rest > 0 && !options.signal?.aborted) await clock.sleep(rest, options.signal);
     } else {
-      await clock.sleep(wake ? Math.min(wake.minGapMs, delay) : delay, options.signal);
+      // (With a wake, an event came during the attempt: `delay` is already the minimum gap.)
+      await clock.sleep(delay, options.signal);
     }
   }
 }
